@@ -1,1 +1,1 @@
-return 0;
+return Ddpo.Cli.CliApp.Run(args);

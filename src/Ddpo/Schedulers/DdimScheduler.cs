@@ -117,9 +117,11 @@ public sealed class DdimScheduler : IDisposable
     /// given the model output. With <paramref name="prevSample"/> null a new x_{t-1} is drawn (using
     /// <paramref name="generator"/>); otherwise the log-probability of the given x_{t-1} is computed,
     /// which is what DDPO training does. As in ddpo-pytorch the previous timestep is clamped at 0.
+    /// <paramref name="noise"/>, when given, is the standard-normal draw to use instead of the generator
+    /// (the pipeline draws it on the CPU so that seeds reproduce across devices).
     /// </summary>
     public DdimStepResult Step(Tensor modelOutput, Tensor timestep, Tensor sample, double eta,
-        Tensor? prevSample = null, Generator? generator = null)
+        Tensor? prevSample = null, Generator? generator = null, Tensor? noise = null)
     {
         if (NumInferenceSteps == 0) throw new InvalidOperationException("call SetTimesteps before Step");
         using var scope = NewDisposeScope();
@@ -169,8 +171,8 @@ public sealed class DdimScheduler : IDisposable
         Tensor next;
         if (prevSample is null)
         {
-            var noise = randn(output.shape, dtype: ScalarType.Float32, device: device, generator: generator);
-            next = mean + std * noise;
+            var z = noise?.to(ScalarType.Float32, device) ?? randn(output.shape, dtype: ScalarType.Float32, device: device, generator: generator);
+            next = mean + std * z;
         }
         else
         {

@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Ddpo.Cli.Commands;
+using Ddpo.Models.Loading;
+using Spectre.Console;
+
+namespace Ddpo.Cli;
+
+/// <summary>The <c>ddpo</c> command line: builds the command tree and turns known failures into clear messages.</summary>
+public static class CliApp
+{
+    /// <summary>Exit code for bad input (config, weights, arguments).</summary>
+    public const int BadInput = 2;
+
+    /// <summary>Builds the root command with every sub-command.</summary>
+    public static RootCommand BuildRoot()
+    {
+        var root = new RootCommand("ddpo: reinforcement-learning fine-tuning of text-to-image diffusion models (DDPO)");
+        foreach (var command in CommandCatalog.All())
+        {
+            root.Add(command);
+        }
+        return root;
+    }
+
+    /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
+    public static int Run(string[] args)
+    {
+        try
+        {
+            var parse = BuildRoot().Parse(args);
+            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+        }
+        catch (Exception e) when (IsUserError(e))
+        {
+            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return BadInput;
+        }
+    }
+
+    private static bool IsUserError(Exception e) =>
+        e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException
+            or DirectoryNotFoundException or InvalidDataException or UserFacingException;
+}
+
+/// <summary>An error caused by the user's input or environment, shown without a stack trace.</summary>
+public sealed class UserFacingException(string message, Exception? inner = null) : Exception(message, inner);

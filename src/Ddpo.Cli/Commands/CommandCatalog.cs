@@ -1,0 +1,17 @@
+using System.CommandLine;
+
+namespace Ddpo.Cli.Commands;
+
+/// <summary>Every sub-command of <c>ddpo</c>.</summary>
+public static class CommandCatalog
+{
+    /// <summary>Creates the sub-commands, in the order <c>--help</c> lists them.</summary>
+    public static IEnumerable<Command> All() =>
+    [
+        TrainCommand.Create(),
+        SampleCommand.Create(),
+        ExportCommand.Create(),
+        InitTinyCommand.Create(),
+        BenchCommand.Create(),
+    ];
+}

@@ -1,0 +1,46 @@
+using System.CommandLine;
+using Ddpo.Runtime;
+using static TorchSharp.torch;
+
+namespace Ddpo.Cli.Commands;
+
+/// <summary>Options shared by the commands that run models: device, dtype and where CUDA libtorch lives.</summary>
+public sealed class CommonOptions
+{
+    /// <summary><c>--device cpu|cuda|cuda:N|auto</c>.</summary>
+    public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };
+    /// <summary><c>--dtype fp32|fp16|bf16</c> of the frozen weights.</summary>
+    public Option<string> DType { get; } = new("--dtype") { Description = "fp32, fp16 or bf16 for the model weights", DefaultValueFactory = _ => "fp32" };
+    /// <summary><c>--libtorch DIR</c>: an installed PyTorch's torch/lib to take CUDA from.</summary>
+    public Option<string?> LibTorch { get; } = new("--libtorch") { Description = $"PyTorch's torch/lib folder to load CUDA libtorch from (or set {TorchRuntime.LibTorchEnvironmentVariable})" };
+    /// <summary><c>--threads N</c>: CPU threads for TorchSharp.</summary>
+    public Option<int?> Threads { get; } = new("--threads") { Description = "CPU threads for tensor math (default: all cores)" };
+
+    /// <summary>Adds the options to a command.</summary>
+    public void AddTo(Command command)
+    {
+        command.Add(Device);
+        command.Add(DType);
+        command.Add(LibTorch);
+        command.Add(Threads);
+    }
+
+    /// <summary>Loads libtorch if asked, sets threads, and resolves the device and dtype.</summary>
+    public (Device Device, ScalarType DType) Resolve(ParseResult parse, string? deviceOverride = null)
+    {
+        TorchRuntime.UseLibTorchFrom(parse.GetValue(LibTorch));
+        var threads = parse.GetValue(Threads);
+        if (threads is { } n)
+        {
+            if (n < 1) throw new ArgumentException($"--threads must be >= 1, got {n}");
+            set_num_threads(n);
+        }
+        var device = TorchRuntime.ResolveDevice(deviceOverride ?? parse.GetValue(Device)!);
+        var dtype = TorchRuntime.ParseDType(parse.GetValue(DType)!);
+        if (device.type == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float16)
+        {
+            throw new ArgumentException("--dtype fp16 is not supported on the CPU (use fp32 or bf16)");
+        }
+        return (device, dtype);
+    }
+}

@@ -1,0 +1,33 @@
+using Ddpo.Models.Unet;
+using static TorchSharp.torch;
+
+namespace Ddpo.Pipelines;
+
+/// <summary>Classifier-free guided prediction of a UNet, shared by sampling and DDPO training.</summary>
+public static class GuidedNoisePredictor
+{
+    /// <summary>
+    /// eps_neg + g (eps_pos - eps_neg), running both halves as one batch [negative; positive] in
+    /// <paramref name="dtype"/>. With <paramref name="negativeEmbeds"/> null only the conditional
+    /// pass runs. The result is float32; gradients flow when enabled.
+    /// </summary>
+    public static Tensor Predict(UNet2DConditionModel unet, Tensor latents, Tensor timestep, Tensor promptEmbeds,
+        Tensor? negativeEmbeds, double guidanceScale, ScalarType dtype)
+    {
+        using var scope = NewDisposeScope();
+        var x = latents.to(dtype);
+        Tensor eps;
+        if (negativeEmbeds is null)
+        {
+            eps = unet.forward(x, timestep, promptEmbeds.to(dtype)).to(ScalarType.Float32);
+        }
+        else
+        {
+            var t = timestep.dim() == 0 ? timestep : cat([timestep, timestep]);
+            var both = unet.forward(cat([x, x]), t, cat([negativeEmbeds, promptEmbeds]).to(dtype)).to(ScalarType.Float32);
+            var halves = both.chunk(2);
+            eps = halves[0] + guidanceScale * (halves[1] - halves[0]);
+        }
+        return eps.MoveToOuterDisposeScope();
+    }
+}

@@ -1,0 +1,47 @@
+using Ddpo.Models.Lora;
+using Ddpo.Models.Unet;
+
+namespace Ddpo.Pipelines;
+
+/// <summary>Writes pipeline folders with fine-tuned weights merged in.</summary>
+public static class PipelineExporter
+{
+    /// <summary>
+    /// Copies <paramref name="sourceDirectory"/> to <paramref name="outputDirectory"/> with the UNet
+    /// replaced by the base UNet plus the LoRA of <paramref name="loraFile"/> merged into its weights
+    /// (float32). The output is written to a temporary folder first, then renamed into place.
+    /// </summary>
+    public static void ExportMerged(string sourceDirectory, string loraFile, string outputDirectory)
+    {
+        var layout = PipelineLayout.Read(sourceDirectory);
+        if (Directory.Exists(outputDirectory) && Directory.EnumerateFileSystemEntries(outputDirectory).Any())
+        {
+            throw new ArgumentException($"--out: '{outputDirectory}' exists and is not empty");
+        }
+        var temp = Path.GetFullPath(outputDirectory).TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}";
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        CopyTree(layout.Root, temp, skip: Path.GetFullPath(layout.Unet));
+        using (var unet = UNet2DConditionModel.FromPretrained(layout.Unet))
+        {
+            var lora = LoraAdapters.Load(unet, loraFile);
+            lora.MergeIntoBase();
+            unet.SavePretrained(Path.Combine(temp, "unet"));
+        }
+        if (Directory.Exists(outputDirectory)) Directory.Delete(outputDirectory);
+        Directory.Move(temp, outputDirectory);
+    }
+
+    private static void CopyTree(string from, string to, string skip)
+    {
+        Directory.CreateDirectory(to);
+        foreach (var file in Directory.GetFiles(from))
+        {
+            File.Copy(file, Path.Combine(to, Path.GetFileName(file)));
+        }
+        foreach (var dir in Directory.GetDirectories(from))
+        {
+            if (Path.GetFullPath(dir) == skip) continue;
+            CopyTree(dir, Path.Combine(to, Path.GetFileName(dir)), skip);
+        }
+    }
+}

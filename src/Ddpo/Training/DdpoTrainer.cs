@@ -1,0 +1,209 @@
+using System.Diagnostics;
+using Ddpo.Config;
+using Ddpo.Imaging;
+using Ddpo.Pipelines;
+using Ddpo.Prompts;
+using Ddpo.Rewards;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ddpo.Training;
+
+/// <summary>
+/// DDPO training, end to end: prompts -> sampling (trajectories) -> rewards -> advantages ->
+/// policy update -> metrics, fixed-seed images and checkpoints, epoch after epoch. A run can be
+/// killed at any point and resumed from its last checkpoint with the same results as an
+/// uninterrupted run (all randomness is derived from the seed and the epoch).
+/// </summary>
+public sealed class DdpoTrainer : IDisposable
+{
+    private readonly DdpoConfig _config;
+    private readonly TextToImagePipeline _pipeline;
+    private readonly RunDirectory _run;
+    private readonly IPromptSource _prompts;
+    private readonly IRewardFunction _reward;
+    private readonly TrainableWeights _weights;
+    private readonly Optimizer _optimizer;
+    private readonly PerPromptStatTracker? _tracker;
+    private readonly TrainingCheckpoints _checkpoints;
+    private readonly ITrainingObserver _observer;
+    private int _startEpoch;
+
+    /// <summary>The resolved configuration.</summary>
+    public DdpoConfig Config => _config;
+
+    /// <summary>The pipeline being fine-tuned.</summary>
+    public TextToImagePipeline Pipeline => _pipeline;
+
+    /// <summary>The trainable weights.</summary>
+    public TrainableWeights Weights => _weights;
+
+    /// <summary>The run folder.</summary>
+    public RunDirectory Run => _run;
+
+    /// <summary>The first epoch this trainer will run (after a resume, the one after the checkpoint).</summary>
+    public int StartEpoch => _startEpoch;
+
+    /// <summary>
+    /// Prepares a run: writes the resolved config, attaches trainable weights and the optimizer, and
+    /// with <paramref name="resume"/> restores the newest checkpoint of <paramref name="runDirectory"/>.
+    /// </summary>
+    public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
+        IRewardFunction reward, ITrainingObserver? observer = null)
+    {
+        config.Validate();
+        _config = config;
+        _pipeline = pipeline;
+        _observer = observer ?? NullTrainingObserver.Instance;
+        _run = new RunDirectory(runDirectory);
+        _prompts = PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+        _reward = reward;
+        _weights = config.UseLora
+            ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed)
+            : TrainableWeights.FullUnet(pipeline.Unet);
+        var t = config.Train;
+        _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
+        _tracker = config.PerPromptStatTracking.Enabled
+            ? new PerPromptStatTracker(config.PerPromptStatTracking.BufferSize, config.PerPromptStatTracking.MinCount)
+            : null;
+        _checkpoints = new TrainingCheckpoints(_run, config.NumCheckpointLimit);
+
+        var configText = config.ToToml();
+        if (resume && _checkpoints.Latest() is { } latest)
+        {
+            var state = _checkpoints.Restore(latest, _weights, _optimizer);
+            if (state.ConfigHash != config.ComputeHash())
+            {
+                _observer.Message($"note: the configuration differs from the one checkpoint {latest.Name} was made with");
+            }
+            _tracker?.Clear();
+            if (_tracker is not null && state.StatTracker is not null)
+            {
+                _tracker = PerPromptStatTracker.FromJson(state.StatTracker);
+            }
+            _startEpoch = state.Epoch + 1;
+            MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
+            _observer.Message($"resumed from {latest.FullName} (epoch {state.Epoch} done)");
+        }
+        else
+        {
+            if (File.Exists(_run.MetricsFile) && !resume)
+            {
+                throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
+            }
+            _startEpoch = 0;
+        }
+        File.WriteAllText(_run.ConfigFile, configText);
+    }
+
+    /// <summary>Runs the remaining epochs. Cancelling stops after the current phase; nothing written is lost.</summary>
+    public async Task RunAsync(CancellationToken ct = default)
+    {
+        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer);
+        using var metrics = new MetricsWriter(_run.MetricsFile);
+        for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
+        {
+            ct.ThrowIfCancellationRequested();
+            double evalSeconds = MaybeWriteEvalImages(epoch);
+            using var samples = await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            var finite = RewardChecks.Finite(samples.Rewards);
+            if (finite.NonFiniteCount > 0)
+            {
+                _observer.Message($"epoch {epoch}: {finite.NonFiniteCount} sample(s) with NaN/infinite reward dropped from the update");
+            }
+            using var kept = finite.NonFiniteCount > 0 ? samples.Select(finite.FiniteIndices.Select(i => (long)i).ToArray()) : null;
+            var train = kept ?? samples;
+            UpdateStats stats;
+            if (train.Count == 0)
+            {
+                stats = new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0);
+            }
+            else
+            {
+                var weightsOrAdvantages = Advantages(train);
+                stats = updater.Train(train, weightsOrAdvantages, epoch);
+            }
+            var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
+                sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
+            metrics.Write(line);
+            _observer.EpochFinished(line);
+            bool last = epoch == _config.NumEpochs - 1;
+            if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
+            {
+                var dir = _checkpoints.Save(epoch, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                _observer.Message($"checkpoint {dir}");
+            }
+        }
+        if (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs)))
+        {
+            WriteEvalImages(_config.NumEpochs);
+        }
+        _weights.Export(Path.Combine(_run.Root, _weights.Lora is not null ? "lora.safetensors" : "unet.safetensors"));
+    }
+
+    private float[] Advantages(EpochSamples samples)
+    {
+        switch (_config.Algorithm)
+        {
+            case TrainingAlgorithm.Rwr:
+                return RwrWeights.Softmax(samples.Rewards, _config.Rwr.Temperature);
+            case TrainingAlgorithm.RwrSparse:
+                return RwrWeights.Sparse(samples.Rewards, _config.Rwr.Percentile);
+            default:
+                return _tracker is not null
+                    ? _tracker.Update(samples.Prompts, samples.Rewards)
+                    : GlobalNormalizer.Normalize(samples.Rewards);
+        }
+    }
+
+    private double MaybeWriteEvalImages(int epoch)
+    {
+        int every = Math.Max(1, _config.Logging.ImageEvery);
+        if (epoch % every != 0 || _config.Logging.NumEvalImages <= 0) return 0;
+        return WriteEvalImages(epoch);
+    }
+
+    /// <summary>The prompts of the fixed-seed images: spread evenly over the prompt set.</summary>
+    public IReadOnlyList<string> EvalPrompts()
+    {
+        var all = _prompts.All;
+        int k = Math.Min(_config.Logging.NumEvalImages, all.Count);
+        return Enumerable.Range(0, k).Select(i => all[(int)((long)i * all.Count / k)]).ToArray();
+    }
+
+    private double WriteEvalImages(int epoch)
+    {
+        var clock = Stopwatch.StartNew();
+        var prompts = EvalPrompts();
+        if (prompts.Count == 0) return 0;
+        _observer.PhaseStarted(epoch, "eval images", _config.Sample.NumSteps);
+        var options = new SamplingOptions { NumSteps = _config.Sample.NumSteps, Eta = _config.Sample.Eta, GuidanceScale = _config.Sample.GuidanceScale };
+        // The same noise every epoch: the images show how the policy changes, not the sampling noise.
+        var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
+        using var result = _pipeline.Sample(prompts, options, generator, progress: new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
+        var dir = _run.EpochImagesDir(epoch);
+        var temp = dir + ".tmp";
+        if (Directory.Exists(temp)) Directory.Delete(temp, true);
+        Directory.CreateDirectory(temp);
+        for (int i = 0; i < prompts.Count; i++)
+        {
+            ImageTensor.SavePng(result.Images[i], Path.Combine(temp, $"{i:D2}.png"));
+        }
+        using (var grid = ImageTensor.Grid(result.Images, Math.Min(prompts.Count, 8)))
+        {
+            ImageTensor.SavePng(grid, Path.Combine(temp, "grid.png"));
+        }
+        if (Directory.Exists(dir)) Directory.Delete(dir, true);
+        Directory.Move(temp, dir);
+        File.WriteAllText(_run.EvalPromptsFile, System.Text.Json.JsonSerializer.Serialize(prompts));
+        return clock.Elapsed.TotalSeconds;
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        _optimizer.Dispose();
+    }
+}

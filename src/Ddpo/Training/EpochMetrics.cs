@@ -1,0 +1,51 @@
+namespace Ddpo.Training;
+
+/// <summary>Builds the metrics.jsonl line of an epoch.</summary>
+public static class EpochMetrics
+{
+    /// <summary>
+    /// The line: <c>epoch</c>, reward statistics over the finite rewards (<c>reward_mean</c>,
+    /// <c>reward_std</c>, <c>reward_sem</c>, min, max), per-component means, <c>approx_kl</c>,
+    /// <c>clipfrac</c>, <c>loss</c>, counts, phase times and the per-prompt mean rewards.
+    /// </summary>
+    public static Dictionary<string, object> Build(int epoch, EpochSamples trained, int sampled, int nonFinite,
+        UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
+    {
+        var r = trained.Rewards.Select(x => (double)x).ToArray();
+        double mean = r.Length > 0 ? r.Average() : double.NaN;
+        double std = r.Length > 0 ? Math.Sqrt(r.Select(x => (x - mean) * (x - mean)).Sum() / r.Length) : double.NaN;
+        var line = new Dictionary<string, object>
+        {
+            ["epoch"] = epoch,
+            ["reward_mean"] = mean,
+            ["reward_std"] = std,
+            ["reward_sem"] = r.Length > 1 ? std / Math.Sqrt(r.Length) : double.NaN,
+            ["reward_min"] = r.Length > 0 ? r.Min() : double.NaN,
+            ["reward_max"] = r.Length > 0 ? r.Max() : double.NaN,
+            ["approx_kl"] = stats.ApproxKl,
+            ["clipfrac"] = stats.ClipFrac,
+            ["loss"] = stats.Loss,
+            ["first_ratio_max_dev"] = stats.FirstRatioMaxDeviation,
+            ["samples"] = sampled,
+            ["samples_trained"] = trained.Count,
+            ["nonfinite_rewards"] = nonFinite,
+            ["optimizer_steps"] = stats.OptimizerSteps,
+            ["learning_rate"] = learningRate,
+            ["sampling_s"] = Math.Round(samplingSeconds, 3),
+            ["reward_s"] = Math.Round(rewardSeconds, 3),
+            ["training_s"] = Math.Round(stats.Seconds, 3),
+            ["eval_images_s"] = Math.Round(evalSeconds, 3),
+            ["time"] = DateTimeOffset.UtcNow.ToString("O"),
+        };
+        foreach (var (name, values) in trained.RewardDetails)
+        {
+            var finite = values.Where(float.IsFinite).ToArray();
+            line[$"reward_{name}_mean"] = finite.Length > 0 ? finite.Average() : double.NaN;
+        }
+        line["prompt_rewards"] = trained.Prompts.Zip(trained.Rewards)
+            .GroupBy(p => p.First)
+            .OrderBy(g => g.Key, StringComparer.Ordinal)
+            .ToDictionary(g => g.Key, g => (object)new Dictionary<string, object> { ["mean"] = g.Average(x => (double)x.Second), ["n"] = g.Count() });
+        return line;
+    }
+}

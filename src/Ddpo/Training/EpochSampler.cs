@@ -1,0 +1,117 @@
+using System.Diagnostics;
+using Ddpo.Config;
+using Ddpo.Pipelines;
+using Ddpo.Prompts;
+using Ddpo.Rewards;
+using static TorchSharp.torch;
+
+namespace Ddpo.Training;
+
+/// <summary>
+/// The sampling phase of a DDPO epoch: draws prompts, samples trajectories with the current policy
+/// (no gradients), and scores each batch's images asynchronously while the next batch samples.
+/// </summary>
+public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config, IPromptSource prompts,
+    IRewardFunction reward, ITrainingObserver observer)
+{
+    /// <summary>Seconds spent sampling in the last call.</summary>
+    public double SamplingSeconds { get; private set; }
+
+    /// <summary>Seconds spent computing rewards in the last call (summed over batches, may overlap sampling).</summary>
+    public double RewardSeconds { get; private set; }
+
+    /// <summary>Samples one epoch's trajectories and their rewards.</summary>
+    public async Task<EpochSamples> SampleAsync(int epoch, CancellationToken ct = default)
+    {
+        var s = config.Sample;
+        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, RecordTrajectory = true };
+        var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
+        var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
+        var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();
+        var tasks = new List<Task<RewardResult>>();
+        var clock = Stopwatch.StartNew();
+        observer.PhaseStarted(epoch, "sampling", s.NumBatchesPerEpoch * s.NumSteps);
+        try
+        {
+            for (int b = 0; b < s.NumBatchesPerEpoch; b++)
+            {
+                ct.ThrowIfCancellationRequested();
+                var chosen = Enumerable.Range(0, s.BatchSize).Select(_ => prompts.Next(rng)).ToArray();
+                var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", b));
+                int offset = b * s.NumSteps;
+                var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
+                    progress: new Progress(observer, "sampling", offset));
+                batches.Add((chosen, result.Trajectory!));
+                using (result.Images)
+                {
+                    // Submit copies the images, so they can be freed here while the reward runs.
+                    tasks.Add(rewards.Submit(new RewardBatch(result.Images, chosen.Select(p => p.Prompt).ToArray(),
+                        chosen.Select(p => p.Metadata).ToArray()), ct));
+                }
+            }
+            SamplingSeconds = clock.Elapsed.TotalSeconds;
+            observer.PhaseStarted(epoch, "rewards", tasks.Count);
+            var scored = new RewardResult[tasks.Count];
+            for (int i = 0; i < tasks.Count; i++)
+            {
+                scored[i] = await tasks[i].ConfigureAwait(false);
+                observer.PhaseProgress("rewards", i + 1);
+            }
+            RewardSeconds = ((TimedReward)rewards.Reward).Seconds;
+            return Collate(batches, scored);
+        }
+        finally
+        {
+            foreach (var (_, t) in batches) t.Dispose();
+        }
+    }
+
+    private EpochSamples Collate(List<(PromptSample[] Prompts, Trajectory Trajectory)> batches, RewardResult[] scored)
+    {
+        using var scope = NewDisposeScope();
+        var all = batches.Select(b => b.Trajectory).ToList();
+        var latents = cat(all.Select(t => t.Latents).ToList(), 0);
+        long steps = latents.shape[1] - 1;
+        long n = latents.shape[0];
+        var timesteps = tensor(all[0].Timesteps, dtype: ScalarType.Int64, device: latents.device).unsqueeze(0).expand(n, steps).contiguous();
+        var details = new Dictionary<string, float[]>();
+        foreach (var key in scored.Where(r => r.Details is not null).SelectMany(r => r.Details!.Keys).Distinct())
+        {
+            details[key] = scored.SelectMany(r => r.Details is not null && r.Details.TryGetValue(key, out var v) ? v : Enumerable.Repeat(float.NaN, r.Rewards.Length)).ToArray();
+        }
+        var samples = new EpochSamples
+        {
+            Prompts = batches.SelectMany(b => b.Prompts.Select(p => p.Prompt)).ToArray(),
+            Metadata = batches.SelectMany(b => b.Prompts.Select(p => p.Metadata)).ToArray(),
+            PromptEmbeds = cat(all.Select(t => t.PromptEmbeds).ToList(), 0).MoveToOuterDisposeScope(),
+            NegativeEmbeds = all[0].NegativeEmbeds is null ? null : cat(all.Select(t => t.NegativeEmbeds!).ToList(), 0).MoveToOuterDisposeScope(),
+            Timesteps = timesteps.MoveToOuterDisposeScope(),
+            Latents = latents[.., ..(int)steps].contiguous().MoveToOuterDisposeScope(),
+            NextLatents = latents[.., 1..].contiguous().MoveToOuterDisposeScope(),
+            LogProbs = cat(all.Select(t => t.LogProbs).ToList(), 0).MoveToOuterDisposeScope(),
+            Rewards = scored.SelectMany(r => r.Rewards).ToArray(),
+            RewardDetails = details,
+        };
+        return samples;
+    }
+
+    private sealed class Progress(ITrainingObserver observer, string phase, int offset) : IProgress<int>
+    {
+        public void Report(int value) => observer.PhaseProgress(phase, offset + value);
+    }
+
+    /// <summary>Wraps a reward to add up the time it spends.</summary>
+    private sealed class TimedReward(IRewardFunction inner) : IRewardFunction
+    {
+        private long _ticks;
+        public string Name => inner.Name;
+        public double Seconds => TimeSpan.FromTicks(Interlocked.Read(ref _ticks)).TotalSeconds;
+
+        public async Task<RewardResult> ScoreAsync(RewardBatch batch, CancellationToken ct)
+        {
+            var clock = Stopwatch.StartNew();
+            try { return await inner.ScoreAsync(batch, ct).ConfigureAwait(false); }
+            finally { Interlocked.Add(ref _ticks, clock.Elapsed.Ticks); }
+        }
+    }
+}

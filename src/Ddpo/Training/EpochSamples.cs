@@ -1,0 +1,97 @@
+using static TorchSharp.torch;
+
+namespace Ddpo.Training;
+
+/// <summary>
+/// One epoch's trajectories, collated over sampling batches: for every sample and denoising step the
+/// state x_t, the action x_{t-1}, the timestep and the log-probability under the sampling policy,
+/// plus the prompt, its embeddings and the reward. Tensors live on the training device.
+/// </summary>
+public sealed class EpochSamples : IDisposable
+{
+    /// <summary>Prompt of each sample.</summary>
+    public required string[] Prompts { get; init; }
+    /// <summary>Prompt metadata of each sample.</summary>
+    public required IReadOnlyDictionary<string, string>[] Metadata { get; init; }
+    /// <summary>[N, L, D] prompt embeddings.</summary>
+    public required Tensor PromptEmbeds { get; init; }
+    /// <summary>[N, L, D] negative-prompt embeddings, or null without guidance.</summary>
+    public Tensor? NegativeEmbeds { get; init; }
+    /// <summary>[N, T] int64 timesteps.</summary>
+    public required Tensor Timesteps { get; init; }
+    /// <summary>[N, T, C, H, W] x_t before each step.</summary>
+    public required Tensor Latents { get; init; }
+    /// <summary>[N, T, C, H, W] x_{t-1} after each step.</summary>
+    public required Tensor NextLatents { get; init; }
+    /// <summary>[N, T] float32 log-probabilities at sampling time.</summary>
+    public required Tensor LogProbs { get; init; }
+    /// <summary>Reward of each sample (may hold NaN / infinity from a broken reward).</summary>
+    public required float[] Rewards { get; init; }
+    /// <summary>Per-component reward values, when the reward reports them.</summary>
+    public IReadOnlyDictionary<string, float[]> RewardDetails { get; init; } = new Dictionary<string, float[]>();
+
+    /// <summary>Number of samples.</summary>
+    public int Count => Prompts.Length;
+
+    /// <summary>Number of denoising steps per sample.</summary>
+    public int Steps => (int)Timesteps.shape[1];
+
+    /// <summary>A new set holding the samples at <paramref name="indices"/> in that order (tensors copied).</summary>
+    public EpochSamples Select(long[] indices)
+    {
+        using var idx = tensor(indices, dtype: ScalarType.Int64, device: Latents.device);
+        return new EpochSamples
+        {
+            Prompts = indices.Select(i => Prompts[i]).ToArray(),
+            Metadata = indices.Select(i => Metadata[i]).ToArray(),
+            PromptEmbeds = PromptEmbeds.index_select(0, idx),
+            NegativeEmbeds = NegativeEmbeds?.index_select(0, idx),
+            Timesteps = Timesteps.index_select(0, idx),
+            Latents = Latents.index_select(0, idx),
+            NextLatents = NextLatents.index_select(0, idx),
+            LogProbs = LogProbs.index_select(0, idx),
+            Rewards = indices.Select(i => Rewards[i]).ToArray(),
+            RewardDetails = RewardDetails.ToDictionary(kv => kv.Key, kv => indices.Select(i => kv.Value[i]).ToArray()),
+        };
+    }
+
+    /// <summary>
+    /// Reorders the steps of every sample independently: <paramref name="permutations"/> is [N, T]
+    /// int64 (row i a permutation of 0..T-1), as ddpo-pytorch does each inner epoch.
+    /// </summary>
+    public EpochSamples PermuteSteps(Tensor permutations)
+    {
+        using var scope = NewDisposeScope();
+        var perms = permutations.to(Latents.device);
+        Tensor Gather(Tensor t)
+        {
+            var index = perms;
+            for (int d = 2; d < t.dim(); d++) index = index.unsqueeze(-1);
+            return t.gather(1, index.expand(t.shape)).MoveToOuterDisposeScope();
+        }
+        return new EpochSamples
+        {
+            Prompts = Prompts,
+            Metadata = Metadata,
+            PromptEmbeds = PromptEmbeds.alias().MoveToOuterDisposeScope(),
+            NegativeEmbeds = NegativeEmbeds?.alias().MoveToOuterDisposeScope(),
+            Timesteps = Gather(Timesteps),
+            Latents = Gather(Latents),
+            NextLatents = Gather(NextLatents),
+            LogProbs = Gather(LogProbs),
+            Rewards = Rewards,
+            RewardDetails = RewardDetails,
+        };
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        PromptEmbeds.Dispose();
+        NegativeEmbeds?.Dispose();
+        Timesteps.Dispose();
+        Latents.Dispose();
+        NextLatents.Dispose();
+        LogProbs.Dispose();
+    }
+}

@@ -1,0 +1,147 @@
+using System.Diagnostics;
+using Ddpo.Config;
+using Ddpo.Pipelines;
+using TorchSharp;
+using TorchSharp.Modules;
+using static TorchSharp.torch;
+
+namespace Ddpo.Training;
+
+/// <summary>Averages of the training phase of one epoch.</summary>
+/// <param name="Loss">Mean loss over micro-steps.</param>
+/// <param name="ApproxKl">Mean of 0.5 (logp - logp_old)^2 (DDPO-IS; 0 otherwise).</param>
+/// <param name="ClipFrac">Fraction of clipped ratios (DDPO-IS; 0 otherwise).</param>
+/// <param name="FirstRatioMaxDeviation">max |ratio - 1| at the first micro-step of the epoch, before any update (0 when exact).</param>
+/// <param name="OptimizerSteps">Number of optimizer steps taken.</param>
+/// <param name="MicroSteps">Number of forward/backward passes.</param>
+/// <param name="Seconds">Wall time of the phase.</param>
+public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
+    int OptimizerSteps, int MicroSteps, double Seconds);
+
+/// <summary>
+/// The training phase of a DDPO epoch: re-evaluates each recorded action's log-probability under the
+/// current policy (same guidance as sampling) and takes policy-gradient steps: DDPO-IS (clipped
+/// importance ratio, as ddpo-pytorch), DDPO-SF (REINFORCE, one step per sampling round), or
+/// reward-weighted regression on the denoising loss (RWR, sparse RWR).
+/// </summary>
+public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, Optimizer optimizer,
+    DdpoConfig config, ITrainingObserver observer)
+{
+    /// <summary>Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (or RWR weights).</summary>
+    public UpdateStats Train(EpochSamples samples, float[] advantages, int epoch)
+    {
+        var clock = Stopwatch.StartNew();
+        var t = config.Train;
+        int trainSteps = Math.Max(1, (int)(samples.Steps * t.TimestepFraction));
+        int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
+        bool reinforce = config.Algorithm == TrainingAlgorithm.DdpoSf;
+        bool rwr = config.Algorithm is TrainingAlgorithm.Rwr or TrainingAlgorithm.RwrSparse;
+        int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
+        var acc = new Accumulator();
+        pipeline.Unet.train();
+        pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
+        observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * batches * trainSteps);
+        int done = 0;
+        try
+        {
+            for (int inner = 0; inner < t.NumInnerEpochs; inner++)
+            {
+                var gen = new Generator(SeedMix.Derive(config.Seed, epoch, "shuffle", inner));
+                var order = randperm(samples.Count, generator: gen).data<long>().ToArray();
+                using var shuffled = samples.Select(order);
+                var shuffledAdv = order.Select(i => advantages[i]).ToArray();
+                using var perms = rwr
+                    ? arange(samples.Steps, dtype: ScalarType.Int64).unsqueeze(0).expand(samples.Count, -1).contiguous()
+                    : stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(samples.Steps, generator: gen)).ToList());
+                using var permuted = shuffled.PermuteSteps(perms);
+                for (int b = 0; b < batches; b++)
+                {
+                    int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
+                    for (int j = 0; j < trainSteps; j++)
+                    {
+                        using var scope = NewDisposeScope();
+                        var loss = rwr
+                            ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
+                            : PolicyLossAt(permuted, shuffledAdv, start, count, j, reinforce, acc);
+                        (loss / microPerStep).backward();
+                        acc.Loss += loss.item<float>();
+                        acc.Micro++;
+                        if (acc.Micro % microPerStep == 0) StepOptimizer(acc);
+                        observer.PhaseProgress("training", ++done);
+                    }
+                }
+                if (acc.Micro % microPerStep != 0) StepOptimizer(acc);
+            }
+        }
+        finally
+        {
+            pipeline.Unet.eval();
+            optimizer.zero_grad();
+        }
+        int n = Math.Max(acc.Micro, 1);
+        return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
+            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds);
+    }
+
+    private Tensor PolicyLossAt(EpochSamples s, float[] adv, int start, int count, int j, bool reinforce, Accumulator acc)
+    {
+        var rows = TensorIndex.Slice(start, start + count);
+        var latents = s.Latents[rows, j];
+        var next = s.NextLatents[rows, j];
+        var timesteps = s.Timesteps[rows, j];
+        var oldLogProb = s.LogProbs[rows, j];
+        var embeds = s.PromptEmbeds[rows];
+        Tensor? negative = config.Train.Cfg ? s.NegativeEmbeds?[rows] : null;
+        var eps = pipeline.PredictNoise(latents, timesteps, embeds, negative, config.Sample.GuidanceScale);
+        var step = pipeline.Scheduler.Step(eps, timesteps, latents, config.Sample.Eta, prevSample: next);
+        var advantages = tensor(adv[start..(start + count)], device: latents.device);
+        if (acc.FirstRatioDeviation is null)
+        {
+            using var _ = no_grad();
+            acc.FirstRatioDeviation = (step.LogProb - oldLogProb).exp().sub(1).abs().max().item<float>();
+        }
+        if (reinforce)
+        {
+            return PolicyLoss.DdpoSf(step.LogProb, advantages, config.Train.AdvClipMax);
+        }
+        var (loss, kl, clipFrac) = PolicyLoss.DdpoIs(step.LogProb, oldLogProb, advantages, config.Train.ClipRange, config.Train.AdvClipMax);
+        acc.Kl += kl.item<float>();
+        acc.ClipFrac += clipFrac.item<float>();
+        return loss;
+    }
+
+    private Tensor RwrLoss(EpochSamples s, float[] weights, int start, int count, Generator gen)
+    {
+        // Reward-weighted regression (jannerm/ddpo): the ordinary denoising loss on the final samples,
+        // each weighted by its (softmax or top-percentile) weight.
+        var rows = TensorIndex.Slice(start, start + count);
+        var x0 = s.NextLatents[rows, s.Steps - 1];
+        var device = x0.device;
+        var t = randint(0, pipeline.Scheduler.Config.NumTrainTimesteps, [count], dtype: ScalarType.Int64, generator: gen).to(device);
+        var noise = randn(x0.shape, generator: gen).to(device);
+        var noisy = pipeline.Scheduler.AddNoise(x0, noise, t);
+        var prediction = pipeline.PredictNoise(noisy, t, s.PromptEmbeds[rows], null, 1.0);
+        var target = pipeline.Scheduler.TrainingTarget(x0, noise, t);
+        var perSample = (prediction - target).pow(2).flatten(1).mean([1L]);
+        var w = tensor(weights[start..(start + count)], device: device);
+        return (w * perSample).mean();
+    }
+
+    private void StepOptimizer(Accumulator acc)
+    {
+        if (config.Train.MaxGradNorm > 0)
+        {
+            nn.utils.clip_grad_norm_(weights.Parameters, config.Train.MaxGradNorm);
+        }
+        optimizer.step();
+        optimizer.zero_grad();
+        acc.OptimizerSteps++;
+    }
+
+    private sealed class Accumulator
+    {
+        public double Loss, Kl, ClipFrac;
+        public int Micro, OptimizerSteps;
+        public double? FirstRatioDeviation;
+    }
+}
