@@ -58,6 +58,34 @@ public sealed class ClipTextModelTests
     }
 
     [Fact]
+    public void LoadsShardedWeights()
+    {
+        var dir = TestPaths.NewTempDir("clip-text-sharded");
+        try
+        {
+            File.Copy(Path.Combine(FixtureDir, "config.json"), Path.Combine(dir, "config.json"));
+            var weights = SafetensorsFile.Load(Path.Combine(FixtureDir, "model.safetensors"));
+            var map = new System.Text.Json.Nodes.JsonObject();
+            foreach (var (shard, part) in new[] { ("model-00001-of-00002.safetensors", 0), ("model-00002-of-00002.safetensors", 1) })
+            {
+                var subset = weights.Where(kv => (kv.Key.StartsWith("encoder.") ? 1 : 0) == part)
+                    .ToDictionary(kv => "text_model." + kv.Key, kv => kv.Value);
+                SafetensorsFile.SaveAtomic(Path.Combine(dir, shard), subset);
+                foreach (var key in subset.Keys) map[key] = shard;
+            }
+            StateDictLoader.DisposeAll(weights);
+            File.WriteAllText(Path.Combine(dir, "model.safetensors.index.json"),
+                new System.Text.Json.Nodes.JsonObject { ["metadata"] = new System.Text.Json.Nodes.JsonObject(), ["weight_map"] = map }.ToJsonString());
+            using var model = ClipTextModel.FromPretrained(dir);
+            AssertMatchesFixture(model);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void SavePretrainedRoundTrips()
     {
         var dir = TestPaths.NewTempDir("clip-text-save");
