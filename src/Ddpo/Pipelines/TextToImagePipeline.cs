@@ -85,7 +85,7 @@ public sealed class TextToImagePipeline : IDisposable
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
-        var ids = Tokenizer.EncodeBatch(prompts, Tokenizer.ModelMaxLength).to(Device);
+        var ids = Tokenizer.EncodeBatch(prompts, ClipTokenizer.DefaultMaxLength).to(Device);
         var (hidden, _) = TextEncoder.Encode(ids);
         return hidden.MoveToOuterDisposeScope();
     }

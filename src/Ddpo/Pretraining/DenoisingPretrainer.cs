@@ -3,6 +3,7 @@ using System.Text.Json;
 using Ddpo.Data;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
+using Ddpo.Tokenizers;
 using Ddpo.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -63,7 +64,7 @@ public sealed class DenoisingPretrainer(TextToImagePipeline pipeline, PretrainOp
                 var indices = Enumerable.Range(0, options.BatchSize).Select(_ => (long)rng.Next(data.Count)).ToArray();
                 var x0 = data.GetImages(indices).to(pipeline.Device);
                 var captions = indices.Select(i => rng.NextDouble() < options.CaptionDropout ? "" : data.Captions[(int)i]).ToArray();
-                var ids = pipeline.Tokenizer.EncodeBatch(captions, pipeline.Tokenizer.ModelMaxLength).to(pipeline.Device);
+                var ids = pipeline.Tokenizer.EncodeBatch(captions, ClipTokenizer.DefaultMaxLength).to(pipeline.Device);
                 var embeds = text.Encode(ids).LastHiddenState;
                 var t = randint(0, pipeline.Scheduler.Config.NumTrainTimesteps, [options.BatchSize], dtype: ScalarType.Int64, generator: gen).to(pipeline.Device);
                 var noise = randn(x0.shape, generator: gen).to(pipeline.Device);
