@@ -143,9 +143,9 @@ internal sealed class ConfigLayer
 
     private ConfigException Unknown(string path, string section, string? origin = null)
     {
-        var known = ConfigSchema.IsSection(section) || section.Length == 0
-            ? $" (known keys{(section.Length == 0 ? "" : $" in [{section}]")}: {string.Join(", ", ConfigSchema.KeysUnder(section))})"
-            : "";
+        if (!ConfigSchema.IsSection(section)) section = ""; // an unknown section: list the top level
+        var where = section.Length == 0 ? "at the top level" : $"in [{section}]";
+        var known = $" (known keys {where}: {string.Join(", ", ConfigSchema.KeysUnder(section))})";
         return new ConfigException($"{origin ?? _origin}: unknown key '{path}'{known}");
     }
 
