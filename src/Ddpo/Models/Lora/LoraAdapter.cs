@@ -32,6 +32,8 @@ public sealed class LoraAdapter : IDisposable
         }
         Down = new Parameter(down, requires_grad: true);
         Up = new Parameter(up, requires_grad: true);
+        Down.DetachFromDisposeScope();
+        Up.DetachFromDisposeScope();
         Scale = scale;
     }
 
@@ -58,8 +60,10 @@ public sealed class LoraAdapter : IDisposable
     public void MoveTo(Device device)
     {
         if (Down.device == device) return;
-        var down = new Parameter(Down.detach().to(device), Down.requires_grad);
-        var up = new Parameter(Up.detach().to(device), Up.requires_grad);
+        var down = new Parameter(Down.detach().to(device, copy: true), Down.requires_grad);
+        var up = new Parameter(Up.detach().to(device, copy: true), Up.requires_grad);
+        down.DetachFromDisposeScope();
+        up.DetachFromDisposeScope();
         Down.Dispose();
         Up.Dispose();
         Down = down;

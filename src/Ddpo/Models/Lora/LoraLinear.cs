@@ -44,7 +44,9 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
             double bound = 1.0 / Math.Sqrt(inFeatures);
             _bias = new Parameter(empty([outFeatures], dtype: dtype, device: device), requires_grad: true);
             nn.init.uniform_(_bias, -bound, bound);
+            _bias.DetachFromDisposeScope();
         }
+        _weight.DetachFromDisposeScope();
         RegisterComponents();
     }
 
