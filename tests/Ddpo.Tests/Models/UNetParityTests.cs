@@ -1,0 +1,53 @@
+using Ddpo.Models.Loading;
+using Ddpo.Models.Unet;
+using Ddpo.Tests.Support;
+using TorchSharp;
+using Xunit;
+using static TorchSharp.torch;
+
+namespace Ddpo.Tests.Models;
+
+/// <summary>The UNet reproduces diffusers' outputs and input gradients on the tiny SD 1.x fixture.</summary>
+public sealed class UNetParityTests
+{
+    private static readonly string Folder = TestPaths.Fixture("unet_sd1_tiny");
+
+    [Fact]
+    public void OutputAndInputGradientMatchDiffusers()
+    {
+        using var scope = NewDisposeScope();
+        using var unet = UNet2DConditionModel.FromPretrained(Folder);
+        var io = SafetensorsFile.Load(Path.Combine(Folder, "io.safetensors"));
+        var sample = io["sample"].clone().requires_grad_(true);
+        var output = unet.call(sample, io["timestep"], io["encoder_hidden_states"]);
+        TensorAssert.Close(io["out"], output, what: "out");
+        output.pow(2).mean().backward();
+        TensorAssert.Close(io["grad_sample"], sample.grad!, what: "grad_sample");
+    }
+
+    [Fact]
+    public void ScalarTimestepBroadcastsToTheBatch()
+    {
+        using var scope = NewDisposeScope();
+        using var unet = UNet2DConditionModel.FromPretrained(Folder);
+        var io = SafetensorsFile.Load(Path.Combine(Folder, "io.safetensors"));
+        using var _ = no_grad();
+        var batched = unet.call(io["sample"], tensor(new long[] { 500, 500 }), io["encoder_hidden_states"]);
+        var scalar = unet.call(io["sample"], tensor(500L), io["encoder_hidden_states"]);
+        var asFloat = unet.call(io["sample"], tensor(500.0f), io["encoder_hidden_states"]);
+        TensorAssert.Close(batched, scalar, atol: 1e-6, rtol: 0, what: "0-d timestep");
+        TensorAssert.Close(batched, asFloat, atol: 1e-6, rtol: 0, what: "float timestep");
+    }
+
+    [Fact]
+    public void ConfigIsReadFromTheFixture()
+    {
+        var config = UNet2DConditionConfig.Load(Path.Combine(Folder, "config.json"));
+        Assert.Equal([32, 32, 64, 64], config.BlockOutChannels);
+        Assert.Equal([8, 8, 8, 8], config.HeadsPerBlock);
+        Assert.Equal([24, 24, 24, 24], config.CrossAttentionDim);
+        Assert.Equal(8, config.NormNumGroups);
+        Assert.Equal(16, config.SampleSize);
+        Assert.False(config.UseLinearProjection);
+    }
+}
