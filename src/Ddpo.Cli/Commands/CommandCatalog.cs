@@ -13,5 +13,7 @@ public static class CommandCatalog
         ExportCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
+        MakeDataCommand.Create(),
+        PretrainCommand.Create(),
     ];
 }

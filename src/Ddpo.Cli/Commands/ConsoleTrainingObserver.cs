@@ -38,7 +38,7 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     }
 
     /// <inheritdoc />
-    public void EpochFinished(IReadOnlyDictionary<string, object> m)
+    public void EpochFinished(IReadOnlyDictionary<string, object?> m)
     {
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
@@ -49,5 +49,5 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     /// <inheritdoc />
     public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
 
-    private static double Num(object value) => Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
+    private static double Num(object? value) => Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
 }

@@ -75,7 +75,7 @@ public sealed class TextToImagePipeline : IDisposable
     public int VaeScaleFactor => Vae is null ? 1 : 1 << (Vae.Config.BlockOutChannels.Length - 1);
 
     /// <summary>The image size the UNet was configured for, in pixels.</summary>
-    public int DefaultImageSize => Unet.Config.SampleSize * VaeScaleFactor;
+    public int DefaultImageSize => (Unet.Config.SampleSize ?? 64) * VaeScaleFactor;
 
     /// <summary>Channels of the diffusion space (4 latent channels for SD, 3 in pixel space).</summary>
     public int LatentChannels => Unet.Config.InChannels;

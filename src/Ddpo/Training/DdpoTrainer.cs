@@ -24,7 +24,7 @@ public sealed class DdpoTrainer : IDisposable
     private readonly IPromptSource _prompts;
     private readonly IRewardFunction _reward;
     private readonly TrainableWeights _weights;
-    private readonly Optimizer _optimizer;
+    private readonly OptimizerHelper _optimizer;
     private readonly PerPromptStatTracker? _tracker;
     private readonly TrainingCheckpoints _checkpoints;
     private readonly ITrainingObserver _observer;
@@ -75,7 +75,7 @@ public sealed class DdpoTrainer : IDisposable
             var state = _checkpoints.Restore(latest, _weights, _optimizer);
             if (state.ConfigHash != config.ComputeHash())
             {
-                _observer.Message($"note: the configuration differs from the one checkpoint {latest.Name} was made with");
+                _observer.Message($"note: the configuration differs from the one checkpoint {latest.Path} was made with");
             }
             _tracker?.Clear();
             if (_tracker is not null && state.StatTracker is not null)
@@ -84,7 +84,7 @@ public sealed class DdpoTrainer : IDisposable
             }
             _startEpoch = state.Epoch + 1;
             MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
-            _observer.Message($"resumed from {latest.FullName} (epoch {state.Epoch} done)");
+            _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done)");
         }
         else
         {

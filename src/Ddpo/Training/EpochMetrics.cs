@@ -8,13 +8,13 @@ public static class EpochMetrics
     /// <c>reward_std</c>, <c>reward_sem</c>, min, max), per-component means, <c>approx_kl</c>,
     /// <c>clipfrac</c>, <c>loss</c>, counts, phase times and the per-prompt mean rewards.
     /// </summary>
-    public static Dictionary<string, object> Build(int epoch, EpochSamples trained, int sampled, int nonFinite,
+    public static Dictionary<string, object?> Build(int epoch, EpochSamples trained, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
     {
         var r = trained.Rewards.Select(x => (double)x).ToArray();
         double mean = r.Length > 0 ? r.Average() : double.NaN;
         double std = r.Length > 0 ? Math.Sqrt(r.Select(x => (x - mean) * (x - mean)).Sum() / r.Length) : double.NaN;
-        var line = new Dictionary<string, object>
+        var line = new Dictionary<string, object?>
         {
             ["epoch"] = epoch,
             ["reward_mean"] = mean,
@@ -45,7 +45,7 @@ public static class EpochMetrics
         line["prompt_rewards"] = trained.Prompts.Zip(trained.Rewards)
             .GroupBy(p => p.First)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
-            .ToDictionary(g => g.Key, g => (object)new Dictionary<string, object> { ["mean"] = g.Average(x => (double)x.Second), ["n"] = g.Count() });
+            .ToDictionary(g => g.Key, g => (object?)new Dictionary<string, object?> { ["mean"] = g.Average(x => (double)x.Second), ["n"] = g.Count() });
         return line;
     }
 }

@@ -10,7 +10,7 @@ public interface ITrainingObserver
     void PhaseProgress(string phase, int done);
 
     /// <summary>An epoch finished; <paramref name="metrics"/> is the line written to metrics.jsonl.</summary>
-    void EpochFinished(IReadOnlyDictionary<string, object> metrics);
+    void EpochFinished(IReadOnlyDictionary<string, object?> metrics);
 
     /// <summary>Something worth telling the user (checkpoint written, resumed, samples dropped).</summary>
     void Message(string text);
@@ -27,7 +27,7 @@ public sealed class NullTrainingObserver : ITrainingObserver
     /// <inheritdoc />
     public void PhaseProgress(string phase, int done) { }
     /// <inheritdoc />
-    public void EpochFinished(IReadOnlyDictionary<string, object> metrics) { }
+    public void EpochFinished(IReadOnlyDictionary<string, object?> metrics) { }
     /// <inheritdoc />
     public void Message(string text) { }
 }

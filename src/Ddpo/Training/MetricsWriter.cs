@@ -54,6 +54,25 @@ public sealed class MetricsWriter : IDisposable
     {
         lock (_lock) _writer.Dispose();
     }
+
+    /// <summary>
+    /// Drops the lines of epochs after <paramref name="lastEpoch"/> (left by a run killed after its
+    /// last checkpoint), so that a resumed run appends exactly what an uninterrupted run would have.
+    /// The file is rewritten atomically.
+    /// </summary>
+    public static void TruncateAfter(string path, int lastEpoch)
+    {
+        if (!File.Exists(path)) return;
+        var kept = File.ReadAllLines(path).Where(line =>
+        {
+            if (string.IsNullOrWhiteSpace(line)) return false;
+            using var doc = JsonDocument.Parse(line);
+            return !doc.RootElement.TryGetProperty("epoch", out var e) || e.GetInt32() <= lastEpoch;
+        }).ToList();
+        var temp = path + ".tmp";
+        File.WriteAllLines(temp, kept);
+        File.Move(temp, path, overwrite: true);
+    }
 }
 
 /// <summary>Reads a <c>metrics.jsonl</c> written by <see cref="MetricsWriter"/>.</summary>

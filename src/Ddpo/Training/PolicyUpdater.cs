@@ -24,7 +24,7 @@ public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, 
 /// importance ratio, as ddpo-pytorch), DDPO-SF (REINFORCE, one step per sampling round), or
 /// reward-weighted regression on the denoising loss (RWR, sparse RWR).
 /// </summary>
-public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, Optimizer optimizer,
+public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
     DdpoConfig config, ITrainingObserver observer)
 {
     /// <summary>Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (or RWR weights).</summary>
