@@ -22,7 +22,10 @@ public sealed class UNetParityTests
         var output = unet.call(sample, io["timestep"], io["encoder_hidden_states"]);
         TensorAssert.Close(io["out"], output, what: "out");
         output.pow(2).mean().backward();
-        TensorAssert.Close(io["grad_sample"], sample.grad!, what: "grad_sample");
+        // The gradient is small (max ~7e-4), so the absolute tolerance is scaled to it.
+        var grad = io["grad_sample"];
+        double scale = grad.abs().max().item<float>();
+        TensorAssert.Close(grad, sample.grad!, atol: 1e-3 * scale, rtol: 1e-4, what: "grad_sample");
     }
 
     [Fact]
