@@ -43,6 +43,9 @@ public sealed class RoundTripTests
             Assert.Equal([64, 16], state["mid_block.attentions.0.transformer_blocks.1.attn2.to_k.weight"].shape);
             Assert.Equal(3, unet.Config.LayersPerBlock[0] + 1);
             Assert.Contains("up_blocks.2.resnets.2.conv1.weight", state.Keys);
+            Assert.Contains("up_blocks.1.attentions.1.transformer_blocks.1.norm3.weight", state.Keys);
+            Assert.DoesNotContain("up_blocks.2.attentions.0.transformer_blocks.1.norm3.weight", state.Keys);
+            Assert.Equal([32, 96, 3, 3], state["up_blocks.2.resnets.0.conv1.weight"].shape);
 
             unet.SavePretrained(dir);
             using var loaded = UNet2DConditionModel.FromPretrained(dir);
@@ -115,7 +118,7 @@ public sealed class RoundTripTests
     }
 
     [Fact]
-    public void Fp16VariantLoadsInBFloat16AndFloat32()
+    public void Fp16VariantLoadsInHalfPrecisionAndFloat32()
     {
         var dir = ModelFixtures.UnetCopy(w =>
         {
@@ -137,6 +140,11 @@ public sealed class RoundTripTests
             var outBf16 = ModelFixtures.Run(bf16, io);
             Assert.Equal(ScalarType.BFloat16, outBf16.dtype);
             TensorAssert.Close(expected, outBf16.to(ScalarType.Float32), atol: 0.05 * range, rtol: 0.05, what: "bf16 UNet");
+            using var fp16 = UNet2DConditionModel.FromPretrained(dir, ScalarType.Float16, CPU);
+            Assert.All(fp16.parameters(), p => Assert.Equal(ScalarType.Float16, p.dtype));
+            var outFp16 = ModelFixtures.Run(fp16, io);
+            Assert.Equal(ScalarType.Float16, outFp16.dtype);
+            TensorAssert.Close(expected, outFp16.to(ScalarType.Float32), atol: 0.01 * range, rtol: 0.01, what: "fp16 UNet");
             using var fp32 = UNet2DConditionModel.FromPretrained(dir);
             TensorAssert.Close(expected, ModelFixtures.Run(fp32, io), atol: 0.01 * range, rtol: 0.01, what: "fp32 UNet from fp16 weights");
         }

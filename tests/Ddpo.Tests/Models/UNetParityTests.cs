@@ -28,6 +28,43 @@ public sealed class UNetParityTests
         TensorAssert.Close(grad, sample.grad!, atol: 1e-3 * scale, rtol: 1e-4, what: "grad_sample");
     }
 
+    /// <summary>
+    /// SD 2.x layout on the fixture's weights: a 1x1 convolution equals a Linear on [B, HW, C] tokens, so with
+    /// proj_in/proj_out reshaped to 2-D, <c>use_linear_projection</c> (and <c>upcast_attention</c>, a no-op in
+    /// float32, and a per-block head list) must reproduce diffusers' output.
+    /// </summary>
+    [Fact]
+    public void LinearProjectionLayoutReproducesTheFixture()
+    {
+        var dir = ModelFixtures.UnetCopy(w =>
+        {
+            foreach (var key in w.Keys.Where(k => k.EndsWith("proj_in.weight") || k.EndsWith("proj_out.weight")).ToList())
+            {
+                var flat = w[key].flatten(1);
+                w[key].Dispose();
+                w[key] = flat;
+            }
+        });
+        try
+        {
+            var path = Path.Combine(dir, "config.json");
+            var root = System.Text.Json.Nodes.JsonNode.Parse(File.ReadAllText(path))!.AsObject();
+            root["use_linear_projection"] = true;
+            root["upcast_attention"] = true;
+            root["attention_head_dim"] = System.Text.Json.Nodes.JsonNode.Parse("[8, 8, 8, 8]");
+            File.WriteAllText(path, root.ToJsonString());
+            using var scope = NewDisposeScope();
+            using var unet = UNet2DConditionModel.FromPretrained(dir);
+            Assert.True(unet.Config.UseLinearProjection);
+            var io = SafetensorsFile.Load(Path.Combine(Folder, "io.safetensors"));
+            TensorAssert.Close(io["out"], ModelFixtures.Run(unet, io), what: "out (linear projections)");
+        }
+        finally
+        {
+            ModelFixtures.Delete(dir);
+        }
+    }
+
     [Fact]
     public void ScalarTimestepBroadcastsToTheBatch()
     {
