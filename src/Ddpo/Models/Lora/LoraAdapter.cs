@@ -59,7 +59,7 @@ public sealed class LoraAdapter : IDisposable
     /// <summary>Moves the parameters to <paramref name="device"/> (new parameter objects; rebuild optimizers afterwards).</summary>
     public void MoveTo(Device device)
     {
-        if (Down.device == device) return;
+        if (Down.device_type == device.type && (device.index < 0 || Down.device_index == device.index)) return;
         var down = new Parameter(Down.detach().to(device, copy: true), Down.requires_grad);
         var up = new Parameter(Up.detach().to(device, copy: true), Up.requires_grad);
         down.DetachFromDisposeScope();

@@ -162,7 +162,7 @@ public sealed class LoraAdapters : IDisposable
     /// <c>.lora.up.weight</c>), float32 CPU copies owned by the caller, with the scale folded into up
     /// (so a reader without alphas, using scale 1, reproduces the same update).
     /// </summary>
-    public Dictionary<string, Tensor> StateDict()
+    public IDictionary<string, Tensor> StateDict()
     {
         ThrowIfDetached();
         var result = new Dictionary<string, Tensor>();

@@ -101,11 +101,8 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
         }
         var dtype = DType;
         var device = Device;
-        if (sample.dtype != dtype || sample.device != device) sample = sample.to(dtype, device);
-        if (encoderHiddenStates.dtype != dtype || encoderHiddenStates.device != device)
-        {
-            encoderHiddenStates = encoderHiddenStates.to(dtype, device);
-        }
+        sample = Placement.To(sample, dtype, device);
+        encoderHiddenStates = Placement.To(encoderHiddenStates, dtype, device);
         long batch = sample.shape[0];
 
         int upFactor = 1 << (_upBlocks.Count - 1);
@@ -138,7 +135,7 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
 
     private Tensor TimeProjection(Tensor timestep, long batch, Device device)
     {
-        var t = timestep.device == device ? timestep : timestep.to(device);
+        var t = Placement.IsOn(timestep, device) ? timestep : timestep.to(device);
         if (t.dim() == 0) t = t.unsqueeze(0);
         if (t.dim() != 1 || (t.shape[0] != batch && t.shape[0] != 1))
         {

@@ -65,10 +65,10 @@ public sealed class AutoencoderKL : nn.Module
     public void SavePretrained(string directory) => PretrainedFolder.Save(this, directory, Config.ToJson());
 
     /// <summary>The dtype of the model's weights.</summary>
-    public ScalarType DType => parameters().First().dtype;
+    public ScalarType DType => _encoder.FirstWeight.dtype;
 
     /// <summary>The device of the model's weights.</summary>
-    public Device Device => parameters().First().device;
+    public Device Device => _encoder.FirstWeight.device;
 
     /// <summary>
     /// Encodes images [B, C, H, W] (values in [-1, 1]) to the latent Gaussian: its mean and standard deviation
@@ -76,7 +76,7 @@ public sealed class AutoencoderKL : nn.Module
     /// </summary>
     public (Tensor Mean, Tensor Std) Encode(Tensor image)
     {
-        image = image.to(DType, Device);
+        image = Placement.To(image, DType, Device);
         var moments = _encoder.Forward(image);
         if (_quantConv is not null) moments = _quantConv.call(moments);
         var parts = moments.chunk(2, 1);
@@ -87,7 +87,7 @@ public sealed class AutoencoderKL : nn.Module
     /// <summary>Decodes latents [B, latent_channels, h, w] (already divided by the scaling factor) to images.</summary>
     public Tensor Decode(Tensor latents)
     {
-        latents = latents.to(DType, Device);
+        latents = Placement.To(latents, DType, Device);
         var z = _postQuantConv is null ? latents : _postQuantConv.call(latents);
         return _decoder.Forward(z);
     }

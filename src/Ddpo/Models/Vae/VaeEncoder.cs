@@ -56,6 +56,9 @@ internal sealed class VaeEncoder : nn.Module
         RegisterComponents();
     }
 
+    /// <summary>The first convolution's weight (tells the model's dtype and device).</summary>
+    public Tensor FirstWeight => _convIn.weight!;
+
     /// <summary>Encodes [B, C, H, W] images to moments [B, 2 * latent_channels, H/f, W/f].</summary>
     public Tensor Forward(Tensor x)
     {
