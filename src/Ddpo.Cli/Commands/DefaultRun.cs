@@ -4,5 +4,5 @@ namespace Ddpo.Cli.Commands;
 public static class DefaultRun
 {
     /// <summary>The preset of the default run.</summary>
-    public const string Preset = "builtin_compressibility";
+    public const string Preset = "compressibility";
 }

@@ -36,6 +36,12 @@ public static class TrainCommand
             var configFile = parse.GetValue(config);
             if (presetName is null && configFile is null) presetName = DefaultRun.Preset;
             var cfg = DdpoConfig.Load(configFile, presetName, overrides);
+            if (cfg.Model == BuiltinModel.Name && !(presetName ?? "").Split('+').Contains(ConfigPresets.BuiltinLayer))
+            {
+                // The built-in model is small and pixel-space: size the task for it (file and --set still win).
+                presetName = presetName is null ? ConfigPresets.BuiltinLayer : $"{presetName}+{ConfigPresets.BuiltinLayer}";
+                cfg = DdpoConfig.Load(configFile, presetName, overrides);
+            }
             var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
             var (device, dtypeOption) = common.Resolve(parse, deviceText);
             var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ParseDType(cfg.Pretrained.Dtype);

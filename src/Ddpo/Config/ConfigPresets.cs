@@ -42,8 +42,49 @@ public static class ConfigPresets
         min_count = 16
         """;
 
+    /// <summary>
+    /// Sizes the paper's tasks for the built-in 32-pixel model on a CPU: fewer steps and samples,
+    /// the prompts it was pretrained on, float32 weights. <c>ddpo train</c> adds it after the preset
+    /// whenever the model is the built-in one (e.g. <c>compressibility+builtin</c>).
+    /// </summary>
+    private const string BuiltinCpu = """
+        num_epochs = 12
+        save_freq = 4
+        prompt_fn = "simple_animals"
+        prompt_fn_kwargs = {}
+        model = "builtin"
+
+        [pretrained]
+        dtype = "fp32"
+
+        [sample]
+        num_steps = 20
+        batch_size = 16
+        num_batches_per_epoch = 2
+
+        [train]
+        batch_size = 8
+        gradient_accumulation_steps = 1
+        learning_rate = 1e-3
+
+        [lora]
+        rank = 8
+        alpha = 8
+
+        [per_prompt_stat_tracking]
+        enabled = false
+
+        [logging]
+        image_every = 3
+        num_eval_images = 8
+        """;
+
+    /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
+    public const string BuiltinLayer = "builtin";
+
     private static readonly Dictionary<string, string[]> Layers = new()
     {
+        [BuiltinLayer] = [BuiltinCpu],
         ["compressibility"] = [Compressibility],
         ["incompressibility"] = [Compressibility, $"""
             reward_fn = "{RewardNames.JpegIncompressibility}"
@@ -89,8 +130,19 @@ public static class ConfigPresets
             ? layers
             : throw new ConfigException($"--preset: unknown preset '{name}' (expected one of {string.Join(", ", Names)})");
 
-    /// <summary>Applies a preset to <paramref name="config"/>; an unknown name is a <see cref="ConfigException"/>.</summary>
+    /// <summary>
+    /// Applies a preset to <paramref name="config"/>; <c>a+b</c> applies preset a, then b. An unknown
+    /// name is a <see cref="ConfigException"/>.
+    /// </summary>
     public static void Apply(DdpoConfig config, string name)
+    {
+        foreach (var part in name.Split('+', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries))
+        {
+            ApplyOne(config, part);
+        }
+    }
+
+    private static void ApplyOne(DdpoConfig config, string name)
     {
         foreach (var toml in Toml(name))
         {

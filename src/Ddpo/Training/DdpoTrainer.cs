@@ -102,7 +102,7 @@ public sealed class DdpoTrainer : IDisposable
     {
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
         var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer);
-        using var metrics = new MetricsWriter(_run.MetricsFile);
+        using var metrics = new MetricsWriter(_run.Root);
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
