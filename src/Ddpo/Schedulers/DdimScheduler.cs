@@ -132,14 +132,16 @@ public sealed class DdimScheduler : IDisposable
         if (t.dim() == 0) t = t.expand(batch);
         var prevT = (t - StepGap).clamp(0, Config.NumTrainTimesteps - 1);
 
-        var alphas = AlphasOn(device);
+        // float32 at least (float64 stays float64, e.g. for gradient checks).
+        var compute = sample.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var alphas = AlphasOn(device).to(compute);
         var alphaT = LeftBroadcast(alphas.gather(0, t), shape);
         var alphaPrev = LeftBroadcast(alphas.gather(0, prevT), shape);
         var betaT = 1 - alphaT;
         var betaPrev = 1 - alphaPrev;
 
-        var x = sample.to(ScalarType.Float32);
-        var output = modelOutput.to(ScalarType.Float32);
+        var x = sample.to(compute);
+        var output = modelOutput.to(compute);
         Tensor predOriginal, predEpsilon;
         switch (Config.PredictionType)
         {
@@ -171,12 +173,12 @@ public sealed class DdimScheduler : IDisposable
         Tensor next;
         if (prevSample is null)
         {
-            var z = noise?.to(ScalarType.Float32, device) ?? randn(output.shape, dtype: ScalarType.Float32, device: device, generator: generator);
+            var z = noise?.to(compute, device) ?? randn(output.shape, dtype: compute, device: device, generator: generator);
             next = mean + std * z;
         }
         else
         {
-            next = prevSample.to(ScalarType.Float32, device);
+            next = prevSample.to(compute, device);
         }
         var logProb = -(next.detach() - mean).pow(2) / (2 * std.pow(2)) - std.log() - Math.Log(Math.Sqrt(2 * Math.PI));
         var meanDims = Enumerable.Range(1, (int)logProb.dim() - 1).Select(i => (long)i).ToArray();
