@@ -12,7 +12,7 @@ public static class BuiltinArchitecture
     /// <summary>The sizes passed to <see cref="TinyPipelineWriter"/>.</summary>
     public static TinyPipelineOptions Options { get; } = new()
     {
-        UnetChannels = [32, 64, 128],
+        UnetChannels = [32, 64, 64],
         LayersPerBlock = 1,
         AttentionHeads = 4,
         NormGroups = 8,

@@ -24,7 +24,7 @@ public sealed record PretrainOptions
     /// <summary>Log a loss line every this many steps.</summary>
     public int LogEvery { get; init; } = 50;
     /// <summary>Save the model every this many steps (and at the end).</summary>
-    public int SaveEvery { get; init; } = 500;
+    public int SaveEvery { get; init; } = 250;
     /// <summary>Gradient-norm clip.</summary>
     public double MaxGradNorm { get; init; } = 1.0;
 
