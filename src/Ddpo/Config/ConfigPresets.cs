@@ -1,0 +1,103 @@
+using Ddpo.Models.Loading;
+using Ddpo.Rewards;
+
+namespace Ddpo.Config;
+
+/// <summary>
+/// The experiment presets of ddpo-pytorch's <c>config/dgx.py</c> (<c>compressibility</c>, <c>incompressibility</c>,
+/// <c>aesthetic</c>, <c>prompt_image_alignment</c>). Their per-device batch sizes are kept, so on one device an
+/// epoch has 1/8 of the paper's samples (1/6 for alignment). Departures: <c>num_checkpoint_limit</c> stays at the
+/// base value 5 (dgx.py keeps every checkpoint), and the alignment reward is <see cref="RewardNames.ClipAlignment"/>
+/// in place of the LLaVA + BERTScore server.
+/// </summary>
+public static class ConfigPresets
+{
+    private const string Compressibility = $"""
+        num_epochs = 100
+        use_lora = true
+        save_freq = 1
+        prompt_fn = "imagenet_animals"
+        prompt_fn_kwargs = {"{}"}
+        reward_fn = "{RewardNames.JpegCompressibility}"
+
+        [sample]
+        num_steps = 50
+        eta = 1.0
+        guidance_scale = 5.0
+        batch_size = 8
+        num_batches_per_epoch = 4
+
+        [train]
+        batch_size = 4
+        gradient_accumulation_steps = 2
+        learning_rate = 3e-4
+        clip_range = 1e-4
+        adv_clip_max = 5.0
+        timestep_fraction = 1.0
+        num_inner_epochs = 1
+
+        [per_prompt_stat_tracking]
+        enabled = true
+        buffer_size = 16
+        min_count = 16
+        """;
+
+    private static readonly Dictionary<string, string[]> Layers = new()
+    {
+        ["compressibility"] = [Compressibility],
+        ["incompressibility"] = [Compressibility, $"""
+            reward_fn = "{RewardNames.JpegIncompressibility}"
+            """],
+        ["aesthetic"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+
+            [train]
+            gradient_accumulation_steps = 4
+
+            [per_prompt_stat_tracking]
+            buffer_size = 32
+            min_count = 16
+            """],
+        ["prompt_image_alignment"] = [Compressibility, $"""
+            num_epochs = 200
+            prompt_fn = "nouns_activities"
+            prompt_fn_kwargs = {"{"} nouns_file = "simple_animals.txt", activities_file = "activities.txt" {"}"}
+            reward_fn = "{RewardNames.ClipAlignment}"
+
+            [sample]
+            batch_size = 8
+            num_batches_per_epoch = 6
+
+            [train]
+            batch_size = 4
+            gradient_accumulation_steps = 6
+
+            [per_prompt_stat_tracking]
+            buffer_size = 32
+            min_count = 16
+            """],
+    };
+
+    /// <summary>The preset names.</summary>
+    public static IReadOnlyList<string> Names { get; } = Layers.Keys.ToArray();
+
+    /// <summary>The preset as TOML (its layers in order), as applied over the defaults.</summary>
+    public static IReadOnlyList<string> Toml(string name) =>
+        Layers.TryGetValue(name, out var layers)
+            ? layers
+            : throw new ConfigException($"--preset: unknown preset '{name}' (expected one of {string.Join(", ", Names)})");
+
+    /// <summary>Applies a preset to <paramref name="config"/>; an unknown name is a <see cref="ConfigException"/>.</summary>
+    public static void Apply(DdpoConfig config, string name)
+    {
+        foreach (var toml in Toml(name))
+        {
+            var origin = $"preset '{name}'";
+            var layer = new ConfigLayer(config, origin);
+            layer.ApplyTree(ConfigValues.ParseToml(toml, origin));
+            layer.Finish();
+        }
+    }
+}

@@ -1,0 +1,200 @@
+using System.Globalization;
+
+namespace Ddpo.Config;
+
+/// <summary>The kind of value a config key holds.</summary>
+internal enum ConfigValueKind
+{
+    Integer,
+    Float,
+    Boolean,
+    String,
+    Table,
+}
+
+/// <summary>
+/// One config key: its dotted path (ddpo-pytorch's name), kind, accessors and range check.
+/// <paramref name="Check"/> returns a description of what is wrong, or null when the value is fine.
+/// </summary>
+internal sealed record ConfigKey(
+    string Path,
+    ConfigValueKind Kind,
+    Func<DdpoConfig, object> Get,
+    Action<DdpoConfig, object> Set,
+    Func<object, string?> Check);
+
+/// <summary>Every key of <see cref="DdpoConfig"/>, in the order they are written.</summary>
+internal static class ConfigSchema
+{
+    /// <summary>Section names, in the order they are written.</summary>
+    public static readonly string[] Sections =
+        ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained"];
+
+    /// <summary>The free-form tables (any key inside is accepted).</summary>
+    public const string PromptFnKwargs = "prompt_fn_kwargs";
+
+    /// <summary>The reward composition table (<c>name = weight</c>).</summary>
+    public const string Rewards = "rewards";
+
+    public static readonly IReadOnlyList<ConfigKey> Keys = Build();
+
+    private static readonly Dictionary<string, ConfigKey> ByPath = Keys.ToDictionary(k => k.Path);
+
+    public static ConfigKey? Find(string path) => ByPath.GetValueOrDefault(path);
+
+    public static bool IsSection(string path) => Sections.Contains(path);
+
+    /// <summary>Known keys directly under a section ("" for the top level), for error messages.</summary>
+    public static IEnumerable<string> KeysUnder(string section)
+    {
+        var prefix = section.Length == 0 ? "" : section + ".";
+        var direct = Keys.Where(k => k.Path.StartsWith(prefix, StringComparison.Ordinal))
+            .Select(k => k.Path[prefix.Length..])
+            .Where(rest => !rest.Contains('.'));
+        return section.Length == 0 ? direct.Concat(Sections) : direct;
+    }
+
+    private static IReadOnlyList<ConfigKey> Build()
+    {
+        var keys = new List<ConfigKey>();
+
+        void Int(string path, Func<DdpoConfig, int> get, Action<DdpoConfig, int> set, int min, int max = int.MaxValue) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Integer, c => get(c), (c, v) => set(c, (int)v), v =>
+            {
+                var i = (int)v;
+                if (i < min) return $"must be >= {min}, got {i}";
+                if (i > max) return $"must be <= {max}, got {i}";
+                return null;
+            }));
+
+        void Float(string path, Func<DdpoConfig, double> get, Action<DdpoConfig, double> set, Func<double, string?> check) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Float, c => get(c), (c, v) => set(c, (double)v), v =>
+            {
+                var d = (double)v;
+                return double.IsFinite(d) ? check(d) : $"must be a finite number, got {Fmt(d)}";
+            }));
+
+        void Bool(string path, Func<DdpoConfig, bool> get, Action<DdpoConfig, bool> set) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Boolean, c => get(c), (c, v) => set(c, (bool)v), _ => null));
+
+        void Str(string path, Func<DdpoConfig, string> get, Action<DdpoConfig, string> set, Func<string, string?> check) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.String, c => get(c), (c, v) => set(c, (string)v), v => check((string)v)));
+
+        static Func<double, string?> Positive() => d => d > 0 ? null : $"must be > 0, got {Fmt(d)}";
+        static Func<double, string?> NonNegative() => d => d >= 0 ? null : $"must be >= 0, got {Fmt(d)}";
+        static Func<double, string?> UnitOpen() => d => d is >= 0 and < 1 ? null : $"must be in [0, 1), got {Fmt(d)}";
+
+        // Top level.
+        Str("run_name", c => c.RunName, (c, v) => c.RunName = v, v =>
+            v.IndexOfAny(['/', '\\']) >= 0 || v is "." or ".." ? $"must be a plain folder name (no path separators), got '{v}'" : null);
+        Int("seed", c => c.Seed, (c, v) => c.Seed = v, int.MinValue);
+        Int("num_epochs", c => c.NumEpochs, (c, v) => c.NumEpochs = v, 1);
+        Int("save_freq", c => c.SaveFreq, (c, v) => c.SaveFreq = v, 1);
+        Int("num_checkpoint_limit", c => c.NumCheckpointLimit, (c, v) => c.NumCheckpointLimit = v, 1);
+        Bool("use_lora", c => c.UseLora, (c, v) => c.UseLora = v);
+        keys.Add(new ConfigKey("algorithm", ConfigValueKind.String,
+            c => c.Algorithm.ToConfigName(),
+            (c, v) =>
+            {
+                if (!TrainingAlgorithms.TryParse((string)v, out var a))
+                {
+                    throw new ConfigValueException($"unknown algorithm '{v}' (expected one of {string.Join(", ", TrainingAlgorithms.Names)})");
+                }
+                c.Algorithm = a;
+            },
+            _ => null));
+        Str("prompt_fn", c => c.PromptFn, (c, v) => c.PromptFn = v, v =>
+            Prompts.PromptSources.IsKnown(v) ? null
+                : $"unknown prompt function '{v}' (expected one of {string.Join(", ", Prompts.PromptSources.Names)}, or file:PATH)");
+        keys.Add(new ConfigKey(PromptFnKwargs, ConfigValueKind.Table,
+            c => c.PromptFnKwargs,
+            (c, v) => c.PromptFnKwargs = new Dictionary<string, object>((IDictionary<string, object>)v),
+            _ => null));
+        Str("reward_fn", c => c.RewardFn, (c, v) => c.RewardFn = v, v =>
+            string.IsNullOrWhiteSpace(v) ? "must name a reward function" : null);
+        keys.Add(new ConfigKey(Rewards, ConfigValueKind.Table,
+            c => c.Rewards.ToDictionary(kv => kv.Key, kv => (object)kv.Value),
+            (c, v) => c.Rewards = ToWeights((IDictionary<string, object>)v),
+            v =>
+            {
+                foreach (var (name, w) in (IDictionary<string, object>)v)
+                {
+                    if (w is not double d || !double.IsFinite(d)) return $"weight of '{name}' must be a finite number";
+                }
+                return null;
+            }));
+        Str("device", c => c.Device, (c, v) => c.Device = v, v =>
+            v is "cpu" or "cuda" or "auto" || (v.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(v[5..], out var n) && n >= 0)
+                ? null : $"must be cpu, cuda, cuda:N or auto, got '{v}'");
+        Str("model", c => c.Model, (c, v) => c.Model = v, v =>
+            string.IsNullOrWhiteSpace(v) ? "must be a model folder or \"builtin\"" : null);
+
+        // [sample]
+        Int("sample.num_steps", c => c.Sample.NumSteps, (c, v) => c.Sample.NumSteps = v, 1);
+        Float("sample.eta", c => c.Sample.Eta, (c, v) => c.Sample.Eta = v, NonNegative());
+        Float("sample.guidance_scale", c => c.Sample.GuidanceScale, (c, v) => c.Sample.GuidanceScale = v, NonNegative());
+        Int("sample.batch_size", c => c.Sample.BatchSize, (c, v) => c.Sample.BatchSize = v, 1);
+        Int("sample.num_batches_per_epoch", c => c.Sample.NumBatchesPerEpoch, (c, v) => c.Sample.NumBatchesPerEpoch = v, 1);
+
+        // [train]
+        Int("train.batch_size", c => c.Train.BatchSize, (c, v) => c.Train.BatchSize = v, 1);
+        Float("train.learning_rate", c => c.Train.LearningRate, (c, v) => c.Train.LearningRate = v, Positive());
+        Float("train.adam_beta1", c => c.Train.AdamBeta1, (c, v) => c.Train.AdamBeta1 = v, UnitOpen());
+        Float("train.adam_beta2", c => c.Train.AdamBeta2, (c, v) => c.Train.AdamBeta2 = v, UnitOpen());
+        Float("train.adam_weight_decay", c => c.Train.AdamWeightDecay, (c, v) => c.Train.AdamWeightDecay = v, NonNegative());
+        Float("train.adam_epsilon", c => c.Train.AdamEpsilon, (c, v) => c.Train.AdamEpsilon = v, Positive());
+        Int("train.gradient_accumulation_steps", c => c.Train.GradientAccumulationSteps, (c, v) => c.Train.GradientAccumulationSteps = v, 1);
+        Float("train.max_grad_norm", c => c.Train.MaxGradNorm, (c, v) => c.Train.MaxGradNorm = v, Positive());
+        Int("train.num_inner_epochs", c => c.Train.NumInnerEpochs, (c, v) => c.Train.NumInnerEpochs = v, 1);
+        Bool("train.cfg", c => c.Train.Cfg, (c, v) => c.Train.Cfg = v);
+        Float("train.adv_clip_max", c => c.Train.AdvClipMax, (c, v) => c.Train.AdvClipMax = v, Positive());
+        Float("train.clip_range", c => c.Train.ClipRange, (c, v) => c.Train.ClipRange = v, Positive());
+        Float("train.timestep_fraction", c => c.Train.TimestepFraction, (c, v) => c.Train.TimestepFraction = v,
+            d => d is > 0 and <= 1 ? null : $"must be in (0, 1], got {Fmt(d)}");
+
+        // [per_prompt_stat_tracking]
+        Bool("per_prompt_stat_tracking.enabled", c => c.PerPromptStatTracking.Enabled, (c, v) => c.PerPromptStatTracking.Enabled = v);
+        Int("per_prompt_stat_tracking.buffer_size", c => c.PerPromptStatTracking.BufferSize, (c, v) => c.PerPromptStatTracking.BufferSize = v, 1);
+        Int("per_prompt_stat_tracking.min_count", c => c.PerPromptStatTracking.MinCount, (c, v) => c.PerPromptStatTracking.MinCount = v, 0);
+
+        // [lora]
+        Int("lora.rank", c => c.Lora.Rank, (c, v) => c.Lora.Rank = v, 1);
+        Float("lora.alpha", c => c.Lora.Alpha, (c, v) => c.Lora.Alpha = v, Positive());
+
+        // [rwr]
+        Float("rwr.temperature", c => c.Rwr.Temperature, (c, v) => c.Rwr.Temperature = v, Positive());
+        Float("rwr.percentile", c => c.Rwr.Percentile, (c, v) => c.Rwr.Percentile = v,
+            d => d is >= 0 and <= 100 ? null : $"must be in [0, 100], got {Fmt(d)}");
+
+        // [logging]
+        Int("logging.image_every", c => c.Logging.ImageEvery, (c, v) => c.Logging.ImageEvery = v, 0);
+        Int("logging.num_eval_images", c => c.Logging.NumEvalImages, (c, v) => c.Logging.NumEvalImages = v, 0);
+
+        // [pretrained]
+        Str("pretrained.dtype", c => c.Pretrained.Dtype, (c, v) => c.Pretrained.Dtype = v, v =>
+            v is "fp32" or "fp16" or "bf16" ? null : $"must be fp32, fp16 or bf16, got '{v}'");
+
+        return keys;
+    }
+
+    private static Dictionary<string, double> ToWeights(IDictionary<string, object> table)
+    {
+        var result = new Dictionary<string, double>();
+        foreach (var (name, w) in table)
+        {
+            result[name] = w switch
+            {
+                double d => d,
+                long l => l,
+                int i => i,
+                _ => throw new ConfigValueException($"weight of '{name}' must be a number, got {ConfigValues.Describe(w)}"),
+            };
+        }
+        return result;
+    }
+
+    internal static string Fmt(double d) => d.ToString("R", CultureInfo.InvariantCulture);
+}
+
+/// <summary>A value of the wrong type or out of range; the caller adds the origin and key.</summary>
+internal sealed class ConfigValueException(string message) : Exception(message);

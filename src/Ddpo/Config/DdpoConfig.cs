@@ -1,0 +1,220 @@
+using System.Security.Cryptography;
+using System.Text;
+using Ddpo.Models.Loading;
+
+namespace Ddpo.Config;
+
+/// <summary>
+/// The full configuration of a DDPO run. Keys keep kvablack/ddpo-pytorch's names and defaults
+/// (<c>config/base.py</c>); values are layered defaults → <c>--preset</c> → config file → <c>--set</c>
+/// by <see cref="Load"/>, which also validates the result.
+/// </summary>
+public sealed class DdpoConfig
+{
+    /// <summary>The <c>reward_fn</c> value meaning "the weighted sum of the <c>rewards</c> table".</summary>
+    public const string WeightedRewardName = "weighted";
+
+    private readonly Dictionary<string, string> _origins = [];
+
+    /// <summary><c>run_name</c>: the run folder name ("" = generated from the date and time).</summary>
+    public string RunName { get; set; } = "";
+
+    /// <summary><c>seed</c> for all random choices.</summary>
+    public int Seed { get; set; } = 42;
+
+    /// <summary><c>num_epochs</c>: rounds of sampling followed by training.</summary>
+    public int NumEpochs { get; set; } = 100;
+
+    /// <summary><c>save_freq</c>: epochs between checkpoints.</summary>
+    public int SaveFreq { get; set; } = 20;
+
+    /// <summary><c>num_checkpoint_limit</c>: the newest checkpoints kept.</summary>
+    public int NumCheckpointLimit { get; set; } = 5;
+
+    /// <summary><c>use_lora</c>: train LoRA adapters instead of the full UNet.</summary>
+    public bool UseLora { get; set; } = true;
+
+    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c> or <c>rwr_sparse</c>.</summary>
+    public TrainingAlgorithm Algorithm { get; set; } = TrainingAlgorithm.DdpoIs;
+
+    /// <summary><c>prompt_fn</c>: a prompt source name (see <see cref="Prompts.PromptSources"/>).</summary>
+    public string PromptFn { get; set; } = "imagenet_animals";
+
+    /// <summary><c>prompt_fn_kwargs</c>: arguments of the prompt source (string, long, double, bool or list values).</summary>
+    public Dictionary<string, object> PromptFnKwargs { get; set; } = [];
+
+    /// <summary><c>reward_fn</c>: a reward name, or <see cref="WeightedRewardName"/> to use <see cref="Rewards"/>.</summary>
+    public string RewardFn { get; set; } = "jpeg_compressibility";
+
+    /// <summary><c>rewards</c>: <c>name = weight</c> components, used when <see cref="RewardFn"/> is <c>"weighted"</c>.</summary>
+    public Dictionary<string, double> Rewards { get; set; } = [];
+
+    /// <summary><c>device</c>: <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c> or <c>auto</c>.</summary>
+    public string Device { get; set; } = "auto";
+
+    /// <summary><c>model</c>: a Stable Diffusion folder (diffusers layout) or <c>"builtin"</c>.</summary>
+    public string Model { get; set; } = "builtin";
+
+    /// <summary>The <c>[sample]</c> section.</summary>
+    public SampleConfig Sample { get; set; } = new();
+
+    /// <summary>The <c>[train]</c> section.</summary>
+    public TrainConfig Train { get; set; } = new();
+
+    /// <summary>The <c>[per_prompt_stat_tracking]</c> section.</summary>
+    public PerPromptStatTrackingConfig PerPromptStatTracking { get; set; } = new();
+
+    /// <summary>The <c>[lora]</c> section.</summary>
+    public LoraConfig Lora { get; set; } = new();
+
+    /// <summary>The <c>[rwr]</c> section.</summary>
+    public RwrConfig Rwr { get; set; } = new();
+
+    /// <summary>The <c>[logging]</c> section.</summary>
+    public LoggingConfig Logging { get; set; } = new();
+
+    /// <summary>The <c>[pretrained]</c> section.</summary>
+    public PretrainedConfig Pretrained { get; set; } = new();
+
+    /// <summary>Timesteps trained on per trajectory: <c>int(sample.num_steps * train.timestep_fraction)</c>, as ddpo-pytorch.</summary>
+    public int NumTrainTimesteps => (int)(Sample.NumSteps * Train.TimestepFraction);
+
+    /// <summary>Trajectories sampled per epoch: <c>sample.batch_size * sample.num_batches_per_epoch</c>.</summary>
+    public int SamplesPerEpoch => Sample.BatchSize * Sample.NumBatchesPerEpoch;
+
+    /// <summary>
+    /// Builds a config: defaults, then the preset (if any), then the file (<c>.toml</c> or <c>.json</c>,
+    /// if any), then the <c>--set KEY=VALUE</c> overrides (values read as TOML; a bare word is a string),
+    /// and validates it. Every problem is a <see cref="ConfigException"/> naming the key and where it was set.
+    /// </summary>
+    public static DdpoConfig Load(string? file, string? preset, IEnumerable<string>? setOverrides)
+    {
+        var config = new DdpoConfig();
+        if (!string.IsNullOrEmpty(preset))
+        {
+            ConfigPresets.Apply(config, preset);
+        }
+        if (!string.IsNullOrEmpty(file))
+        {
+            var layer = new ConfigLayer(config, file);
+            layer.ApplyTree(ReadFile(file));
+            layer.Finish();
+        }
+        var sets = setOverrides?.ToList() ?? [];
+        if (sets.Count > 0)
+        {
+            var layer = new ConfigLayer(config, "--set");
+            foreach (var s in sets)
+            {
+                layer.ApplyOverride(s);
+            }
+            layer.Finish();
+        }
+        config.Validate();
+        return config;
+    }
+
+    /// <summary>Parses TOML or JSON text (by <paramref name="format"/>: <c>toml</c> or <c>json</c>) over the defaults and validates it.</summary>
+    public static DdpoConfig Parse(string text, string format = "toml", string source = "<text>")
+    {
+        var config = new DdpoConfig();
+        var layer = new ConfigLayer(config, source);
+        layer.ApplyTree(format == "json" ? ConfigValues.ParseJson(text, source) : ConfigValues.ParseToml(text, source));
+        layer.Finish();
+        config.Validate();
+        return config;
+    }
+
+    private static Dictionary<string, object> ReadFile(string file)
+    {
+        if (!File.Exists(file))
+        {
+            throw new ConfigException($"{file}: config file not found");
+        }
+        var text = File.ReadAllText(file);
+        return Path.GetExtension(file).ToLowerInvariant() switch
+        {
+            ".toml" => ConfigValues.ParseToml(text, file),
+            ".json" => ConfigValues.ParseJson(text, file),
+            var ext => throw new ConfigException($"{file}: unsupported config format '{ext}' (expected .toml or .json)"),
+        };
+    }
+
+    /// <summary>
+    /// Checks every value and the relations between them (ddpo-pytorch's batch-size assertions);
+    /// throws a <see cref="ConfigException"/> naming the key and where it was set.
+    /// </summary>
+    public void Validate()
+    {
+        foreach (var key in ConfigSchema.Keys)
+        {
+            var problem = key.Check(key.Get(this));
+            if (problem is not null) throw Problem(key.Path, problem);
+        }
+        if (RewardFn == WeightedRewardName && Rewards.Count == 0)
+        {
+            throw Problem("rewards", $"reward_fn = \"{WeightedRewardName}\" needs at least one entry in rewards = {{ name = weight }}");
+        }
+        if (RewardFn != WeightedRewardName && Rewards.Count > 0)
+        {
+            throw Problem("rewards", $"a rewards table is only used with reward_fn = \"{WeightedRewardName}\" (reward_fn is \"{RewardFn}\")");
+        }
+        if (NumTrainTimesteps < 1)
+        {
+            throw Problem("train.timestep_fraction",
+                $"{ConfigSchema.Fmt(Train.TimestepFraction)} of sample.num_steps = {Sample.NumSteps} leaves no timestep to train on");
+        }
+        if (PerPromptStatTracking.Enabled && PerPromptStatTracking.MinCount > PerPromptStatTracking.BufferSize)
+        {
+            throw Problem("per_prompt_stat_tracking.min_count",
+                $"{PerPromptStatTracking.MinCount} exceeds buffer_size = {PerPromptStatTracking.BufferSize}, so per-prompt statistics would never be used");
+        }
+        if (Sample.BatchSize % Train.BatchSize != 0)
+        {
+            throw Problem("train.batch_size",
+                $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
+        }
+        int perStep = Train.BatchSize * Train.GradientAccumulationSteps;
+        if (SamplesPerEpoch % perStep != 0)
+        {
+            throw Problem("train.gradient_accumulation_steps",
+                $"samples per epoch (sample.batch_size * sample.num_batches_per_epoch = {SamplesPerEpoch}) must be a multiple of " +
+                $"train.batch_size * train.gradient_accumulation_steps = {perStep}");
+        }
+    }
+
+    private ConfigException Problem(string key, string message)
+    {
+        var origin = OriginOf(key);
+        return new ConfigException(origin is null ? $"{key}: {message}" : $"{origin}: {key}: {message}");
+    }
+
+    /// <summary>Where a key was last set (a preset, a file path or <c>--set KEY</c>), or null for a default.</summary>
+    public string? OriginOf(string key) => _origins.GetValueOrDefault(key);
+
+    internal void SetOrigin(string key, string origin) => _origins[key] = origin;
+
+    /// <summary>The fully resolved config as TOML (every key, ddpo-pytorch names), readable by <see cref="Load"/>.</summary>
+    public string ToToml()
+    {
+        var sb = new StringBuilder();
+        sb.Append("# DDPO run configuration (fully resolved)\n");
+        string? section = null;
+        foreach (var key in ConfigSchema.Keys)
+        {
+            int dot = key.Path.IndexOf('.');
+            var keySection = dot < 0 ? null : key.Path[..dot];
+            if (keySection != section)
+            {
+                sb.Append('\n').Append('[').Append(keySection).Append("]\n");
+                section = keySection;
+            }
+            var name = dot < 0 ? key.Path : key.Path[(dot + 1)..];
+            sb.Append(ConfigValues.Key(name)).Append(" = ").Append(ConfigValues.ToToml(key.Get(this))).Append('\n');
+        }
+        return sb.ToString();
+    }
+
+    /// <summary>SHA-256 (hex) of <see cref="ToToml"/>: identifies the settings a checkpoint was made with.</summary>
+    public string ComputeHash() => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(ToToml())));
+}

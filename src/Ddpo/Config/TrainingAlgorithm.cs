@@ -1,0 +1,51 @@
+namespace Ddpo.Config;
+
+/// <summary>The policy-optimisation algorithm (the <c>algorithm</c> key).</summary>
+public enum TrainingAlgorithm
+{
+    /// <summary><c>ddpo_is</c>: DDPO with importance sampling and PPO-style ratio clipping.</summary>
+    DdpoIs,
+
+    /// <summary><c>ddpo_sf</c>: DDPO with the score-function (REINFORCE) estimator, one step per batch.</summary>
+    DdpoSf,
+
+    /// <summary><c>rwr</c>: reward-weighted regression with softmax(r / T) weights.</summary>
+    Rwr,
+
+    /// <summary><c>rwr_sparse</c>: reward-weighted regression keeping only samples at or above a reward percentile.</summary>
+    RwrSparse,
+}
+
+/// <summary>Conversions between <see cref="TrainingAlgorithm"/> and its config name.</summary>
+public static class TrainingAlgorithms
+{
+    private static readonly (TrainingAlgorithm Value, string Name)[] Table =
+    [
+        (TrainingAlgorithm.DdpoIs, "ddpo_is"),
+        (TrainingAlgorithm.DdpoSf, "ddpo_sf"),
+        (TrainingAlgorithm.Rwr, "rwr"),
+        (TrainingAlgorithm.RwrSparse, "rwr_sparse"),
+    ];
+
+    /// <summary>All config names, in declaration order.</summary>
+    public static IReadOnlyList<string> Names { get; } = Table.Select(t => t.Name).ToArray();
+
+    /// <summary>The config name of an algorithm (e.g. <c>ddpo_is</c>).</summary>
+    public static string ToConfigName(this TrainingAlgorithm algorithm) =>
+        Table.First(t => t.Value == algorithm).Name;
+
+    /// <summary>Parses a config name; false when unknown.</summary>
+    public static bool TryParse(string name, out TrainingAlgorithm algorithm)
+    {
+        foreach (var (value, n) in Table)
+        {
+            if (n == name)
+            {
+                algorithm = value;
+                return true;
+            }
+        }
+        algorithm = default;
+        return false;
+    }
+}

@@ -1,0 +1,32 @@
+namespace Ddpo.Prompts;
+
+/// <summary>Draws uniformly from a fixed list of prompts (ddpo-pytorch's <c>from_file</c>).</summary>
+public sealed class ListPromptSource : IPromptSource
+{
+    private readonly string[] _prompts;
+    private readonly string? _metadataKey;
+
+    /// <summary>
+    /// A source over <paramref name="prompts"/>; when <paramref name="metadataKey"/> is given, each sample's
+    /// metadata maps it to the prompt (e.g. <c>animal</c> = "cat").
+    /// </summary>
+    public ListPromptSource(IEnumerable<string> prompts, string? metadataKey = null)
+    {
+        _prompts = prompts.ToArray();
+        if (_prompts.Length == 0) throw new ArgumentException("a prompt source needs at least one prompt", nameof(prompts));
+        _metadataKey = metadataKey;
+    }
+
+    /// <inheritdoc/>
+    public IReadOnlyList<string> All => _prompts;
+
+    /// <inheritdoc/>
+    public PromptSample Next(Random rng)
+    {
+        var prompt = _prompts[rng.Next(_prompts.Length)];
+        var metadata = _metadataKey is null
+            ? PromptSample.NoMetadata
+            : new Dictionary<string, string> { [_metadataKey] = prompt };
+        return new PromptSample(prompt, metadata);
+    }
+}

@@ -1,0 +1,119 @@
+using Ddpo.Models.Loading;
+
+namespace Ddpo.Prompts;
+
+/// <summary>
+/// Creates prompt sources by <c>prompt_fn</c> name:
+/// <c>imagenet_all</c> (1000 ImageNet classes), <c>imagenet_animals</c> (the first 398), <c>imagenet_dogs</c> (151..268),
+/// <c>simple_animals</c> (45), <c>nouns_activities</c> (kwargs <c>nouns_file</c>, <c>activities_file</c>),
+/// <c>file:PATH</c> (one prompt per line), and the held-out splits <c>simple_animals_train</c>,
+/// <c>simple_animals_heldout</c> (kwarg <c>heldout_fraction</c>), <c>nouns_activities_train</c>,
+/// <c>nouns_activities_heldout_animals</c>, <c>nouns_activities_heldout_activities</c>
+/// (kwargs <c>nouns_file</c>, <c>activities_file</c>, <c>heldout_fraction</c>, <c>heldout_activities</c>).
+/// </summary>
+public static class PromptSources
+{
+    /// <summary>The prefix of a prompt file source: <c>file:PATH</c>.</summary>
+    public const string FilePrefix = "file:";
+
+    private const string NounsFile = "nouns_file";
+    private const string ActivitiesFile = "activities_file";
+    private const string HeldOutFraction = "heldout_fraction";
+    private const string HeldOutActivities = "heldout_activities";
+
+    private sealed record Entry(string[] Kwargs, Func<Args, IPromptSource> Create);
+
+    private static readonly Dictionary<string, Entry> Entries = new()
+    {
+        ["imagenet_all"] = new([], _ => Imagenet(0, 1000)),
+        ["imagenet_animals"] = new([], _ => Imagenet(0, 398)),
+        ["imagenet_dogs"] = new([], _ => Imagenet(151, 269)),
+        ["simple_animals"] = new([], _ => new ListPromptSource(PromptLists.Load("simple_animals.txt"), NounsActivitiesSource.AnimalKey)),
+        ["simple_animals_train"] = new([HeldOutFraction], a => new ListPromptSource(AnimalSplit(a).Train, NounsActivitiesSource.AnimalKey)),
+        ["simple_animals_heldout"] = new([HeldOutFraction], a => new ListPromptSource(AnimalSplit(a).HeldOut, NounsActivitiesSource.AnimalKey)),
+        ["nouns_activities"] = new([NounsFile, ActivitiesFile], a => new NounsActivitiesSource(Nouns(a), Activities(a))),
+        ["nouns_activities_train"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).Train),
+        ["nouns_activities_heldout_animals"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).HeldOutAnimals),
+        ["nouns_activities_heldout_activities"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).HeldOutActivities),
+    };
+
+    /// <summary>The built-in source names (besides <c>file:PATH</c>).</summary>
+    public static IReadOnlyList<string> Names { get; } = Entries.Keys.ToArray();
+
+    /// <summary>True for a built-in name or <c>file:PATH</c> (the file is only checked by <see cref="Create"/>).</summary>
+    public static bool IsKnown(string name) =>
+        Entries.ContainsKey(name) || (name.StartsWith(FilePrefix, StringComparison.Ordinal) && name.Length > FilePrefix.Length);
+
+    /// <summary>
+    /// Creates the source <paramref name="name"/> with <paramref name="kwargs"/> (<c>prompt_fn_kwargs</c>);
+    /// an unknown name or argument, or a missing file, is a <see cref="ConfigException"/>.
+    /// </summary>
+    public static IPromptSource Create(string name, IReadOnlyDictionary<string, object>? kwargs = null)
+    {
+        kwargs ??= new Dictionary<string, object>();
+        if (name.StartsWith(FilePrefix, StringComparison.Ordinal) && name.Length > FilePrefix.Length)
+        {
+            RejectUnknown(name, kwargs, []);
+            var path = name[FilePrefix.Length..];
+            if (!File.Exists(path)) throw new ConfigException($"prompt_fn: prompt file '{path}' not found");
+            return new ListPromptSource(PromptLists.Load(path));
+        }
+        if (!Entries.TryGetValue(name, out var entry))
+        {
+            throw new ConfigException($"prompt_fn: unknown prompt function '{name}' (expected one of {string.Join(", ", Names)}, or file:PATH)");
+        }
+        RejectUnknown(name, kwargs, entry.Kwargs);
+        return entry.Create(new Args(name, kwargs));
+    }
+
+    private static void RejectUnknown(string name, IReadOnlyDictionary<string, object> kwargs, string[] accepted)
+    {
+        foreach (var key in kwargs.Keys)
+        {
+            if (!accepted.Contains(key))
+            {
+                var expected = accepted.Length == 0 ? "it takes no arguments" : $"it accepts {string.Join(", ", accepted)}";
+                throw new ConfigException($"prompt_fn_kwargs.{key}: not an argument of prompt_fn '{name}' ({expected})");
+            }
+        }
+    }
+
+    private static ListPromptSource Imagenet(int low, int high) =>
+        new(PromptLists.Load("imagenet_classes.txt").Take(high).Skip(low));
+
+    private static IReadOnlyList<string> Nouns(Args a) => PromptLists.Load(a.String(NounsFile, "simple_animals.txt"));
+
+    private static IReadOnlyList<string> Activities(Args a) => PromptLists.Load(a.String(ActivitiesFile, "activities.txt"));
+
+    private static ListSplit AnimalSplit(Args a) =>
+        HeldOut.Split(PromptLists.Load("simple_animals.txt"), a.Fraction(HeldOutFraction, HeldOut.DefaultAnimalFraction));
+
+    private static NounsActivitiesSplit Split(Args a) =>
+        HeldOut.NounsActivities(Nouns(a), Activities(a),
+            a.Fraction(HeldOutFraction, HeldOut.DefaultAnimalFraction),
+            a.Int(HeldOutActivities, HeldOut.DefaultActivityCount));
+
+    private sealed record Args(string Name, IReadOnlyDictionary<string, object> Values)
+    {
+        public string String(string key, string fallback) => Values.TryGetValue(key, out var v)
+            ? v as string ?? throw Wrong(key, "a string", v)
+            : fallback;
+
+        public double Fraction(string key, double fallback)
+        {
+            if (!Values.TryGetValue(key, out var v)) return fallback;
+            double d = v switch { double x => x, long l => l, int i => i, _ => throw Wrong(key, "a number", v) };
+            return d is > 0 and < 1 ? d : throw Wrong(key, "a number in (0, 1)", v);
+        }
+
+        public int Int(string key, int fallback)
+        {
+            if (!Values.TryGetValue(key, out var v)) return fallback;
+            long n = v switch { long l => l, int i => i, _ => throw Wrong(key, "an integer", v) };
+            return n >= 1 && n < int.MaxValue ? (int)n : throw Wrong(key, "an integer >= 1", v);
+        }
+
+        private ConfigException Wrong(string key, string expected, object got) =>
+            new($"prompt_fn_kwargs.{key}: expected {expected} for prompt_fn '{Name}', got {got}");
+    }
+}

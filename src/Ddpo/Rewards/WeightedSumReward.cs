@@ -1,0 +1,63 @@
+namespace Ddpo.Rewards;
+
+/// <summary>
+/// The weighted sum of several rewards. Components are scored concurrently; the details hold each
+/// component's unweighted rewards under its name, and its own details as <c>name/key</c>.
+/// </summary>
+public sealed class WeightedSumReward : IRewardFunction
+{
+    private readonly (IRewardFunction Reward, double Weight)[] _components;
+
+    /// <summary>Combines <paramref name="components"/>; names must be distinct and weights finite.</summary>
+    public WeightedSumReward(IEnumerable<(IRewardFunction Reward, double Weight)> components)
+    {
+        _components = components.ToArray();
+        if (_components.Length == 0)
+        {
+            throw new ArgumentException("WeightedSumReward: needs at least one component");
+        }
+        foreach (var (reward, weight) in _components)
+        {
+            if (!double.IsFinite(weight))
+            {
+                throw new ArgumentException($"WeightedSumReward: weight of '{reward.Name}' must be finite, got {weight}");
+            }
+        }
+        var duplicate = _components.GroupBy(c => c.Reward.Name).FirstOrDefault(g => g.Count() > 1);
+        if (duplicate is not null)
+        {
+            throw new ArgumentException($"WeightedSumReward: component '{duplicate.Key}' appears more than once");
+        }
+    }
+
+    /// <summary>The components and their weights.</summary>
+    public IReadOnlyList<(IRewardFunction Reward, double Weight)> Components => _components;
+
+    /// <inheritdoc/>
+    public string Name => "weighted(" + string.Join(" + ", _components.Select(c => $"{c.Weight:g6}*{c.Reward.Name}")) + ")";
+
+    /// <inheritdoc/>
+    public async Task<RewardResult> ScoreAsync(RewardBatch batch, CancellationToken ct)
+    {
+        batch.Validate();
+        var results = await Task.WhenAll(_components.Select(c => c.Reward.ScoreAsync(batch, ct))).ConfigureAwait(false);
+        var total = new double[batch.Count];
+        var details = new Dictionary<string, float[]>();
+        for (int c = 0; c < _components.Length; c++)
+        {
+            var (reward, weight) = _components[c];
+            var r = results[c].Rewards;
+            if (r.Length != batch.Count)
+            {
+                throw new InvalidOperationException($"reward '{reward.Name}' returned {r.Length} values for {batch.Count} images");
+            }
+            for (int i = 0; i < r.Length; i++) total[i] += weight * r[i];
+            details[reward.Name] = r;
+            if (results[c].Details is { } sub)
+            {
+                foreach (var (key, values) in sub) details[$"{reward.Name}/{key}"] = values;
+            }
+        }
+        return new RewardResult(total.Select(v => (float)v).ToArray(), details);
+    }
+}

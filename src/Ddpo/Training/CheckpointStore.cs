@@ -1,0 +1,136 @@
+using System.Globalization;
+using Ddpo.Models.Loading;
+using static TorchSharp.torch;
+
+namespace Ddpo.Training;
+
+/// <summary>A checkpoint folder and the epoch it closes.</summary>
+public sealed record CheckpointInfo(int Epoch, string Path);
+
+/// <summary>
+/// Checkpoints of a run under <c>RUN/checkpoints/epoch-000010/</c>: <c>tensors.safetensors</c> (named tensors:
+/// trainable weights and optimiser state) and <c>state.json</c> (<see cref="CheckpointState"/>). Each is built in a
+/// temporary folder and renamed into place, so a crash never leaves a half-written checkpoint under a final name;
+/// only the newest <see cref="KeepLimit"/> are kept.
+/// </summary>
+public sealed class CheckpointStore
+{
+    /// <summary>The tensor file inside a checkpoint folder.</summary>
+    public const string TensorsFile = "tensors.safetensors";
+
+    /// <summary>The state file inside a checkpoint folder.</summary>
+    public const string StateFile = "state.json";
+
+    private const string Prefix = "epoch-";
+    private const string TempPrefix = ".tmp-";
+
+    /// <summary>A store under <c><paramref name="runDirectory"/>/checkpoints</c> keeping the newest <paramref name="keepLimit"/>.</summary>
+    public CheckpointStore(string runDirectory, int keepLimit)
+    {
+        ArgumentOutOfRangeException.ThrowIfLessThan(keepLimit, 1);
+        Root = Path.Combine(runDirectory, "checkpoints");
+        KeepLimit = keepLimit;
+    }
+
+    /// <summary>The <c>checkpoints</c> folder.</summary>
+    public string Root { get; }
+
+    /// <summary>How many checkpoints are kept.</summary>
+    public int KeepLimit { get; }
+
+    /// <summary>The folder name of an epoch's checkpoint (<c>epoch-000010</c>).</summary>
+    public static string FolderName(int epoch) => Prefix + epoch.ToString("D6", CultureInfo.InvariantCulture);
+
+    /// <summary>
+    /// Writes a checkpoint for <see cref="CheckpointState.Epoch"/> atomically (replacing one of the same epoch),
+    /// then deletes the oldest beyond <see cref="KeepLimit"/>. Tensors are copied to the CPU; the caller keeps ownership.
+    /// </summary>
+    public CheckpointInfo Save(CheckpointState state, IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        ArgumentOutOfRangeException.ThrowIfNegative(state.Epoch);
+        Directory.CreateDirectory(Root);
+        RemoveStaleTemporaries();
+        var final = Path.Combine(Root, FolderName(state.Epoch));
+        var temp = Path.Combine(Root, $"{TempPrefix}{FolderName(state.Epoch)}-{Guid.NewGuid():N}");
+        Directory.CreateDirectory(temp);
+        try
+        {
+            SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
+            File.WriteAllText(Path.Combine(temp, StateFile), state.ToJson());
+            if (Directory.Exists(final))
+            {
+                var old = Path.Combine(Root, $"{TempPrefix}old-{Guid.NewGuid():N}");
+                Directory.Move(final, old);
+                Directory.Move(temp, final);
+                Directory.Delete(old, recursive: true);
+            }
+            else
+            {
+                Directory.Move(temp, final);
+            }
+        }
+        finally
+        {
+            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
+        }
+        Prune();
+        return new CheckpointInfo(state.Epoch, final);
+    }
+
+    /// <summary>Complete checkpoints (those with both files), oldest first.</summary>
+    public IReadOnlyList<CheckpointInfo> List()
+    {
+        if (!Directory.Exists(Root)) return [];
+        var result = new List<CheckpointInfo>();
+        foreach (var dir in Directory.GetDirectories(Root))
+        {
+            var name = Path.GetFileName(dir);
+            if (!name.StartsWith(Prefix, StringComparison.Ordinal)) continue;
+            if (!int.TryParse(name.AsSpan(Prefix.Length), NumberStyles.None, CultureInfo.InvariantCulture, out var epoch)) continue;
+            if (!File.Exists(Path.Combine(dir, StateFile)) || !File.Exists(Path.Combine(dir, TensorsFile))) continue;
+            result.Add(new CheckpointInfo(epoch, dir));
+        }
+        return result.OrderBy(c => c.Epoch).ToList();
+    }
+
+    /// <summary>The newest complete checkpoint, or null when there is none.</summary>
+    public CheckpointInfo? Latest() => List().LastOrDefault();
+
+    /// <summary>Reads a checkpoint folder's state and tensors (on the CPU; the caller disposes them).</summary>
+    public static (CheckpointState State, Dictionary<string, Tensor> Tensors) Load(string checkpointDirectory)
+    {
+        var statePath = Path.Combine(checkpointDirectory, StateFile);
+        if (!File.Exists(statePath))
+        {
+            throw new ModelLoadException($"{checkpointDirectory}: not a checkpoint (no {StateFile})");
+        }
+        CheckpointState state;
+        try
+        {
+            state = CheckpointState.FromJson(File.ReadAllText(statePath), statePath);
+        }
+        catch (FormatException e)
+        {
+            throw new ModelLoadException(e.Message, e);
+        }
+        return (state, SafetensorsFile.Load(Path.Combine(checkpointDirectory, TensorsFile)));
+    }
+
+    private void Prune()
+    {
+        var all = List();
+        foreach (var old in all.Take(Math.Max(0, all.Count - KeepLimit)))
+        {
+            Directory.Delete(old.Path, recursive: true);
+        }
+    }
+
+    private void RemoveStaleTemporaries()
+    {
+        foreach (var dir in Directory.GetDirectories(Root, TempPrefix + "*"))
+        {
+            try { Directory.Delete(dir, recursive: true); }
+            catch (IOException) { /* another writer's folder in use; leave it */ }
+        }
+    }
+}

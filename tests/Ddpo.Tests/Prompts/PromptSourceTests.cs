@@ -1,0 +1,141 @@
+using Ddpo.Models.Loading;
+using Ddpo.Prompts;
+using Ddpo.Tests.Support;
+using Ddpo.Training;
+using Xunit;
+
+namespace Ddpo.Tests.Prompts;
+
+public sealed class PromptSourceTests
+{
+    [Fact]
+    public void ShippedListsHaveThePapersCounts()
+    {
+        Assert.Equal(1000, PromptLists.Load("imagenet_classes.txt").Count);
+        Assert.Equal(45, PromptLists.Load("simple_animals.txt").Count);
+        Assert.Equal(3, PromptLists.Load("activities.txt").Count);
+
+        var animals = PromptSources.Create("imagenet_animals");
+        Assert.Equal(398, animals.All.Count);
+        Assert.Equal("tench, Tinca tinca", animals.All[0]); // the whole line, as ddpo-pytorch
+        Assert.Equal(PromptLists.Load("imagenet_classes.txt")[397], animals.All[^1]);
+        Assert.Equal(1000, PromptSources.Create("imagenet_all").All.Count);
+        Assert.Equal(118, PromptSources.Create("imagenet_dogs").All.Count);
+        Assert.Equal(45, PromptSources.Create("simple_animals").All.Count);
+    }
+
+    [Fact]
+    public void DrawsComeFromTheListAndAreDeterministicForASeed()
+    {
+        var source = PromptSources.Create("imagenet_animals");
+        var a = Enumerable.Range(0, 200).Select(_ => source.Next(new TrainingRng(5UL)).Prompt).Distinct().ToList();
+        Assert.Single(a); // same seed, same first draw
+        var rng = new TrainingRng(9UL);
+        var draws = Enumerable.Range(0, 2000).Select(_ => source.Next(rng).Prompt).ToList();
+        Assert.All(draws, d => Assert.Contains(d, source.All));
+        Assert.True(draws.Distinct().Count() > 300, "uniform draws over 398 prompts should cover most of them");
+        var rng2 = new TrainingRng(9UL);
+        Assert.Equal(draws, Enumerable.Range(0, 2000).Select(_ => source.Next(rng2).Prompt).ToList());
+    }
+
+    [Theory]
+    [InlineData("elephant", "an elephant")]
+    [InlineData("owl", "an owl")]
+    [InlineData("horse", "a horse")]
+    [InlineData("ant", "an ant")]
+    [InlineData("unicorn", "a unicorn")]
+    [InlineData("hour", "an hour")]
+    [InlineData("eagle", "an eagle")]
+    [InlineData("iguana", "an iguana")]
+    [InlineData("urchin", "an urchin")]
+    [InlineData("ewe", "a ewe")]
+    [InlineData("European bison", "a European bison")]
+    [InlineData("yak", "a yak")]
+    [InlineData("8-legged spider", "an 8-legged spider")]
+    public void ArticlesFollowTheSound(string word, string expected) =>
+        Assert.Equal(expected, Articles.WithArticle(word));
+
+    [Fact]
+    public void NounsActivitiesComposesPromptsWithMetadata()
+    {
+        var source = PromptSources.Create("nouns_activities", new Dictionary<string, object>
+        {
+            ["nouns_file"] = "simple_animals.txt",
+            ["activities_file"] = "activities.txt",
+        });
+        Assert.Equal(45 * 3, source.All.Count);
+        Assert.Contains("an ant riding a bike", source.All);
+        Assert.Contains("a cat playing chess", source.All);
+        var rng = new TrainingRng(1UL);
+        for (int i = 0; i < 50; i++)
+        {
+            var s = source.Next(rng);
+            Assert.Equal(NounsActivitiesSource.Compose(s.Metadata["animal"], s.Metadata["activity"]), s.Prompt);
+            Assert.StartsWith(Articles.AOrAn(s.Metadata["animal"]) + " " + s.Metadata["animal"] + " ", s.Prompt);
+        }
+    }
+
+    [Fact]
+    public void HeldOutSplitsAreDisjointCompleteAndDeterministic()
+    {
+        var animals = PromptLists.Load("simple_animals.txt");
+        var split = HeldOut.Split(animals);
+        Assert.Equal(9, split.HeldOut.Count); // 20% of 45
+        Assert.Equal(36, split.Train.Count);
+        Assert.Empty(split.Train.Intersect(split.HeldOut));
+        Assert.Equal(animals.OrderBy(a => a), split.Train.Concat(split.HeldOut).OrderBy(a => a));
+        Assert.Equal(split.HeldOut, HeldOut.Split(animals).HeldOut);
+
+        var train = PromptSources.Create("simple_animals_train").All;
+        var held = PromptSources.Create("simple_animals_heldout").All;
+        Assert.Equal(split.Train, train);
+        Assert.Equal(split.HeldOut, held);
+
+        var na = HeldOut.NounsActivities(animals, PromptLists.Load("activities.txt"));
+        Assert.Single(na.Activities.HeldOut);
+        Assert.Equal(2, na.Activities.Train.Count);
+        var trainPrompts = PromptSources.Create("nouns_activities_train").All;
+        var heldAnimals = PromptSources.Create("nouns_activities_heldout_animals").All;
+        var heldActivities = PromptSources.Create("nouns_activities_heldout_activities").All;
+        Assert.Equal(36 * 2, trainPrompts.Count);
+        Assert.Equal(9 * 2, heldAnimals.Count);
+        Assert.Equal(36 * 1, heldActivities.Count);
+        Assert.Empty(trainPrompts.Intersect(heldAnimals));
+        Assert.Empty(trainPrompts.Intersect(heldActivities));
+        Assert.Empty(heldAnimals.Intersect(heldActivities));
+        Assert.All(heldActivities, p => Assert.EndsWith(na.Activities.HeldOut[0], p));
+
+        var custom = PromptSources.Create("simple_animals_heldout", new Dictionary<string, object> { ["heldout_fraction"] = 0.5 });
+        Assert.Equal(23, custom.All.Count);
+    }
+
+    [Fact]
+    public void FileSourcesReadOnePromptPerLine()
+    {
+        var dir = TestPaths.NewTempDir("ddpo-prompts");
+        try
+        {
+            var path = Path.Combine(dir, "mine.txt");
+            File.WriteAllText(path, "a red cube\n\n  a blue sphere  \n");
+            var source = PromptSources.Create("file:" + path);
+            Assert.Equal(["a red cube", "a blue sphere"], source.All);
+            Assert.True(PromptSources.IsKnown("file:" + path));
+            Assert.Throws<ConfigException>(() => PromptSources.Create("file:" + Path.Combine(dir, "none.txt")));
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
+    public void BadNamesAndKwargsAreConfigErrors()
+    {
+        var e = Assert.Throws<ConfigException>(() => PromptSources.Create("animals"));
+        Assert.Contains("prompt_fn", e.Message);
+        var k = Assert.Throws<ConfigException>(() => PromptSources.Create("simple_animals", new Dictionary<string, object> { ["nouns_file"] = "x" }));
+        Assert.Contains("prompt_fn_kwargs.nouns_file", k.Message);
+        var f = Assert.Throws<ConfigException>(() => PromptSources.Create("nouns_activities", new Dictionary<string, object> { ["nouns_file"] = "no_such_list.txt" }));
+        Assert.Contains("no_such_list.txt", f.Message);
+    }
+}
