@@ -47,7 +47,7 @@ public static class ComparisonReport
         sb.Append("</div></section>\n");
 
         sb.Append("<section id=\"summary\"><h2>Summary</h2><div class=\"scroll\"><table class=\"data\"><thead><tr>")
-          .Append("<th class=\"text\">run</th><th>epochs</th><th>samples</th><th>first reward ± SEM</th><th>last reward ± SEM</th><th>change</th><th>change (SEMs)</th><th>best (epoch)</th><th>watch rewards</th><th>over-optimisation</th></tr></thead><tbody>");
+          .Append("<th class=\"text\">run</th><th>epochs</th><th>samples</th><th>first reward ± SEM</th><th>last reward ± SEM</th><th>change</th><th>change (SEMs)</th><th>best (epoch)</th><th class=\"text\">watch rewards</th><th class=\"text\">over-optimisation</th></tr></thead><tbody>");
         var detector = new OverOptimisationDetector();
         for (int i = 0; i < runs.Count; i++)
         {
@@ -59,7 +59,7 @@ public static class ComparisonReport
             sb.Append($"<tr><td class=\"text\"><i style=\"display:inline-block;width:12px;height:12px;border-radius:2px;margin-right:6px;vertical-align:-1px;background:{series[i].Color}\"></i>{Escape(names[i])}</td>")
               .Append($"<td>{s.EpochCount}</td><td>{Num(s.Samples)}</td>")
               .Append($"<td>{Num(s.FirstReward)} ± {Num(s.FirstRewardSem)}</td><td>{Num(s.LastReward)} ± {Num(s.LastRewardSem)}</td>")
-              .Append($"<td{cls}>{Escape(Signed(s.Change))}</td><td>{Escape(Signed(s.ChangeInSems))}</td>")
+              .Append($"<td{cls}>{(double.IsNaN(s.Change) ? "—" : Escape(Signed(s.Change)))}</td><td>{(double.IsNaN(s.ChangeInSems) ? "—" : Escape(Signed(s.ChangeInSems)))}</td>")
               .Append($"<td>{Num(s.BestReward)}{(s.BestEpoch is { } b ? $" ({b})" : "")}</td>")
               .Append($"<td class=\"text\">{Escape(runs[i].WatchRewards.Count == 0 ? "—" : string.Join(", ", runs[i].WatchRewards))}</td>")
               .Append($"<td class=\"text\">{Escape(overOpt)}</td></tr>");

@@ -93,7 +93,7 @@ public sealed partial class RunData
         }
 
         var byEpoch = new SortedDictionary<int, EpochMetrics>();
-        var lines = MetricsReader.ReadAll(metricsPath);
+        var lines = ReadMetrics(metricsPath);
         for (int i = 0; i < lines.Count; i++)
         {
             var e = new EpochMetrics(lines[i], $"{metricsPath} record {i + 1}");
@@ -104,6 +104,33 @@ public sealed partial class RunData
         var config = File.Exists(configPath) ? File.ReadAllText(configPath) : null;
         var images = Path.Combine(dir, ImagesFolderName);
         return new RunData(dir, byEpoch.Values.ToList(), config, ReadPrompts(Path.Combine(images, PromptsFileName)), FindImageEpochs(images));
+    }
+
+    /// <summary>
+    /// <see cref="MetricsReader.ReadAll"/>, tolerating a trainer that is appending a line right now: a
+    /// malformed file whose last line is not yet terminated is re-read a few times before giving up.
+    /// </summary>
+    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadMetrics(string path)
+    {
+        for (int attempt = 0; ; attempt++)
+        {
+            try
+            {
+                return MetricsReader.ReadAll(path);
+            }
+            catch (FormatException) when (attempt < 10 && !EndsWithNewline(path))
+            {
+                Thread.Sleep(50);
+            }
+        }
+    }
+
+    private static bool EndsWithNewline(string path)
+    {
+        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
+        if (f.Length == 0) return true;
+        f.Seek(-1, SeekOrigin.End);
+        return f.ReadByte() == '\n';
     }
 
     private static List<string> ReadPrompts(string path)

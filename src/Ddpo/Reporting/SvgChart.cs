@@ -209,9 +209,10 @@ internal static class SvgChart
 
     private static string Tick(double v, double step, int decimals)
     {
-        if (Math.Abs(v) < step * 1e-6) v = 0;
-        return Math.Abs(v) >= 1e6 || (step < 1e-4 && v != 0)
-            ? v.ToString("G3", CultureInfo.InvariantCulture)
+        if (Math.Abs(v) < step * 1e-6) return "0";
+        // Short labels: exponent form for very large values and for steps below 1e-4 ("3.3e-4", not "0.00033").
+        return Math.Abs(v) >= 1e6 || decimals > 4
+            ? v.ToString("0.##e0", CultureInfo.InvariantCulture)
             : v.ToString("F" + decimals, CultureInfo.InvariantCulture);
     }
 
