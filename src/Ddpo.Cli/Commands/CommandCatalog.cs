@@ -11,6 +11,7 @@ public static class CommandCatalog
         TrainCommand.Create(),
         SampleCommand.Create(),
         ExportCommand.Create(),
+        ReportCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
         MakeDataCommand.Create(),

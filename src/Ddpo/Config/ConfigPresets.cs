@@ -50,7 +50,7 @@ public static class ConfigPresets
     private const string BuiltinCpu = """
         num_epochs = 12
         save_freq = 4
-        prompt_fn = "simple_animals"
+        prompt_fn = "animals_train"
         prompt_fn_kwargs = {}
         model = "builtin"
 

@@ -5,7 +5,8 @@ namespace Ddpo.Prompts;
 /// <summary>
 /// Creates prompt sources by <c>prompt_fn</c> name:
 /// <c>imagenet_all</c> (1000 ImageNet classes), <c>imagenet_animals</c> (the first 398), <c>imagenet_dogs</c> (151..268),
-/// <c>simple_animals</c> (45), <c>nouns_activities</c> (kwargs <c>nouns_file</c>, <c>activities_file</c>),
+/// <c>simple_animals</c> (45, the bare word as ddpo-pytorch), <c>animals</c> (the 45 as "a cat", "an owl"; splits
+/// <c>animals_train</c> / <c>animals_heldout</c>), <c>nouns_activities</c> (kwargs <c>nouns_file</c>, <c>activities_file</c>),
 /// <c>file:PATH</c> (one prompt per line), and the held-out splits <c>simple_animals_train</c>,
 /// <c>simple_animals_heldout</c> (kwarg <c>heldout_fraction</c>), <c>nouns_activities_train</c>,
 /// <c>nouns_activities_heldout_animals</c>, <c>nouns_activities_heldout_activities</c>
@@ -31,6 +32,9 @@ public static class PromptSources
         ["simple_animals"] = new([], _ => new ListPromptSource(PromptLists.Load("simple_animals.txt"), NounsActivitiesSource.AnimalKey)),
         ["simple_animals_train"] = new([HeldOutFraction], a => new ListPromptSource(AnimalSplit(a).Train, NounsActivitiesSource.AnimalKey)),
         ["simple_animals_heldout"] = new([HeldOutFraction], a => new ListPromptSource(AnimalSplit(a).HeldOut, NounsActivitiesSource.AnimalKey)),
+        ["animals"] = new([], _ => Animals(PromptLists.Load("simple_animals.txt"))),
+        ["animals_train"] = new([HeldOutFraction], a => Animals(AnimalSplit(a).Train)),
+        ["animals_heldout"] = new([HeldOutFraction], a => Animals(AnimalSplit(a).HeldOut)),
         ["nouns_activities"] = new([NounsFile, ActivitiesFile], a => new NounsActivitiesSource(Nouns(a), Activities(a))),
         ["nouns_activities_train"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).Train),
         ["nouns_activities_heldout_animals"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).HeldOutAnimals),
@@ -80,6 +84,9 @@ public static class PromptSources
 
     private static ListPromptSource Imagenet(int low, int high) =>
         new(PromptLists.Load("imagenet_classes.txt").Take(high).Skip(low));
+
+    private static ListPromptSource Animals(IEnumerable<string> animals) =>
+        new(animals, NounsActivitiesSource.AnimalKey, Articles.WithArticle);
 
     private static IReadOnlyList<string> Nouns(Args a) => PromptLists.Load(a.String(NounsFile, "simple_animals.txt"));
 

@@ -3,6 +3,7 @@ using Ddpo.Config;
 using Ddpo.Imaging;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
+using Ddpo.Reporting;
 using Ddpo.Rewards;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -29,6 +30,7 @@ public sealed class DdpoTrainer : IDisposable
     private readonly TrainingCheckpoints _checkpoints;
     private readonly ITrainingObserver _observer;
     private int _startEpoch;
+    private TensorBoardLogger? _tensorBoard;
 
     /// <summary>The resolved configuration.</summary>
     public DdpoConfig Config => _config;
@@ -129,6 +131,7 @@ public sealed class DdpoTrainer : IDisposable
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
             metrics.Write(line);
             _observer.EpochFinished(line);
+            Publish(line, epoch);
             bool last = epoch == _config.NumEpochs - 1;
             if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
             {
@@ -139,8 +142,40 @@ public sealed class DdpoTrainer : IDisposable
         if (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs)))
         {
             WriteEvalImages(_config.NumEpochs);
+            WriteReport();
         }
         _weights.Export(Path.Combine(_run.Root, _weights.Lora is not null ? "lora.safetensors" : "unet.safetensors"));
+    }
+
+    /// <summary>
+    /// TensorBoard scalars and image grid, and the HTML report, after every epoch. A reporting
+    /// problem is reported but never stops training.
+    /// </summary>
+    private void Publish(IReadOnlyDictionary<string, object?> line, int epoch)
+    {
+        try
+        {
+            _tensorBoard ??= new TensorBoardLogger(_run.Root);
+            var grid = Path.Combine(_run.EpochImagesDir(epoch), "grid.png");
+            _tensorBoard.LogEpoch(line, File.Exists(grid) ? grid : null);
+        }
+        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
+        {
+            _observer.Message($"warning: TensorBoard logging failed: {e.Message}");
+        }
+        WriteReport();
+    }
+
+    private void WriteReport()
+    {
+        try
+        {
+            RunReport.Write(_run.Root);
+        }
+        catch (Exception e) when (e is IOException or FormatException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
+        {
+            _observer.Message($"warning: could not write report.html: {e.Message}");
+        }
     }
 
     private float[] Advantages(EpochSamples samples)
