@@ -121,7 +121,7 @@ public sealed class RetryingJsonClient : IDisposable
     private static string Describe(HttpRequestException e)
     {
         var inner = e.InnerException?.Message;
-        return inner is null || inner == e.Message ? e.Message : $"{e.Message} {inner}";
+        return inner is null || e.Message.Contains(inner, StringComparison.Ordinal) ? e.Message : $"{e.Message}: {inner}";
     }
 
     /// <summary>The first characters of a response body, on one line.</summary>
