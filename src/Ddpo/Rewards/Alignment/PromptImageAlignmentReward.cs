@@ -58,7 +58,10 @@ public sealed class PromptImageAlignmentReward : IRewardFunction, IDisposable
             if (string.IsNullOrWhiteSpace(answers[i]) || !float.IsFinite(rewards[i]))
             {
                 invalid[i] = 1;
-                _log?.Invoke($"{Name}: no usable answer from {_vlm.CompletionsUrl} for image {i} (prompt '{batch.Prompts[i]}', answer '{answers[i]}'); reward NaN, sample dropped");
+                var why = string.IsNullOrWhiteSpace(answers[i])
+                    ? $"no text in the answer from {_vlm.CompletionsUrl}"
+                    : $"BERTScore is undefined for answer '{answers[i]}' (with idf, references identical across the batch weigh 0)";
+                _log?.Invoke($"{Name}: image {i} (prompt '{batch.Prompts[i]}'): {why}; reward NaN, sample dropped");
                 rewards[i] = float.NaN;
             }
         }
