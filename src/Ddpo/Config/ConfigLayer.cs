@@ -143,7 +143,11 @@ internal sealed class ConfigLayer
 
     private ConfigException Unknown(string path, string section, string? origin = null)
     {
-        if (!ConfigSchema.IsSection(section)) section = ""; // an unknown section: list the top level
+        while (section.Length > 0 && !ConfigSchema.IsSection(section))
+        {
+            int dot = section.LastIndexOf('.');
+            section = dot < 0 ? "" : section[..dot]; // an unknown section: list the nearest known one (or the top level)
+        }
         var where = section.Length == 0 ? "at the top level" : $"in [{section}]";
         var known = $" (known keys {where}: {string.Join(", ", ConfigSchema.KeysUnder(section))})";
         return new ConfigException($"{origin ?? _origin}: unknown key '{path}'{known}");

@@ -7,8 +7,9 @@ namespace Ddpo.Config;
 /// The experiment presets of ddpo-pytorch's <c>config/dgx.py</c> (<c>compressibility</c>, <c>incompressibility</c>,
 /// <c>aesthetic</c>, <c>prompt_image_alignment</c>). Their per-device batch sizes are kept, so on one device an
 /// epoch has 1/8 of the paper's samples (1/6 for alignment). Departures: <c>num_checkpoint_limit</c> stays at the
-/// base value 5 (dgx.py keeps every checkpoint), and the alignment reward is <see cref="RewardNames.ClipAlignment"/>
-/// in place of the LLaVA + BERTScore server.
+/// base value 5 (dgx.py keeps every checkpoint). The alignment preset uses <see cref="RewardNames.PromptImageAlignment"/>:
+/// a VLM behind an OpenAI-compatible server (<c>reward.vlm.base_url</c>) in place of the LLaVA server, and BERTScore in
+/// process (the built-in all-MiniLM-L6-v2 unless <c>reward.bertscore.model</c> names a BERT folder).
 /// </summary>
 public static class ConfigPresets
 {
@@ -105,7 +106,7 @@ public static class ConfigPresets
             num_epochs = 200
             prompt_fn = "nouns_activities"
             prompt_fn_kwargs = {"{"} nouns_file = "simple_animals.txt", activities_file = "activities.txt" {"}"}
-            reward_fn = "{RewardNames.ClipAlignment}"
+            reward_fn = "{RewardNames.PromptImageAlignment}"
 
             [sample]
             batch_size = 8

@@ -28,7 +28,8 @@ internal static class ConfigSchema
 {
     /// <summary>Section names, in the order they are written.</summary>
     public static readonly string[] Sections =
-        ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained"];
+        ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained",
+         "reward", "reward.aesthetic", "reward.bertscore", "reward.vlm", "reward.server"];
 
     /// <summary>The free-form tables (any key inside is accepted).</summary>
     public const string PromptFnKwargs = "prompt_fn_kwargs";
@@ -51,7 +52,9 @@ internal static class ConfigSchema
         var direct = Keys.Where(k => k.Path.StartsWith(prefix, StringComparison.Ordinal))
             .Select(k => k.Path[prefix.Length..])
             .Where(rest => !rest.Contains('.'));
-        return section.Length == 0 ? direct.Concat(Sections) : direct;
+        var subsections = Sections.Where(s => s.StartsWith(prefix, StringComparison.Ordinal) && !s[prefix.Length..].Contains('.'))
+            .Select(s => s[prefix.Length..]);
+        return direct.Concat(subsections);
     }
 
     private static IReadOnlyList<ConfigKey> Build()
@@ -173,6 +176,8 @@ internal static class ConfigSchema
         // [pretrained]
         Str("pretrained.dtype", c => c.Pretrained.Dtype, (c, v) => c.Pretrained.Dtype = v, v =>
             v is "fp32" or "fp16" or "bf16" ? null : $"must be fp32, fp16 or bf16, got '{v}'");
+
+        RewardKeys.Add(keys);
 
         return keys;
     }

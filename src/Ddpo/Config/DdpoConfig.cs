@@ -76,6 +76,9 @@ public sealed class DdpoConfig
     /// <summary>The <c>[pretrained]</c> section.</summary>
     public PretrainedConfig Pretrained { get; set; } = new();
 
+    /// <summary>The <c>[reward]</c> section (settings of the learned and remote rewards).</summary>
+    public RewardConfig Reward { get; set; } = new();
+
     /// <summary>Timesteps trained on per trajectory: <c>int(sample.num_steps * train.timestep_fraction)</c>, as ddpo-pytorch.</summary>
     public int NumTrainTimesteps => (int)(Sample.NumSteps * Train.TimestepFraction);
 
@@ -202,7 +205,7 @@ public sealed class DdpoConfig
         string? section = null;
         foreach (var key in ConfigSchema.Keys)
         {
-            int dot = key.Path.IndexOf('.');
+            int dot = key.Path.LastIndexOf('.');
             var keySection = dot < 0 ? null : key.Path[..dot];
             if (keySection != section)
             {

@@ -14,4 +14,16 @@ public static class RewardNames
 
     /// <summary>Prompt-image alignment by CLIP similarity; registered by its implementation.</summary>
     public const string ClipAlignment = "clip_alignment";
+
+    /// <summary>
+    /// Prompt-image alignment as in the paper (ddpo-pytorch <c>llava_bertscore</c>): BERTScore recall of a VLM's
+    /// description against "The image contains {prompt}"; registered by <see cref="LearnedRewards"/>.
+    /// </summary>
+    public const string PromptImageAlignment = "prompt_image_alignment";
+
+    /// <summary>Fraction of metadata questions a VLM answers as expected (ddpo-pytorch <c>llava_strict_satisfaction</c>).</summary>
+    public const string VlmStrictSatisfaction = "vlm_strict_satisfaction";
+
+    /// <summary>A reward server speaking the JSON reward protocol (docs/rewards.md).</summary>
+    public const string Remote = "remote";
 }

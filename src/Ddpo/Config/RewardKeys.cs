@@ -1,0 +1,66 @@
+namespace Ddpo.Config;
+
+/// <summary>The keys of the <c>[reward.*]</c> sections (see <see cref="RewardConfig"/>), added to <see cref="ConfigSchema.Keys"/>.</summary>
+internal static class RewardKeys
+{
+    public static void Add(List<ConfigKey> keys)
+    {
+        void Int(string path, Func<RewardConfig, int> get, Action<RewardConfig, int> set, int min) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Integer, c => get(c.Reward), (c, v) => set(c.Reward, (int)v),
+                v => (int)v >= min ? null : $"must be >= {min}, got {(int)v}"));
+
+        void Float(string path, Func<RewardConfig, double> get, Action<RewardConfig, double> set, double min, bool exclusive) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Float, c => get(c.Reward), (c, v) => set(c.Reward, (double)v), v =>
+            {
+                var d = (double)v;
+                if (!double.IsFinite(d)) return $"must be a finite number, got {ConfigSchema.Fmt(d)}";
+                return exclusive ? (d > min ? null : $"must be > {ConfigSchema.Fmt(min)}, got {ConfigSchema.Fmt(d)}")
+                    : (d >= min ? null : $"must be >= {ConfigSchema.Fmt(min)}, got {ConfigSchema.Fmt(d)}");
+            }));
+
+        void Bool(string path, Func<RewardConfig, bool> get, Action<RewardConfig, bool> set) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.Boolean, c => get(c.Reward), (c, v) => set(c.Reward, (bool)v), _ => null));
+
+        void Str(string path, Func<RewardConfig, string> get, Action<RewardConfig, string> set, Func<string, string?>? check = null) =>
+            keys.Add(new ConfigKey(path, ConfigValueKind.String, c => get(c.Reward), (c, v) => set(c.Reward, (string)v),
+                v => check?.Invoke((string)v)));
+
+        static string? HttpUrl(string v) =>
+            Uri.TryCreate(v, UriKind.Absolute, out var u) && (u.Scheme == Uri.UriSchemeHttp || u.Scheme == Uri.UriSchemeHttps)
+                ? null : $"must be an http:// or https:// URL, got '{v}'";
+        static string? ImageFormat(string v) => v is "png" or "jpeg" ? null : $"must be png or jpeg, got '{v}'";
+
+        // [reward.aesthetic]
+        Str("reward.aesthetic.clip_model", r => r.Aesthetic.ClipModel, (r, v) => r.Aesthetic.ClipModel = v);
+        Str("reward.aesthetic.head", r => r.Aesthetic.Head, (r, v) => r.Aesthetic.Head = v);
+        Int("reward.aesthetic.batch_size", r => r.Aesthetic.BatchSize, (r, v) => r.Aesthetic.BatchSize = v, 1);
+
+        // [reward.bertscore]
+        Str("reward.bertscore.model", r => r.BertScore.Model, (r, v) => r.BertScore.Model = v);
+        Int("reward.bertscore.num_layers", r => r.BertScore.NumLayers, (r, v) => r.BertScore.NumLayers = v, -1);
+        Bool("reward.bertscore.idf", r => r.BertScore.Idf, (r, v) => r.BertScore.Idf = v);
+        Str("reward.bertscore.baseline", r => r.BertScore.Baseline, (r, v) => r.BertScore.Baseline = v);
+
+        // [reward.vlm]
+        Str("reward.vlm.base_url", r => r.Vlm.BaseUrl, (r, v) => r.Vlm.BaseUrl = v, HttpUrl);
+        Str("reward.vlm.model", r => r.Vlm.Model, (r, v) => r.Vlm.Model = v);
+        Str("reward.vlm.api_key_env", r => r.Vlm.ApiKeyEnv, (r, v) => r.Vlm.ApiKeyEnv = v);
+        Str("reward.vlm.question", r => r.Vlm.Question, (r, v) => r.Vlm.Question = v,
+            v => string.IsNullOrWhiteSpace(v) ? "must not be empty" : null);
+        Int("reward.vlm.max_tokens", r => r.Vlm.MaxTokens, (r, v) => r.Vlm.MaxTokens = v, 1);
+        Float("reward.vlm.temperature", r => r.Vlm.Temperature, (r, v) => r.Vlm.Temperature = v, 0, exclusive: false);
+        Int("reward.vlm.max_concurrency", r => r.Vlm.MaxConcurrency, (r, v) => r.Vlm.MaxConcurrency = v, 1);
+        Float("reward.vlm.timeout_s", r => r.Vlm.TimeoutS, (r, v) => r.Vlm.TimeoutS = v, 0, exclusive: true);
+        Int("reward.vlm.max_retries", r => r.Vlm.MaxRetries, (r, v) => r.Vlm.MaxRetries = v, 0);
+        Float("reward.vlm.backoff_s", r => r.Vlm.BackoffS, (r, v) => r.Vlm.BackoffS = v, 0, exclusive: false);
+        Str("reward.vlm.image_format", r => r.Vlm.ImageFormat, (r, v) => r.Vlm.ImageFormat = v, ImageFormat);
+
+        // [reward.server]
+        Str("reward.server.base_url", r => r.Server.BaseUrl, (r, v) => r.Server.BaseUrl = v, HttpUrl);
+        Int("reward.server.batch_size", r => r.Server.BatchSize, (r, v) => r.Server.BatchSize = v, 1);
+        Float("reward.server.timeout_s", r => r.Server.TimeoutS, (r, v) => r.Server.TimeoutS = v, 0, exclusive: true);
+        Int("reward.server.max_retries", r => r.Server.MaxRetries, (r, v) => r.Server.MaxRetries = v, 0);
+        Float("reward.server.backoff_s", r => r.Server.BackoffS, (r, v) => r.Server.BackoffS = v, 0, exclusive: false);
+        Str("reward.server.image_format", r => r.Server.ImageFormat, (r, v) => r.Server.ImageFormat = v, ImageFormat);
+    }
+}

@@ -1,0 +1,71 @@
+using System.Runtime.InteropServices;
+using SkiaSharp;
+using static TorchSharp.torch;
+
+namespace Ddpo.Rewards.Remote;
+
+/// <summary>How images are sent to a server: lossless PNG or JPEG (quality 95).</summary>
+public enum RewardImageFormat
+{
+    /// <summary>PNG (lossless; the default).</summary>
+    Png,
+
+    /// <summary>JPEG at quality <see cref="JpegEncoding.RewardQuality"/> (smaller requests).</summary>
+    Jpeg,
+}
+
+/// <summary>Encodes reward batches as PNG or JPEG files for HTTP requests.</summary>
+public static class RewardImageEncoding
+{
+    /// <summary>Parses a config value (<c>png</c> or <c>jpeg</c>).</summary>
+    public static RewardImageFormat Parse(string value, string key) => value switch
+    {
+        "png" => RewardImageFormat.Png,
+        "jpeg" or "jpg" => RewardImageFormat.Jpeg,
+        _ => throw new ArgumentException($"{key}: expected png or jpeg, got '{value}'"),
+    };
+
+    /// <summary>The MIME type of <paramref name="format"/>.</summary>
+    public static string MimeType(RewardImageFormat format) => format == RewardImageFormat.Png ? "image/png" : "image/jpeg";
+
+    /// <summary>Each image of [B, 3, H, W] in [0, 1] as an encoded file (8-bit RGB, <c>round(x * 255)</c>).</summary>
+    public static byte[][] EncodeAll(Tensor images, RewardImageFormat format)
+    {
+        var rgb = JpegEncoding.ToRgbBytes(images);
+        int b = (int)images.shape[0], h = (int)images.shape[2], w = (int)images.shape[3];
+        int per = h * w * 3;
+        var files = new byte[b][];
+        Parallel.For(0, b, i => files[i] = format == RewardImageFormat.Jpeg
+            ? JpegEncoding.Encode(rgb.AsSpan(i * per, per), w, h)
+            : EncodePng(rgb.AsSpan(i * per, per), w, h));
+        return files;
+    }
+
+    /// <summary>Encodes one RGB image (<paramref name="width"/> x <paramref name="height"/> x 3 bytes) as PNG.</summary>
+    public static byte[] EncodePng(ReadOnlySpan<byte> rgb, int width, int height)
+    {
+        if (rgb.Length != width * height * 3)
+        {
+            throw new ArgumentException($"rgb: expected {width * height * 3} bytes for {width}x{height} RGB, got {rgb.Length}");
+        }
+        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque);
+        using var bitmap = new SKBitmap(info);
+        var row = new byte[bitmap.RowBytes];
+        IntPtr pixels = bitmap.GetPixels();
+        for (int y = 0; y < height; y++)
+        {
+            var src = rgb.Slice(y * width * 3, width * 3);
+            for (int x = 0; x < width; x++)
+            {
+                row[x * 4] = src[x * 3];
+                row[x * 4 + 1] = src[x * 3 + 1];
+                row[x * 4 + 2] = src[x * 3 + 2];
+                row[x * 4 + 3] = 255;
+            }
+            Marshal.Copy(row, 0, pixels + y * bitmap.RowBytes, bitmap.RowBytes);
+        }
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {width}x{height} PNG");
+        return data.ToArray();
+    }
+}
