@@ -11,6 +11,9 @@ public static class CliApp
     /// <summary>Exit code for bad input (config, weights, arguments).</summary>
     public const int BadInput = 2;
 
+    /// <summary>Exit code when the reward failed after retries (the epoch's samples are kept for --resume).</summary>
+    public const int RewardFailed = 3;
+
     /// <summary>Builds the root command with every sub-command.</summary>
     public static RootCommand BuildRoot()
     {
@@ -34,6 +37,11 @@ public static class CliApp
         {
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             return BadInput;
+        }
+        catch (Ddpo.Training.RewardFailedException e)
+        {
+            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            return RewardFailed;
         }
     }
 

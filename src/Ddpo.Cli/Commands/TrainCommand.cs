@@ -57,8 +57,9 @@ public static class TrainCommand
                 dir = Path.Combine("runs", $"{presetName ?? Path.GetFileNameWithoutExtension(configFile)}-{DateTime.Now:yyyyMMdd-HHmmss}");
             }
             using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
-            var reward = new RewardRegistry().Create(cfg.RewardFn, cfg.Rewards);
             var observer = new ConsoleTrainingObserver();
+            var reward = LearnedRewards.CreateRegistry(cfg, observer.Message).Create(cfg.RewardFn, cfg.Rewards);
+            using var disposeReward = reward as IDisposable;
             using var trainer = new DdpoTrainer(cfg, pipeline, dir, resuming, reward, observer);
             AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
             AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");

@@ -94,6 +94,8 @@ public sealed class DdpoTrainer : IDisposable
             {
                 throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
             }
+            // Resuming a run that stopped before its first checkpoint starts it again from epoch 0.
+            MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
             _startEpoch = 0;
         }
         File.WriteAllText(_run.ConfigFile, configText);
@@ -109,7 +111,7 @@ public sealed class DdpoTrainer : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             double evalSeconds = MaybeWriteEvalImages(epoch);
-            using var samples = await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            using var samples = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
             var finite = RewardChecks.Finite(samples.Rewards);
             if (finite.NonFiniteCount > 0)
             {
@@ -145,6 +147,39 @@ public sealed class DdpoTrainer : IDisposable
             WriteReport();
         }
         _weights.Export(Path.Combine(_run.Root, _weights.Lora is not null ? "lora.safetensors" : "unet.safetensors"));
+    }
+
+    private async Task<EpochSamples> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)
+    {
+        try
+        {
+            if (PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
+            {
+                _observer.Message($"epoch {epoch}: scoring the {pending.Samples.Count} samples kept from the interrupted run");
+                using var images = pending.Images;
+                var scored = await sampler.ScoreAsync(epoch, pending.Samples, images, ct).ConfigureAwait(false);
+                PendingEpoch.Delete(_run, epoch);
+                return scored;
+            }
+            return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+        }
+        catch (RewardFailedException failure)
+        {
+            using (failure.Samples)
+            using (failure.Images)
+            {
+                var kept = PendingEpoch.Save(_run, epoch, failure.Samples, failure.Images);
+                // The weights have not changed since the end of the previous epoch: checkpoint them so that
+                // --resume continues exactly here, whatever save_freq is.
+                if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
+                {
+                    _checkpoints.Save(epoch - 1, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                }
+                throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
+                    $"{failure.InnerException?.Message} — the epoch's {failure.Samples.Count} samples are kept in {kept}; " +
+                    "once the reward works again, run the same command with --resume to score them and continue", failure.InnerException));
+            }
+        }
     }
 
     /// <summary>

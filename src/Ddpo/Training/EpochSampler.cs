@@ -28,6 +28,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
         var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
         var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();
+        var images = new List<Tensor>();
         var tasks = new List<Task<RewardResult>>();
         var clock = Stopwatch.StartNew();
         observer.PhaseStarted(epoch, "sampling", s.NumBatchesPerEpoch * s.NumSteps);
@@ -42,19 +43,25 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
                 var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
                     progress: new Progress(observer, "sampling", offset));
                 batches.Add((chosen, result.Trajectory!));
-                using (result.Images)
-                {
-                    // Submit copies the images, so they can be freed here while the reward runs.
-                    tasks.Add(rewards.Submit(new RewardBatch(result.Images, chosen.Select(p => p.Prompt).ToArray(),
-                        chosen.Select(p => p.Metadata).ToArray()), ct));
-                }
+                images.Add(result.Images);
+                // Submit copies the images; ours are kept until the rewards are in, to be saved if they fail.
+                tasks.Add(rewards.Submit(new RewardBatch(result.Images, chosen.Select(p => p.Prompt).ToArray(),
+                    chosen.Select(p => p.Metadata).ToArray()), ct));
             }
             SamplingSeconds = clock.Elapsed.TotalSeconds;
             observer.PhaseStarted(epoch, "rewards", tasks.Count);
             var scored = new RewardResult[tasks.Count];
             for (int i = 0; i < tasks.Count; i++)
             {
-                scored[i] = await tasks[i].ConfigureAwait(false);
+                try
+                {
+                    scored[i] = await tasks[i].ConfigureAwait(false);
+                }
+                catch (Exception e) when (e is not OperationCanceledException)
+                {
+                    var unscored = batches.Select(b => new RewardResult(Enumerable.Repeat(float.NaN, b.Prompts.Length).ToArray())).ToArray();
+                    throw new RewardFailedException(epoch, Collate(batches, unscored), cat(images, 0), e);
+                }
                 observer.PhaseProgress("rewards", i + 1);
             }
             RewardSeconds = ((TimedReward)rewards.Reward).Seconds;
@@ -63,7 +70,52 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         finally
         {
             foreach (var (_, t) in batches) t.Dispose();
+            foreach (var t in images) t.Dispose();
         }
+    }
+
+    /// <summary>
+    /// Scores the images of trajectories sampled earlier (kept when their rewards failed), in batches
+    /// of <c>sample.batch_size</c>; returns the samples with their rewards. Takes ownership of <paramref name="samples"/>.
+    /// </summary>
+    public async Task<EpochSamples> ScoreAsync(int epoch, EpochSamples samples, Tensor images, CancellationToken ct = default)
+    {
+        var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
+        int size = config.Sample.BatchSize;
+        var tasks = new List<Task<RewardResult>>();
+        for (int start = 0; start < samples.Count; start += size)
+        {
+            int end = Math.Min(start + size, samples.Count);
+            using var slice = images[start..end];
+            tasks.Add(rewards.Submit(new RewardBatch(slice, samples.Prompts[start..end], samples.Metadata[start..end]), ct));
+        }
+        observer.PhaseStarted(epoch, "rewards", tasks.Count);
+        var scored = new List<RewardResult>();
+        foreach (var task in tasks)
+        {
+            try
+            {
+                scored.Add(await task.ConfigureAwait(false));
+            }
+            catch (Exception e) when (e is not OperationCanceledException)
+            {
+                throw new RewardFailedException(epoch, samples, images.alias(), e);
+            }
+            observer.PhaseProgress("rewards", scored.Count);
+        }
+        SamplingSeconds = 0;
+        RewardSeconds = ((TimedReward)rewards.Reward).Seconds;
+        return samples.WithRewards(scored.SelectMany(r => r.Rewards).ToArray(), MergeDetails(scored));
+    }
+
+    private static Dictionary<string, float[]> MergeDetails(IReadOnlyList<RewardResult> scored)
+    {
+        var details = new Dictionary<string, float[]>();
+        foreach (var key in scored.Where(r => r.Details is not null).SelectMany(r => r.Details!.Keys).Distinct())
+        {
+            details[key] = scored.SelectMany(r => r.Details is not null && r.Details.TryGetValue(key, out var v) ? v : Enumerable.Repeat(float.NaN, r.Rewards.Length)).ToArray();
+        }
+        return details;
     }
 
     private EpochSamples Collate(List<(PromptSample[] Prompts, Trajectory Trajectory)> batches, RewardResult[] scored)
@@ -74,11 +126,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         long steps = latents.shape[1] - 1;
         long n = latents.shape[0];
         var timesteps = tensor(all[0].Timesteps, dtype: ScalarType.Int64, device: latents.device).unsqueeze(0).expand(n, steps).contiguous();
-        var details = new Dictionary<string, float[]>();
-        foreach (var key in scored.Where(r => r.Details is not null).SelectMany(r => r.Details!.Keys).Distinct())
-        {
-            details[key] = scored.SelectMany(r => r.Details is not null && r.Details.TryGetValue(key, out var v) ? v : Enumerable.Repeat(float.NaN, r.Rewards.Length)).ToArray();
-        }
+        var details = MergeDetails(scored);
         var samples = new EpochSamples
         {
             Prompts = batches.SelectMany(b => b.Prompts.Select(p => p.Prompt)).ToArray(),

@@ -84,6 +84,18 @@ public sealed class EpochSamples : IDisposable
         };
     }
 
+    /// <summary>The same samples (the same tensors: ownership moves to the result) with rewards filled in.</summary>
+    public EpochSamples WithRewards(float[] rewards, IReadOnlyDictionary<string, float[]> details)
+    {
+        if (rewards.Length != Count) throw new ArgumentException($"{rewards.Length} rewards for {Count} samples");
+        return new EpochSamples
+        {
+            Prompts = Prompts, Metadata = Metadata, PromptEmbeds = PromptEmbeds, NegativeEmbeds = NegativeEmbeds,
+            Timesteps = Timesteps, Latents = Latents, NextLatents = NextLatents, LogProbs = LogProbs,
+            Rewards = rewards, RewardDetails = details,
+        };
+    }
+
     /// <inheritdoc />
     public void Dispose()
     {
