@@ -12,6 +12,7 @@ public static class CommandCatalog
         SampleCommand.Create(),
         ExportCommand.Create(),
         ReportCommand.Create(),
+        EvalCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
         MakeDataCommand.Create(),

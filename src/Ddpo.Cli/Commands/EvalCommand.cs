@@ -1,0 +1,145 @@
+using System.CommandLine;
+using System.Text.Json;
+using Ddpo.Config;
+using Ddpo.Evaluation;
+using Ddpo.Pipelines;
+using Ddpo.Prompts;
+using Ddpo.Rewards;
+using Ddpo.Runtime;
+using Ddpo.Training;
+using Spectre.Console;
+using static TorchSharp.torch;
+
+namespace Ddpo.Cli.Commands;
+
+/// <summary><c>ddpo eval</c>: base vs fine-tuned rewards on the training prompts and on held-out prompts.</summary>
+public static class EvalCommand
+{
+    /// <summary>Builds the command.</summary>
+    public static Command Create()
+    {
+        var run = new Option<string>("--run") { Description = "the run folder", Required = true };
+        var checkpoint = new Option<int?>("--checkpoint") { Description = "the epoch of the checkpoint to evaluate (default: the newest)" };
+        var prompts = new Option<string[]>("--prompts") { Description = "train, held-out, or a prompt_fn name / file:PATH (repeatable)", DefaultValueFactory = _ => ["train", "held-out"] };
+        var rewards = new Option<string[]>("--reward") { Description = "reward to score with (repeatable; default: the run's reward)" };
+        var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => 2 };
+        var common = new CommonOptions();
+        var command = new Command("eval", "Compare base and fine-tuned models on the training prompts and on prompts held out of training") { run, checkpoint, prompts, rewards, seeds };
+        common.AddTo(command);
+        command.SetAction(parse =>
+        {
+            var runDir = new RunDirectory(parse.GetValue(run)!);
+            if (!File.Exists(runDir.ConfigFile)) throw new ArgumentException($"--run: {runDir.ConfigFile} not found (is '{runDir.Root}' a ddpo run folder?)");
+            var cfg = DdpoConfig.Load(runDir.ConfigFile, null, []);
+            var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
+            var (device, _) = common.Resolve(parse, deviceText);
+            var dtype = TorchRuntime.ParseDType(cfg.Pretrained.Dtype);
+            if (device.type == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float16) dtype = ScalarType.Float32;
+            int perPrompt = parse.GetValue(seeds);
+            if (perPrompt < 1) throw new ArgumentException($"--seeds must be >= 1, got {perPrompt}");
+
+            var sets = parse.GetValue(prompts)!.SelectMany(p => ResolvePromptSets(cfg, p)).ToList();
+            var registry = LearnedRewards.CreateRegistry(cfg, m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"));
+            var rewardNames = parse.GetValue(rewards) is { Length: > 0 } names ? names : [cfg.RewardFn];
+            var scorers = rewardNames.Select(n => (Name: n, Reward: n == cfg.RewardFn ? registry.Create(cfg.RewardFn, cfg.Rewards) : registry.Create(n))).ToList();
+
+            using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
+            var options = new SamplingOptions { NumSteps = cfg.Sample.NumSteps, Eta = cfg.Sample.Eta, GuidanceScale = cfg.Sample.GuidanceScale };
+            long seed = cfg.Seed + 1_000_003;
+            var baseScores = Score(pipeline, sets, scorers, perPrompt, options, seed, "base");
+
+            var checkpoints = new CheckpointStore(runDir.Root, int.MaxValue);
+            var info = parse.GetValue(checkpoint) is { } n
+                ? checkpoints.List().FirstOrDefault(c => c.Epoch == n) ?? throw new ArgumentException($"--checkpoint: no checkpoint of epoch {n} in {checkpoints.Root} (have: {string.Join(", ", checkpoints.List().Select(c => c.Epoch))})")
+                : checkpoints.Latest() ?? throw new ArgumentException($"--run: no checkpoint in {checkpoints.Root}");
+            var weights = cfg.UseLora
+                ? TrainableWeights.WithLora(pipeline.Unet, cfg.Lora.Rank, cfg.Lora.Alpha, cfg.Seed)
+                : TrainableWeights.FullUnet(pipeline.Unet);
+            var (_, tensors) = CheckpointStore.Load(info.Path);
+            weights.LoadRawState(tensors, info.Path);
+            foreach (var t in tensors.Values) t.Dispose();
+            var tunedScores = Score(pipeline, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}");
+
+            var rows = new List<EvaluationRow>();
+            var table = new Table().AddColumns("prompts", "n", "reward", "base", $"fine-tuned (epoch {info.Epoch})", "change");
+            foreach (var (set, _) in sets)
+            {
+                foreach (var (name, _) in scorers)
+                {
+                    var row = new EvaluationRow(set, name, baseScores[(set, name)], tunedScores[(set, name)]);
+                    rows.Add(row);
+                    table.AddRow(set, row.Base.Count.ToString(), name, $"{row.Base.Mean:F4} ± {row.Base.Sem:F4}",
+                        $"{row.FineTuned.Mean:F4} ± {row.FineTuned.Sem:F4}", $"{row.Change:+0.0000;-0.0000}");
+                }
+            }
+            AnsiConsole.Write(table);
+            var outDir = Path.Combine(runDir.Root, "eval");
+            Directory.CreateDirectory(outDir);
+            var outFile = Path.Combine(outDir, $"eval-epoch-{info.Epoch:D4}.json");
+            File.WriteAllText(outFile, JsonSerializer.Serialize(new
+            {
+                run = runDir.Root,
+                checkpoint_epoch = info.Epoch,
+                seeds_per_prompt = perPrompt,
+                prompt_sets = sets.ToDictionary(s => s.Name, s => s.Prompts),
+                results = rows.Select(r => new
+                {
+                    prompts = r.PromptSet, reward = r.Reward,
+                    base_mean = r.Base.Mean, base_sem = r.Base.Sem, finetuned_mean = r.FineTuned.Mean, finetuned_sem = r.FineTuned.Sem,
+                    change = r.Change, n = r.Base.Count,
+                }),
+            }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
+            AnsiConsole.MarkupLineInterpolated($"wrote [green]{outFile}[/]");
+            return 0;
+        });
+        return command;
+    }
+
+    private static Dictionary<(string, string), RewardSummary> Score(TextToImagePipeline pipeline, List<(string Name, IReadOnlyList<string> Prompts)> sets,
+        List<(string Name, IRewardFunction Reward)> scorers, int perPrompt, SamplingOptions options, long seed, string label)
+    {
+        var result = new Dictionary<(string, string), RewardSummary>();
+        foreach (var (set, prompts) in sets)
+        {
+            var (images, all) = ProgressReporter.Run($"{label}: sampling '{set}' ({prompts.Count} prompts x {perPrompt})", 1,
+                _ => PolicyEvaluator.SampleFixed(pipeline, prompts, perPrompt, options, seed));
+            using (images)
+            {
+                foreach (var (name, reward) in scorers)
+                {
+                    result[(set, name)] = RewardSummary.Of(PolicyEvaluator.Score(reward, images, all));
+                }
+            }
+        }
+        return result;
+    }
+
+    /// <summary>
+    /// <c>train</c>: the run's prompts; <c>held-out</c>: the split its <c>prompt_fn</c> left out (animals
+    /// not trained on; for activities also unseen activities); anything else: a prompt_fn name or file:PATH.
+    /// </summary>
+    public static IEnumerable<(string Name, IReadOnlyList<string> Prompts)> ResolvePromptSets(DdpoConfig cfg, string spec)
+    {
+        var kwargs = cfg.PromptFnKwargs;
+        if (spec == "train")
+        {
+            yield return ("train", PromptSources.Create(cfg.PromptFn, kwargs).All);
+            yield break;
+        }
+        if (spec is "held-out" or "heldout")
+        {
+            if (!cfg.PromptFn.EndsWith("_train", StringComparison.Ordinal))
+            {
+                throw new ArgumentException($"--prompts held-out: the run trained on prompt_fn '{cfg.PromptFn}', which holds nothing out; train with a '_train' split (e.g. animals_train, nouns_activities_train) to evaluate on unseen prompts");
+            }
+            var stem = cfg.PromptFn[..^"_train".Length];
+            var heldOut = PromptSources.Names.Where(n => n.StartsWith(stem + "_heldout", StringComparison.Ordinal)).ToList();
+            foreach (var name in heldOut)
+            {
+                yield return (name == stem + "_heldout" ? "held-out" : "held-out" + name[(stem + "_heldout").Length..].Replace('_', ' '), PromptSources.Create(name, kwargs).All);
+            }
+            yield break;
+        }
+        yield return (spec, PromptSources.Create(spec, null).All);
+    }
+}

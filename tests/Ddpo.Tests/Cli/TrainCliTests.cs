@@ -1,0 +1,63 @@
+using System.Text.Json;
+using Ddpo.Cli;
+using Ddpo.Pipelines;
+using Ddpo.Tests.Support;
+using Ddpo.Training;
+using TorchSharp;
+using Xunit;
+
+namespace Ddpo.Tests.Cli;
+
+[Collection("cli")]
+public sealed class TrainCliTests
+{
+    private static string[] TrainArgs(string runDir, int epochs) =>
+    [
+        "train", "--preset", "compressibility", "--model", TinyModels.Pixel, "--run-dir", runDir, "--epochs", epochs.ToString(),
+        "--set", "prompt_fn=animals_train", "--set", "sample.num_steps=3", "--set", "sample.batch_size=4",
+        "--set", "sample.num_batches_per_epoch=1", "--set", "train.batch_size=4", "--set", "train.gradient_accumulation_steps=1",
+        "--set", "pretrained.dtype=fp32", "--set", "logging.num_eval_images=2", "--set", "save_freq=1", "--device", "cpu",
+    ];
+
+    [Fact]
+    public void TrainResumeEvalReportAndExportWorkFromTheCommandLine()
+    {
+        var root = TestPaths.NewTempDir();
+        var run = Path.Combine(root, "run");
+        Assert.Equal(0, CliApp.Run(TrainArgs(run, 1)));
+        Assert.Single(MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")));
+        Assert.True(File.Exists(Path.Combine(run, "report.html")));
+        Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard")));
+
+        // Without --resume an existing run is not overwritten; with it, the remaining epochs run.
+        var (code, output) = CliTests.Capture(() => CliApp.Run(TrainArgs(run, 2)));
+        Assert.Equal(CliApp.BadInput, code);
+        Assert.Contains("--resume", output);
+        Assert.Equal(0, CliApp.Run([.. TrainArgs(run, 2), "--resume"]));
+        Assert.Equal([0.0, 1.0], MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")).Select(m => (double)m["epoch"]!).ToArray());
+
+        Assert.Equal(0, CliApp.Run(["eval", "--run", run, "--seeds", "1", "--device", "cpu"]));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "eval", "eval-epoch-0001.json"))))
+        {
+            var sets = doc.RootElement.GetProperty("results").EnumerateArray().Select(r => r.GetProperty("prompts").GetString()!).ToArray();
+            Assert.Equal(new[] { "train", "held-out" }, sets);
+            Assert.Equal(9, doc.RootElement.GetProperty("prompt_sets").GetProperty("held-out").GetArrayLength());
+        }
+
+        File.Delete(Path.Combine(run, "report.html"));
+        Assert.Equal(0, CliApp.Run(["report", run]));
+        Assert.True(File.Exists(Path.Combine(run, "report.html")));
+
+        var merged = Path.Combine(root, "merged");
+        Assert.Equal(0, CliApp.Run(["export", "--model", TinyModels.Pixel, "--lora", Path.Combine(run, "lora.safetensors"), "--out", merged]));
+        using var withLora = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
+        var adapters = Ddpo.Models.Lora.LoraAdapters.Load(withLora.Unet, Path.Combine(run, "lora.safetensors"));
+        using var exported = TextToImagePipeline.FromPretrained(merged);
+        var options = new SamplingOptions { NumSteps = 3 };
+        using var a = withLora.Sample(["a cat"], options, new torch.Generator(3));
+        using var b = exported.Sample(["a cat"], options, new torch.Generator(3));
+        TensorAssert.Close(a.Images, b.Images, atol: 1e-4, what: "merged export vs LoRA adapters");
+        adapters.Detach();
+        Directory.Delete(root, true);
+    }
+}
