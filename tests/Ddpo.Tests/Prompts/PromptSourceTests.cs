@@ -131,7 +131,7 @@ public sealed class PromptSourceTests
     [Fact]
     public void BadNamesAndKwargsAreConfigErrors()
     {
-        var e = Assert.Throws<ConfigException>(() => PromptSources.Create("animals"));
+        var e = Assert.Throws<ConfigException>(() => PromptSources.Create("reptiles"));
         Assert.Contains("prompt_fn", e.Message);
         var k = Assert.Throws<ConfigException>(() => PromptSources.Create("simple_animals", new Dictionary<string, object> { ["nouns_file"] = "x" }));
         Assert.Contains("prompt_fn_kwargs.nouns_file", k.Message);
