@@ -58,7 +58,7 @@ public static class TrainCommand
             }
             using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
             var observer = new ConsoleTrainingObserver();
-            var reward = LearnedRewards.CreateRegistry(cfg, observer.Message).Create(cfg.RewardFn, cfg.Rewards);
+            var reward = LearnedRewards.CreateForTraining(cfg, observer.Message);
             using var disposeReward = reward as IDisposable;
             using var trainer = new DdpoTrainer(cfg, pipeline, dir, resuming, reward, observer);
             AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");

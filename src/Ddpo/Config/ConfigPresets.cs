@@ -52,6 +52,7 @@ public static class ConfigPresets
         num_epochs = 12
         save_freq = 4
         prompt_fn = "animals_train"
+        watch_rewards = "image_contrast,colorfulness"
         prompt_fn_kwargs = {}
         model = "builtin"
 

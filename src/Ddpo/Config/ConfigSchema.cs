@@ -126,6 +126,7 @@ internal static class ConfigSchema
                 }
                 return null;
             }));
+        Str("watch_rewards", c => c.WatchRewards, (c, v) => c.WatchRewards = v, _ => null);
         Str("device", c => c.Device, (c, v) => c.Device = v, v =>
             v is "cpu" or "cuda" or "auto" || (v.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(v[5..], out var n) && n >= 0)
                 ? null : $"must be cpu, cuda, cuda:N or auto, got '{v}'");

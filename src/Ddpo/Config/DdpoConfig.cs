@@ -46,6 +46,16 @@ public sealed class DdpoConfig
     /// <summary><c>reward_fn</c>: a reward name, or <see cref="WeightedRewardName"/> to use <see cref="Rewards"/>.</summary>
     public string RewardFn { get; set; } = "jpeg_compressibility";
 
+    /// <summary>
+    /// <c>watch_rewards</c>: comma-separated reward names computed on every epoch's images and logged as
+    /// <c>watch_NAME_mean</c> but not optimised (over-optimisation monitor), e.g. <c>"image_contrast,colorfulness"</c>.
+    /// </summary>
+    public string WatchRewards { get; set; } = "";
+
+    /// <summary>The names in <see cref="WatchRewards"/>.</summary>
+    public IReadOnlyList<string> WatchRewardNames =>
+        WatchRewards.Split(',', StringSplitOptions.RemoveEmptyEntries | StringSplitOptions.TrimEntries);
+
     /// <summary><c>rewards</c>: <c>name = weight</c> components, used when <see cref="RewardFn"/> is <c>"weighted"</c>.</summary>
     public Dictionary<string, double> Rewards { get; set; } = [];
 

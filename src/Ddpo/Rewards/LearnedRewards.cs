@@ -52,6 +52,18 @@ public static class LearnedRewards
     /// <summary>A registry with the built-in rewards and those of <see cref="RegisterAll"/>.</summary>
     public static RewardRegistry CreateRegistry(DdpoConfig config, Action<string>? log = null) => RegisterAll(new RewardRegistry(), config, log);
 
+    /// <summary>
+    /// The reward a training run optimises (<c>reward_fn</c>, or the weighted <c>rewards</c>), wrapped so
+    /// that the <c>watch_rewards</c> are computed on the same images and logged; dispose it after the run.
+    /// </summary>
+    public static IRewardFunction CreateForTraining(DdpoConfig config, Action<string>? log = null)
+    {
+        var registry = CreateRegistry(config, log);
+        var optimised = registry.Create(config.RewardFn, config.Rewards);
+        var watches = config.WatchRewardNames.Select(registry.Create).ToList();
+        return watches.Count == 0 ? optimised : new WatchedReward(optimised, watches);
+    }
+
     private static Device Device(DdpoConfig config) => TorchRuntime.ResolveDevice(config.Device);
 
     private static AestheticReward CreateAesthetic(DdpoConfig config)

@@ -26,4 +26,10 @@ public static class RewardNames
 
     /// <summary>A reward server speaking the JSON reward protocol (docs/rewards.md).</summary>
     public const string Remote = "remote";
+
+    /// <summary>RMS contrast of the image's luminance (an image-statistics score, handy as a watch reward).</summary>
+    public const string ImageContrast = "image_contrast";
+
+    /// <summary>Hasler and Süsstrunk's colourfulness (an image-statistics score, handy as a watch reward).</summary>
+    public const string Colorfulness = "colorfulness";
 }

@@ -16,6 +16,8 @@ public sealed class RewardRegistry
     {
         Register(RewardNames.JpegCompressibility, () => new JpegCompressibilityReward());
         Register(RewardNames.JpegIncompressibility, () => new JpegIncompressibilityReward());
+        Register(RewardNames.ImageContrast, () => ImageStatisticReward.Contrast());
+        Register(RewardNames.Colorfulness, () => ImageStatisticReward.Colorfulness());
     }
 
     /// <summary>The registered names, sorted.</summary>

@@ -40,7 +40,10 @@ public static class EpochMetrics
         foreach (var (name, values) in trained.RewardDetails)
         {
             var finite = values.Where(float.IsFinite).ToArray();
-            line[$"reward_{name}_mean"] = finite.Length > 0 ? finite.Average() : double.NaN;
+            var key = name.StartsWith(Rewards.WatchedReward.DetailPrefix, StringComparison.Ordinal)
+                ? $"watch_{name[Rewards.WatchedReward.DetailPrefix.Length..]}_mean"
+                : $"reward_{name}_mean";
+            line[key] = finite.Length > 0 ? finite.Average() : double.NaN;
         }
         line["prompt_rewards"] = trained.Prompts.Zip(trained.Rewards)
             .GroupBy(p => p.First)

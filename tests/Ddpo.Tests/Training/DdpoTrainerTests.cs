@@ -24,7 +24,7 @@ public sealed class DdpoTrainerTests
     private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false, IRewardFunction? reward = null)
     {
         using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
-        using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? new JpegCompressibilityReward());
+        using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config));
         trainer.RunAsync().GetAwaiter().GetResult();
         return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
     }
@@ -81,6 +81,17 @@ public sealed class DdpoTrainerTests
         Assert.Equal(2.0, (double)line["nonfinite_rewards"]!);
         Assert.Equal(2.0, (double)line["samples_trained"]!);
         Assert.True(double.IsFinite((double)line["reward_mean"]!));
+        Directory.Delete(dir, true);
+    }
+
+    [Fact]
+    public void WatchRewardsAreLoggedButNotOptimised()
+    {
+        var dir = TestPaths.NewTempDir();
+        var line = Assert.Single(Train(TinyConfig("num_epochs=1", "watch_rewards=\"image_contrast, colorfulness\""), dir));
+        Assert.InRange((double)line["watch_image_contrast_mean"]!, 0.0, 0.5);
+        Assert.True((double)line["watch_colorfulness_mean"]! >= 0);
+        Assert.True((double)line["reward_mean"]! < 0, "the optimised reward is still JPEG compressibility");
         Directory.Delete(dir, true);
     }
 

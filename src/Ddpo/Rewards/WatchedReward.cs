@@ -1,0 +1,34 @@
+namespace Ddpo.Rewards;
+
+/// <summary>
+/// The optimised reward plus "watch" rewards computed on the same images but not optimised: their
+/// values travel in the details as <c>watch:NAME</c>, so training can log them and the report can
+/// flag over-optimisation (the optimised reward rising while a watch reward falls).
+/// </summary>
+public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewardFunction> watches) : IRewardFunction, IDisposable
+{
+    /// <summary>The prefix of watch-reward detail keys.</summary>
+    public const string DetailPrefix = "watch:";
+
+    /// <inheritdoc />
+    public string Name => optimised.Name;
+
+    /// <inheritdoc />
+    public async Task<RewardResult> ScoreAsync(RewardBatch batch, CancellationToken ct)
+    {
+        var main = await optimised.ScoreAsync(batch, ct).ConfigureAwait(false);
+        var details = main.Details is null ? new Dictionary<string, float[]>() : new Dictionary<string, float[]>(main.Details);
+        foreach (var watch in watches)
+        {
+            var r = await watch.ScoreAsync(batch, ct).ConfigureAwait(false);
+            details[DetailPrefix + watch.Name] = r.Rewards;
+        }
+        return new RewardResult(main.Rewards, details);
+    }
+
+    /// <inheritdoc />
+    public void Dispose()
+    {
+        foreach (var w in watches) (w as IDisposable)?.Dispose();
+    }
+}
