@@ -15,13 +15,13 @@ public static class SampleCommand
     public static Command Create()
     {
         var model = new Option<string?>("--model") { Description = "diffusers pipeline folder (default: the built-in model)" };
-        var prompt = new Option<string>("--prompt") { Description = "the text prompt", Required = true };
+        var prompt = new Option<string[]>("--prompt") { Description = "the text prompt (repeatable: one row of the grid per prompt)", Required = true, Arity = ArgumentArity.OneOrMore };
         var negative = new Option<string>("--negative-prompt") { Description = "negative prompt for guidance", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "DDIM steps", DefaultValueFactory = _ => 50 };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 5.0 };
         var eta = new Option<double>("--eta") { Description = "DDIM eta (0 deterministic, 1 stochastic)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
-        var batch = new Option<int>("--batch") { Description = "images to make", DefaultValueFactory = _ => 4 };
+        var batch = new Option<int>("--batch") { Description = "images per prompt", DefaultValueFactory = _ => 4 };
         var size = new Option<int?>("--size") { Description = "image side in pixels (default: the model's)" };
         var lora = new Option<string?>("--lora") { Description = "LoRA weights (safetensors) to apply to the UNet" };
         var output = new Option<string>("--out") { Description = "output folder for PNGs", Required = true };
@@ -44,19 +44,23 @@ public static class SampleCommand
             options.Validate();
             using var pipeline = ModelResolver.LoadPipeline(parse.GetValue(model), device, dtype);
             LoraAdapters? adapters = parse.GetValue(lora) is { } loraPath ? LoraAdapters.Load(pipeline.Unet, loraPath) : null;
-            var text = parse.GetValue(prompt)!;
+            var texts = parse.GetValue(prompt)!;
             var outDir = parse.GetValue(output)!;
             Directory.CreateDirectory(outDir);
             var generator = new torch.Generator((ulong)parse.GetValue(seed));
-            using var result = ProgressReporter.Run($"sampling {n} image(s)", options.NumSteps, p =>
-                pipeline.Sample(Enumerable.Repeat(text, n).ToArray(), options, generator, parse.GetValue(negative)!,
-                    new Progress<int>(i => p.Report(i))));
+            var all = texts.SelectMany(t => Enumerable.Repeat(t, n)).ToArray();
+            using var result = ProgressReporter.Run($"sampling {all.Length} image(s)", options.NumSteps, p =>
+                pipeline.Sample(all, options, generator, parse.GetValue(negative)!, new Progress<int>(i => p.Report(i))));
             var files = new List<object>();
-            for (int i = 0; i < n; i++)
+            for (int i = 0; i < all.Length; i++)
             {
-                var file = Path.Combine(outDir, $"{i:D4}.png");
+                var file = Path.Combine(outDir, texts.Length == 1 ? $"{i:D4}.png" : $"{i / n:D2}-{i % n:D2}.png");
                 ImageTensor.SavePng(result.Images[i], file);
-                files.Add(new { file = Path.GetFileName(file), prompt = text, seed = parse.GetValue(seed), index = i });
+                files.Add(new { file = Path.GetFileName(file), prompt = all[i], seed = parse.GetValue(seed), index = i });
+            }
+            using (var grid = ImageTensor.Grid(result.Images, n))
+            {
+                ImageTensor.SavePng(grid, Path.Combine(outDir, "grid.png"));
             }
             File.WriteAllText(Path.Combine(outDir, "samples.json"), JsonSerializer.Serialize(new
             {
@@ -68,7 +72,7 @@ public static class SampleCommand
                 images = files,
             }, new JsonSerializerOptions { WriteIndented = true }));
             adapters?.Detach();
-            AnsiConsole.MarkupLineInterpolated($"wrote {n} image(s) to [green]{outDir}[/]");
+            AnsiConsole.MarkupLineInterpolated($"wrote {all.Length} image(s) and grid.png to [green]{outDir}[/]");
             return 0;
         });
         return command;
