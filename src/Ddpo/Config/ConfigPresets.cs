@@ -51,7 +51,6 @@ public static class ConfigPresets
     private const string BuiltinCpu = """
         num_epochs = 12
         save_freq = 4
-        prompt_fn = "animals_train"
         watch_rewards = "image_contrast,colorfulness"
         prompt_fn_kwargs = {}
         model = "builtin"
@@ -86,7 +85,7 @@ public static class ConfigPresets
 
     private static readonly Dictionary<string, string[]> Layers = new()
     {
-        [BuiltinLayer] = [BuiltinCpu],
+        [BuiltinLayer] = [BuiltinCpu], // applied by ApplyOne with the prompt set chosen there
         ["compressibility"] = [Compressibility],
         ["incompressibility"] = [Compressibility, $"""
             reward_fn = "{RewardNames.JpegIncompressibility}"
@@ -146,12 +145,25 @@ public static class ConfigPresets
 
     private static void ApplyOne(DdpoConfig config, string name)
     {
+        if (name == BuiltinLayer)
+        {
+            // The built-in model knows "a(n) animal" and "a(n) animal activity": keep the task's kind of
+            // prompt, holding some animals (and an activity) out of training for `ddpo eval --prompts held-out`.
+            var prompts = config.PromptFn.StartsWith("nouns_activities", StringComparison.Ordinal) ? "nouns_activities_train" : "animals_train";
+            ApplyToml(config, name, $"prompt_fn = \"{prompts}\"\nprompt_fn_kwargs = {{}}\n" + BuiltinCpu);
+            return;
+        }
         foreach (var toml in Toml(name))
         {
-            var origin = $"preset '{name}'";
-            var layer = new ConfigLayer(config, origin);
-            layer.ApplyTree(ConfigValues.ParseToml(toml, origin));
-            layer.Finish();
+            ApplyToml(config, name, toml);
         }
+    }
+
+    private static void ApplyToml(DdpoConfig config, string name, string toml)
+    {
+        var origin = $"preset '{name}'";
+        var layer = new ConfigLayer(config, origin);
+        layer.ApplyTree(ConfigValues.ParseToml(toml, origin));
+        layer.Finish();
     }
 }

@@ -146,7 +146,7 @@ public sealed class DdpoTrainer : IDisposable
             WriteEvalImages(_config.NumEpochs);
             WriteReport();
         }
-        _weights.Export(Path.Combine(_run.Root, _weights.Lora is not null ? "lora.safetensors" : "unet.safetensors"));
+        _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
     }
 
     private async Task<EpochSamples> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)

@@ -74,6 +74,9 @@ public sealed class TrainableWeights
         }
     }
 
+    /// <summary>The file name <see cref="Export"/> output gets in run and checkpoint folders.</summary>
+    public string ExportFileName => Lora is not null ? "lora.safetensors" : "unet.safetensors";
+
     /// <summary>
     /// Writes the fine-tuned weights for other tools: LoRA in diffusers naming (loadable by
     /// <c>pipe.load_lora_weights</c> and <c>ddpo sample --lora</c>), or the full UNet state dict.

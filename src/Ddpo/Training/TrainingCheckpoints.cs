@@ -34,7 +34,10 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
         using var optimizerBytes = tensor(stream.ToArray());
         tensors[OptimizerKey] = optimizerBytes;
         var state = new CheckpointState { Epoch = epoch, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
-        return _store.Save(state, tensors).Path;
+        var path = _store.Save(state, tensors).Path;
+        // Beside the exact-resume tensors, the fine-tuned weights in diffusers naming for other tools.
+        weights.Export(Path.Combine(path, weights.ExportFileName));
+        return path;
     }
 
     /// <summary>Loads <paramref name="checkpoint"/> into the weights and the optimizer.</summary>

@@ -1,0 +1,45 @@
+using Ddpo.Config;
+using Ddpo.Pipelines;
+using Ddpo.Rewards;
+using Ddpo.Tests.Support;
+using Ddpo.Training;
+using Xunit;
+
+namespace Ddpo.Tests.Training;
+
+[Collection("training")]
+public sealed class CompressibilityLearningTests
+{
+    [Fact]
+    public async Task ShortDdpoRunOnAnInitTinyModelRaisesJpegCompressibility()
+    {
+        // A random 32-pixel model (x0-prediction, so its output is the image) makes busy, hard-to-compress
+        // images; a few epochs of DDPO-IS must make them clearly more compressible.
+        var root = TestPaths.NewTempDir();
+        var model = Path.Combine(root, "model");
+        TinyPipelineWriter.Write(new TinyPipelineOptions
+        {
+            WithVae = false, SampleSize = 32, UnetChannels = [16, 32], TextHiddenSize = 16, Seed = 3, PredictionType = "sample",
+        }, model);
+        var config = DdpoConfig.Load(null, "compressibility",
+        [
+            "prompt_fn=\"animals\"", "sample.num_steps=6", "sample.batch_size=16", "sample.num_batches_per_epoch=1",
+            "train.batch_size=4", "train.gradient_accumulation_steps=1", "num_epochs=6", "pretrained.dtype=\"fp32\"",
+            "logging.num_eval_images=0", "train.learning_rate=1e-3", "use_lora=false", "per_prompt_stat_tracking.enabled=false",
+            "device=\"cpu\"", "save_freq=100",
+        ]);
+        using (var pipeline = TextToImagePipeline.FromPretrained(model))
+        using (var trainer = new DdpoTrainer(config, pipeline, Path.Combine(root, "run"), false, new JpegCompressibilityReward()))
+        {
+            await trainer.RunAsync();
+        }
+        var m = MetricsReader.ReadAll(Path.Combine(root, "run", "metrics.jsonl"));
+        double first = (double)m[0]["reward_mean"]!, firstSem = (double)m[0]["reward_sem"]!;
+        var last = m.TakeLast(2).ToArray();
+        double lastMean = last.Average(x => (double)x["reward_mean"]!);
+        double lastSem = Math.Sqrt(last.Sum(x => Math.Pow((double)x["reward_sem"]!, 2))) / last.Length;
+        double gain = lastMean - first, se = Math.Sqrt(firstSem * firstSem + lastSem * lastSem);
+        Assert.True(gain > 3 * se, $"reward went from {first:F4} ± {firstSem:F4} to {lastMean:F4} ± {lastSem:F4}: gain {gain:F4} is not above 3 SE ({3 * se:F4})");
+        Directory.Delete(root, true);
+    }
+}
