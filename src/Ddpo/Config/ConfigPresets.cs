@@ -52,7 +52,6 @@ public static class ConfigPresets
         num_epochs = 12
         save_freq = 4
         watch_rewards = "image_contrast,colorfulness"
-        prompt_fn_kwargs = {}
         model = "builtin"
 
         [pretrained]
