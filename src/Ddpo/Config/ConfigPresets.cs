@@ -60,12 +60,13 @@ public static class ConfigPresets
         [sample]
         num_steps = 20
         batch_size = 16
-        num_batches_per_epoch = 2
+        num_batches_per_epoch = 3
 
         [train]
-        batch_size = 8
+        batch_size = 4
         gradient_accumulation_steps = 1
-        learning_rate = 1e-3
+        learning_rate = 5e-3
+        timestep_fraction = 0.5
 
         [lora]
         rank = 8
