@@ -107,31 +107,10 @@ public sealed partial class RunData
     }
 
     /// <summary>
-    /// <see cref="MetricsReader.ReadAll"/>, tolerating a trainer that is appending a line right now: a
-    /// malformed file whose last line is not yet terminated is re-read a few times before giving up.
+    /// The complete lines of metrics.jsonl: a last line still being appended by the trainer (no newline
+    /// yet) is left out; a malformed complete line is an error naming the file and line.
     /// </summary>
-    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadMetrics(string path)
-    {
-        for (int attempt = 0; ; attempt++)
-        {
-            try
-            {
-                return MetricsReader.ReadAll(path);
-            }
-            catch (FormatException) when (attempt < 10 && !EndsWithNewline(path))
-            {
-                Thread.Sleep(50);
-            }
-        }
-    }
-
-    private static bool EndsWithNewline(string path)
-    {
-        using var f = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite);
-        if (f.Length == 0) return true;
-        f.Seek(-1, SeekOrigin.End);
-        return f.ReadByte() == '\n';
-    }
+    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadMetrics(string path) => MetricsReader.ReadComplete(path);
 
     private static List<string> ReadPrompts(string path)
     {

@@ -85,9 +85,32 @@ public static class MetricsReader
     /// </summary>
     public static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadAll(string path)
     {
+        return Parse(ReadShared(path), path, ignoreUnterminatedLastLine: false);
+    }
+
+    /// <summary>
+    /// Like <see cref="ReadAll(string)"/>, but a last line without its newline (a writer appending it right
+    /// now: <see cref="MetricsWriter"/> always ends lines) is left out instead of being an error.
+    /// </summary>
+    public static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadComplete(string path) =>
+        Parse(ReadShared(path), path, ignoreUnterminatedLastLine: true);
+
+    private static string ReadShared(string path)
+    {
+        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
+        using var reader = new StreamReader(stream);
+        return reader.ReadToEnd();
+    }
+
+    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> Parse(string text, string path, bool ignoreUnterminatedLastLine)
+    {
+        if (ignoreUnterminatedLastLine && text.Length > 0 && text[^1] != '\n')
+        {
+            text = text[..(text.LastIndexOf('\n') + 1)];
+        }
         var result = new List<IReadOnlyDictionary<string, object?>>();
         int lineNumber = 0;
-        foreach (var line in File.ReadLines(path))
+        foreach (var line in text.Split('\n'))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;

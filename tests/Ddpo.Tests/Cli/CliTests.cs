@@ -21,7 +21,8 @@ public sealed class CliTests
             Assert.True(File.Exists(Path.Combine(model, part)), part);
         }
         Assert.Equal(0, CliApp.Run(["sample", "--model", model, "--prompt", "a cat riding a bike", "--steps", "3", "--batch", "2", "--seed", "7", "--out", output]));
-        var pngs = Directory.GetFiles(output, "*.png").Order().ToArray();
+        Assert.True(File.Exists(Path.Combine(output, "grid.png")));
+        var pngs = Directory.GetFiles(output, "0*.png").Order().ToArray();
         Assert.Equal(2, pngs.Length);
         using var image = ImageTensor.Load(pngs[0]);
         Assert.Equal(new long[] { 3, 16, 16 }, image.shape);
