@@ -23,8 +23,9 @@ public static class EvalCommand
         var prompts = new Option<string[]>("--prompts") { Description = "train, held-out, or a prompt_fn name / file:PATH (repeatable)", DefaultValueFactory = _ => ["train", "held-out"] };
         var rewards = new Option<string[]>("--reward") { Description = "reward to score with (repeatable; default: the run's reward)" };
         var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => 2 };
+        var maxPrompts = new Option<int>("--max-prompts") { Description = "at most this many prompts per set, evenly spaced", DefaultValueFactory = _ => 48 };
         var common = new CommonOptions();
-        var command = new Command("eval", "Compare base and fine-tuned models on the training prompts and on prompts held out of training") { run, checkpoint, prompts, rewards, seeds };
+        var command = new Command("eval", "Compare base and fine-tuned models on the training prompts and on prompts held out of training") { run, checkpoint, prompts, rewards, seeds, maxPrompts };
         common.AddTo(command);
         command.SetAction(parse =>
         {
@@ -38,7 +39,10 @@ public static class EvalCommand
             int perPrompt = parse.GetValue(seeds);
             if (perPrompt < 1) throw new ArgumentException($"--seeds must be >= 1, got {perPrompt}");
 
-            var sets = parse.GetValue(prompts)!.SelectMany(p => ResolvePromptSets(cfg, p)).ToList();
+            int limit = parse.GetValue(maxPrompts);
+            if (limit < 1) throw new ArgumentException($"--max-prompts must be >= 1, got {limit}");
+            var sets = parse.GetValue(prompts)!.SelectMany(p => ResolvePromptSets(cfg, p))
+                .Select(s => (s.Name, Prompts: EvenlySpaced(s.Prompts, limit))).ToList();
             var registry = LearnedRewards.CreateRegistry(cfg, m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"));
             var rewardNames = parse.GetValue(rewards) is { Length: > 0 } names ? names : [cfg.RewardFn];
             var scorers = rewardNames.Select(n => (Name: n, Reward: n == cfg.RewardFn ? registry.Create(cfg.RewardFn, cfg.Rewards) : registry.Create(n))).ToList();
@@ -114,9 +118,13 @@ public static class EvalCommand
         return result;
     }
 
+    private static IReadOnlyList<string> EvenlySpaced(IReadOnlyList<string> all, int limit) =>
+        all.Count <= limit ? all : Enumerable.Range(0, limit).Select(i => all[(int)((long)i * all.Count / limit)]).ToArray();
+
     /// <summary>
     /// <c>train</c>: the run's prompts; <c>held-out</c>: the split its <c>prompt_fn</c> left out (animals
-    /// not trained on; for activities also unseen activities); anything else: a prompt_fn name or file:PATH.
+    /// not trained on; for activities also unseen activities) or, for a prompt set without a split, animal
+    /// prompts from the other animal list that the run never saw; anything else: a prompt_fn name or file:PATH.
     /// </summary>
     public static IEnumerable<(string Name, IReadOnlyList<string> Prompts)> ResolvePromptSets(DdpoConfig cfg, string spec)
     {
@@ -128,16 +136,24 @@ public static class EvalCommand
         }
         if (spec is "held-out" or "heldout")
         {
-            if (!cfg.PromptFn.EndsWith("_train", StringComparison.Ordinal))
+            if (cfg.PromptFn.EndsWith("_train", StringComparison.Ordinal))
             {
-                throw new ArgumentException($"--prompts held-out: the run trained on prompt_fn '{cfg.PromptFn}', which holds nothing out; train with a '_train' split (e.g. animals_train, nouns_activities_train) to evaluate on unseen prompts");
+                // The split the run's prompt_fn left out: unseen animals (and, for activities, unseen activities).
+                var stem = cfg.PromptFn[..^"_train".Length];
+                foreach (var name in PromptSources.Names.Where(n => n.StartsWith(stem + "_heldout", StringComparison.Ordinal)))
+                {
+                    yield return (name == stem + "_heldout" ? "held-out" : "held-out" + name[(stem + "_heldout").Length..].Replace('_', ' '), PromptSources.Create(name, kwargs).All);
+                }
+                yield break;
             }
-            var stem = cfg.PromptFn[..^"_train".Length];
-            var heldOut = PromptSources.Names.Where(n => n.StartsWith(stem + "_heldout", StringComparison.Ordinal)).ToList();
-            foreach (var name in heldOut)
+            if (cfg.PromptFn.StartsWith(PromptSources.FilePrefix, StringComparison.Ordinal))
             {
-                yield return (name == stem + "_heldout" ? "held-out" : "held-out" + name[(stem + "_heldout").Length..].Replace('_', ' '), PromptSources.Create(name, kwargs).All);
+                throw new ArgumentException($"--prompts held-out: the run trained on '{cfg.PromptFn}'; name the held-out prompts with --prompts file:PATH");
             }
+            // No split: animals from the other list, in prompts the run never saw.
+            var trained = PromptSources.Create(cfg.PromptFn, kwargs).All.ToHashSet(StringComparer.OrdinalIgnoreCase);
+            var other = cfg.PromptFn.StartsWith("imagenet", StringComparison.Ordinal) ? "animals" : "imagenet_animals";
+            yield return ("held-out", PromptSources.Create(other, null).All.Where(p => !trained.Contains(p)).ToArray());
             yield break;
         }
         yield return (spec, PromptSources.Create(spec, null).All);

@@ -1,0 +1,35 @@
+using Ddpo.Cli.Commands;
+using Ddpo.Config;
+using Xunit;
+
+namespace Ddpo.Tests.Cli;
+
+public sealed class EvalPromptSetTests
+{
+    private static DdpoConfig With(string promptFn) => DdpoConfig.Load(null, null, [$"prompt_fn=\"{promptFn}\""]);
+
+    [Fact]
+    public void HeldOutIsTheSplitTheRunLeftOut()
+    {
+        var sets = EvalCommand.ResolvePromptSets(With("animals_train"), "held-out").ToList();
+        var set = Assert.Single(sets);
+        Assert.Equal("held-out", set.Name);
+        Assert.Equal(9, set.Prompts.Count);
+        var train = EvalCommand.ResolvePromptSets(With("animals_train"), "train").Single().Prompts;
+        Assert.Empty(train.Intersect(set.Prompts));
+
+        var activities = EvalCommand.ResolvePromptSets(With("nouns_activities_train"), "held-out").Select(s => s.Name).ToList();
+        Assert.Equal(["held-out animals", "held-out activities"], activities);
+    }
+
+    [Fact]
+    public void WithoutASplitHeldOutUsesUnseenAnimalPrompts()
+    {
+        var fromImagenet = EvalCommand.ResolvePromptSets(With("imagenet_animals"), "held-out").Single();
+        Assert.Contains("a cat", fromImagenet.Prompts);
+        var fromAnimals = EvalCommand.ResolvePromptSets(With("animals"), "held-out").Single();
+        Assert.NotEmpty(fromAnimals.Prompts);
+        Assert.DoesNotContain("a cat", fromAnimals.Prompts);
+        Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("file:/tmp/x.txt"), "held-out").ToList());
+    }
+}
