@@ -24,6 +24,26 @@ internal static class PretrainedFolder
     }
 
     /// <summary>
+    /// Builds a model with <paramref name="create"/>, loads the folder's weights into it strictly (disposing
+    /// it on failure) and returns it in eval mode.
+    /// </summary>
+    public static T Load<T>(string directory, ScalarType dtype, Func<T> create) where T : nn.Module
+    {
+        var model = create();
+        try
+        {
+            LoadWeights(model, directory, dtype);
+        }
+        catch
+        {
+            model.Dispose();
+            throw;
+        }
+        model.eval();
+        return model;
+    }
+
+    /// <summary>
     /// Loads the folder's weights strictly into <paramref name="module"/> (converted to its dtype/device).
     /// Half-precision loads prefer the fp16 variant; full precision prefers the plain file.
     /// </summary>

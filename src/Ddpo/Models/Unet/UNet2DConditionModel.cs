@@ -58,22 +58,8 @@ public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Ten
     /// (or the <c>.fp16</c> variant, or a sharded checkpoint with an index), strictly, converted to
     /// <paramref name="dtype"/> on <paramref name="device"/>. The model is returned in eval mode.
     /// </summary>
-    public static UNet2DConditionModel FromPretrained(string directory, ScalarType dtype, Device device)
-    {
-        var config = UNet2DConditionConfig.Load(PretrainedFolder.ConfigPath(directory));
-        var model = new UNet2DConditionModel(config, dtype, device);
-        try
-        {
-            PretrainedFolder.LoadWeights(model, directory, dtype);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        model.eval();
-        return model;
-    }
+    public static UNet2DConditionModel FromPretrained(string directory, ScalarType dtype, Device device) =>
+        PretrainedFolder.Load(directory, dtype, () => new UNet2DConditionModel(UNet2DConditionConfig.Load(PretrainedFolder.ConfigPath(directory)), dtype, device));
 
     /// <summary>Writes <c>config.json</c> and <c>diffusion_pytorch_model.safetensors</c> (base weights only, no LoRA) to <paramref name="directory"/>.</summary>
     public void SavePretrained(string directory) => PretrainedFolder.Save(this, directory, Config.ToJson());

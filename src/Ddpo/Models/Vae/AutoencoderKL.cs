@@ -44,22 +44,8 @@ public sealed class AutoencoderKL : nn.Module
     /// Loads a diffusers VAE folder (<c>config.json</c> + <c>diffusion_pytorch_model[.fp16].safetensors</c> or
     /// a sharded checkpoint) strictly, converted to <paramref name="dtype"/> on <paramref name="device"/>, in eval mode.
     /// </summary>
-    public static AutoencoderKL FromPretrained(string directory, ScalarType dtype, Device device)
-    {
-        var config = AutoencoderKLConfig.Load(PretrainedFolder.ConfigPath(directory));
-        var model = new AutoencoderKL(config, dtype, device);
-        try
-        {
-            PretrainedFolder.LoadWeights(model, directory, dtype);
-        }
-        catch
-        {
-            model.Dispose();
-            throw;
-        }
-        model.eval();
-        return model;
-    }
+    public static AutoencoderKL FromPretrained(string directory, ScalarType dtype, Device device) =>
+        PretrainedFolder.Load(directory, dtype, () => new AutoencoderKL(AutoencoderKLConfig.Load(PretrainedFolder.ConfigPath(directory)), dtype, device));
 
     /// <summary>Writes <c>config.json</c> and <c>diffusion_pytorch_model.safetensors</c> to <paramref name="directory"/>.</summary>
     public void SavePretrained(string directory) => PretrainedFolder.Save(this, directory, Config.ToJson());
