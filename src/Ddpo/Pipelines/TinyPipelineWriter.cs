@@ -1,4 +1,5 @@
 using Ddpo.Models.Clip;
+using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Models.Vae;
 using Ddpo.Prompts;
@@ -100,7 +101,6 @@ public static class TinyPipelineWriter
         }
         var tokenizer = ClipTokenizer.FromFolder(tokenizerDir);
 
-        manual_seed(options.Seed);
         var textConfig = new ClipTextConfig
         {
             VocabSize = tokenizer.VocabSize,
@@ -115,15 +115,18 @@ public static class TinyPipelineWriter
         };
         using (var text = new ClipTextModel(textConfig, new Generator((ulong)options.Seed)))
         {
+            SeededInitializer.ApplyNormal(text, options.Seed + 2);
             text.SavePretrained(Path.Combine(temp, "text_encoder"));
         }
         using (var unet = new UNet2DConditionModel(UnetConfig(options)))
         {
+            SeededInitializer.Apply(unet, options.Seed);
             unet.SavePretrained(Path.Combine(temp, "unet"));
         }
         if (VaeConfig(options) is { } vaeConfig)
         {
             using var vae = new AutoencoderKL(vaeConfig);
+            SeededInitializer.Apply(vae, options.Seed + 1);
             vae.SavePretrained(Path.Combine(temp, "vae"));
         }
         var schedulerDir = Path.Combine(temp, "scheduler");
