@@ -7,33 +7,63 @@ namespace Ddpo.Imaging;
 public static class ImageTensor
 {
     /// <summary>
-    /// Quantises an image [3, H, W] in [0, 1] to RGBA8 bytes (round(x * 255), clamped), the way the
-    /// paper's JPEG rewards and PIL's <c>ToPILImage</c> do.
+    /// Quantises images [B, 3, H, W] in [0, 1] to interleaved RGB bytes [B, H, W, 3] (round(x * 255),
+    /// clamped), the way the paper's JPEG rewards and PIL's <c>ToPILImage</c> do.
     /// </summary>
+    public static byte[] ToRgbBytes(Tensor images)
+    {
+        if (images.dim() != 4 || images.shape[1] != 3)
+        {
+            throw new ArgumentException($"images: expected [B, 3, H, W], got [{string.Join(", ", images.shape)}]");
+        }
+        using var scope = NewDisposeScope();
+        return (images.detach().cpu().to(ScalarType.Float32) * 255).round().clamp(0, 255)
+            .to(ScalarType.Byte).permute(0, 2, 3, 1).contiguous().data<byte>().ToArray();
+    }
+
+    /// <summary>An opaque RGBA bitmap from interleaved RGB bytes of one <paramref name="width"/> x <paramref name="height"/> image.</summary>
+    public static SKBitmap ToBitmap(ReadOnlySpan<byte> rgb, int width, int height)
+    {
+        if (rgb.Length != width * height * 3)
+        {
+            throw new ArgumentException($"rgb: expected {width * height * 3} bytes for {width}x{height} RGB, got {rgb.Length}");
+        }
+        var bitmap = new SKBitmap(new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque));
+        int rowBytes = bitmap.RowBytes;
+        var row = new byte[rowBytes];
+        IntPtr pixels = bitmap.GetPixels();
+        for (int y = 0; y < height; y++)
+        {
+            var src = rgb.Slice(y * width * 3, width * 3);
+            for (int x = 0; x < width; x++)
+            {
+                row[x * 4] = src[x * 3];
+                row[x * 4 + 1] = src[x * 3 + 1];
+                row[x * 4 + 2] = src[x * 3 + 2];
+                row[x * 4 + 3] = 255;
+            }
+            System.Runtime.InteropServices.Marshal.Copy(row, 0, pixels + y * rowBytes, rowBytes);
+        }
+        return bitmap;
+    }
+
+    /// <summary>Encodes interleaved RGB bytes of one image as PNG or JPEG.</summary>
+    public static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height, SKEncodedImageFormat format, int quality)
+    {
+        using var bitmap = ToBitmap(rgb, width, height);
+        using var data = bitmap.Encode(format, quality)
+            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {width}x{height} {format} image");
+        return data.ToArray();
+    }
+
+    /// <summary>An opaque RGBA bitmap of an image tensor [3, H, W] in [0, 1] (quantised as <see cref="ToRgbBytes"/>).</summary>
     public static SKBitmap ToBitmap(Tensor image)
     {
         if (image.dim() != 3 || image.shape[0] != 3)
         {
             throw new ArgumentException($"expected an image tensor [3, H, W], got [{string.Join(", ", image.shape)}]");
         }
-        int h = (int)image.shape[1], w = (int)image.shape[2];
-        byte[] rgb;
-        using (var scope = NewDisposeScope())
-        {
-            rgb = (image.detach().cpu().to(ScalarType.Float32) * 255).round().clamp(0, 255)
-                .to(ScalarType.Byte).permute(1, 2, 0).contiguous().data<byte>().ToArray();
-        }
-        var bitmap = new SKBitmap(new SKImageInfo(w, h, SKColorType.Rgba8888, SKAlphaType.Opaque));
-        var pixels = new byte[w * h * 4];
-        for (int i = 0, j = 0; i < w * h; i++, j += 3)
-        {
-            pixels[i * 4] = rgb[j];
-            pixels[i * 4 + 1] = rgb[j + 1];
-            pixels[i * 4 + 2] = rgb[j + 2];
-            pixels[i * 4 + 3] = 255;
-        }
-        System.Runtime.InteropServices.Marshal.Copy(pixels, 0, bitmap.GetPixels(), pixels.Length);
-        return bitmap;
+        return ToBitmap(ToRgbBytes(image.unsqueeze(0)), (int)image.shape[2], (int)image.shape[1]);
     }
 
     /// <summary>Encodes an image tensor as PNG bytes.</summary>
@@ -44,10 +74,11 @@ public static class ImageTensor
 
     private static byte[] Encode(Tensor image, SKEncodedImageFormat format, int quality)
     {
-        using var bitmap = ToBitmap(image);
-        using var data = bitmap.Encode(format, quality)
-            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {format} image");
-        return data.ToArray();
+        if (image.dim() != 3 || image.shape[0] != 3)
+        {
+            throw new ArgumentException($"expected an image tensor [3, H, W], got [{string.Join(", ", image.shape)}]");
+        }
+        return Encode(ToRgbBytes(image.unsqueeze(0)), (int)image.shape[2], (int)image.shape[1], format, quality);
     }
 
     /// <summary>Writes an image tensor as a PNG file (atomically).</summary>
