@@ -1,4 +1,4 @@
-using System.Runtime.InteropServices;
+using Ddpo.Imaging;
 using SkiaSharp;
 using static TorchSharp.torch;
 
@@ -42,30 +42,6 @@ public static class RewardImageEncoding
     }
 
     /// <summary>Encodes one RGB image (<paramref name="width"/> x <paramref name="height"/> x 3 bytes) as PNG.</summary>
-    public static byte[] EncodePng(ReadOnlySpan<byte> rgb, int width, int height)
-    {
-        if (rgb.Length != width * height * 3)
-        {
-            throw new ArgumentException($"rgb: expected {width * height * 3} bytes for {width}x{height} RGB, got {rgb.Length}");
-        }
-        var info = new SKImageInfo(width, height, SKColorType.Rgba8888, SKAlphaType.Opaque);
-        using var bitmap = new SKBitmap(info);
-        var row = new byte[bitmap.RowBytes];
-        IntPtr pixels = bitmap.GetPixels();
-        for (int y = 0; y < height; y++)
-        {
-            var src = rgb.Slice(y * width * 3, width * 3);
-            for (int x = 0; x < width; x++)
-            {
-                row[x * 4] = src[x * 3];
-                row[x * 4 + 1] = src[x * 3 + 1];
-                row[x * 4 + 2] = src[x * 3 + 2];
-                row[x * 4 + 3] = 255;
-            }
-            Marshal.Copy(row, 0, pixels + y * bitmap.RowBytes, bitmap.RowBytes);
-        }
-        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100)
-            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {width}x{height} PNG");
-        return data.ToArray();
-    }
+    public static byte[] EncodePng(ReadOnlySpan<byte> rgb, int width, int height) =>
+        ImageTensor.Encode(rgb, width, height, SKEncodedImageFormat.Png, 100);
 }
