@@ -126,8 +126,10 @@ public sealed class DdpoTrainer : IDisposable
             }
             else
             {
-                var weightsOrAdvantages = Advantages(train);
-                stats = updater.Train(train, weightsOrAdvantages, epoch);
+                // Everything the update makes (gradients' graphs, shuffles, statistics) dies with the scope;
+                // the weights and the optimizer's moments were made outside it and live on.
+                using var scope = NewDisposeScope();
+                stats = updater.Train(train, Advantages(train), epoch);
             }
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
@@ -137,6 +139,7 @@ public sealed class DdpoTrainer : IDisposable
             bool last = epoch == _config.NumEpochs - 1;
             if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
             {
+                using var scope = NewDisposeScope();
                 var dir = _checkpoints.Save(epoch, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
@@ -146,6 +149,7 @@ public sealed class DdpoTrainer : IDisposable
             WriteEvalImages(_config.NumEpochs);
             WriteReport();
         }
+        using var exportScope = NewDisposeScope();
         _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
     }
 
@@ -173,6 +177,7 @@ public sealed class DdpoTrainer : IDisposable
                 // --resume continues exactly here, whatever save_freq is.
                 if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
                 {
+                    using var scope = NewDisposeScope();
                     _checkpoints.Save(epoch - 1, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
                 }
                 throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
@@ -188,6 +193,7 @@ public sealed class DdpoTrainer : IDisposable
     /// </summary>
     private void Publish(IReadOnlyDictionary<string, object?> line, int epoch)
     {
+        using var scope = NewDisposeScope();
         try
         {
             _tensorBoard ??= new TensorBoardLogger(_run.Root);
@@ -245,13 +251,14 @@ public sealed class DdpoTrainer : IDisposable
 
     private double WriteEvalImages(int epoch)
     {
+        using var scope = NewDisposeScope();
         var clock = Stopwatch.StartNew();
         var prompts = EvalPrompts();
         if (prompts.Count == 0) return 0;
         _observer.PhaseStarted(epoch, "eval images", _config.Sample.NumSteps);
         var options = new SamplingOptions { NumSteps = _config.Sample.NumSteps, Eta = _config.Sample.Eta, GuidanceScale = _config.Sample.GuidanceScale };
         // The same noise every epoch: the images show how the policy changes, not the sampling noise.
-        var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
+        using var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
         using var result = _pipeline.Sample(prompts, options, generator, progress: new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
         var dir = _run.EpochImagesDir(epoch);
         var temp = dir + ".tmp";

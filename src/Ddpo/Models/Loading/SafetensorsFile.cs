@@ -82,6 +82,9 @@ public static class SafetensorsFile
         var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
         Directory.CreateDirectory(dir);
         var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
+        // The CPU copies (and the aliases detach() makes on the way) die with the scope; the caller's tensors,
+        // made outside it, are not touched.
+        using var scope = NewDisposeScope();
         var contiguous = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
         try
         {
@@ -91,10 +94,6 @@ public static class SafetensorsFile
         finally
         {
             if (File.Exists(temp)) File.Delete(temp);
-            foreach (var (key, t) in contiguous)
-            {
-                if (!ReferenceEquals(t, tensors[key])) t.Dispose();
-            }
         }
     }
 
