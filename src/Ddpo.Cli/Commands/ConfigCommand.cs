@@ -19,11 +19,9 @@ public static class ConfigCommand
             Description = "number of processes (devices) to derive the per-process sizes for (a run uses 1 today)",
             DefaultValueFactory = _ => 1,
         };
-        var command = new Command("config", "Print the fully resolved config of a preset/file/--set (as ddpo train would use it) and its sample counts, without loading a model")
-        {
-            worldSize,
-        };
+        var command = new Command("config", "Print the fully resolved config of a preset/file/--set (as ddpo train would use it) and its sample counts, without loading a model");
         configOptions.AddTo(command);
+        command.Add(worldSize);
         command.SetAction(parse =>
         {
             int n = parse.GetValue(worldSize);
