@@ -9,6 +9,7 @@ public static class CommandCatalog
     public static IEnumerable<Command> All() =>
     [
         TrainCommand.Create(),
+        ConfigCommand.Create(),
         SampleCommand.Create(),
         ExportCommand.Create(),
         ReportCommand.Create(),

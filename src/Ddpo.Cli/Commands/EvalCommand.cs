@@ -12,7 +12,10 @@ using static TorchSharp.torch;
 
 namespace Ddpo.Cli.Commands;
 
-/// <summary><c>ddpo eval</c>: base vs fine-tuned rewards on the training prompts and on held-out prompts.</summary>
+/// <summary>
+/// <c>ddpo eval</c>: base vs fine-tuned rewards on the training prompts, on held-out prompts, and on any other
+/// prompt set (e.g. <c>everyday_objects</c>, the paper's test of generalisation beyond animals).
+/// </summary>
 public static class EvalCommand
 {
     /// <summary>Builds the command.</summary>
@@ -20,12 +23,12 @@ public static class EvalCommand
     {
         var run = new Option<string>("--run") { Description = "the run folder", Required = true };
         var checkpoint = new Option<int?>("--checkpoint") { Description = "the epoch of the checkpoint to evaluate (default: the newest)" };
-        var prompts = new Option<string[]>("--prompts") { Description = "train, held-out, or a prompt_fn name / file:PATH (repeatable)", DefaultValueFactory = _ => ["train", "held-out"] };
+        var prompts = new Option<string[]>("--prompts") { Description = "train, held-out, or any prompt set: a prompt_fn name such as everyday_objects, or file:PATH (repeatable)", DefaultValueFactory = _ => ["train", "held-out"] };
         var rewards = new Option<string[]>("--reward") { Description = "reward to score with (repeatable; default: the run's reward)" };
         var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => 2 };
         var maxPrompts = new Option<int>("--max-prompts") { Description = "at most this many prompts per set, evenly spaced", DefaultValueFactory = _ => 48 };
         var common = new CommonOptions();
-        var command = new Command("eval", "Compare base and fine-tuned models on the training prompts and on prompts held out of training") { run, checkpoint, prompts, rewards, seeds, maxPrompts };
+        var command = new Command("eval", "Compare base and fine-tuned models on the training prompts, on prompts held out of training, or on any prompt set") { run, checkpoint, prompts, rewards, seeds, maxPrompts };
         common.AddTo(command);
         command.SetAction(parse =>
         {
@@ -124,7 +127,8 @@ public static class EvalCommand
     /// <summary>
     /// <c>train</c>: the run's prompts; <c>held-out</c>: the split its <c>prompt_fn</c> left out (animals
     /// not trained on; for activities also unseen activities) or, for a prompt set without a split, animal
-    /// prompts from the other animal list that the run never saw; anything else: a prompt_fn name or file:PATH.
+    /// prompts from the other animal list that the run never saw; anything else: a prompt_fn name (e.g.
+    /// <c>everyday_objects</c>) or file:PATH, all its prompts. An unknown name is an <see cref="ArgumentException"/>.
     /// </summary>
     public static IEnumerable<(string Name, IReadOnlyList<string> Prompts)> ResolvePromptSets(DdpoConfig cfg, string spec)
     {
@@ -155,6 +159,10 @@ public static class EvalCommand
             var other = cfg.PromptFn.StartsWith("imagenet", StringComparison.Ordinal) ? "animals" : "imagenet_animals";
             yield return ("held-out", PromptSources.Create(other, null).All.Where(p => !trained.Contains(p)).ToArray());
             yield break;
+        }
+        if (!PromptSources.IsKnown(spec))
+        {
+            throw new ArgumentException($"--prompts: unknown prompt set '{spec}' (expected train, held-out, file:PATH or one of {string.Join(", ", PromptSources.Names)})");
         }
         yield return (spec, PromptSources.Create(spec, null).All);
     }

@@ -7,7 +7,9 @@ namespace Ddpo.Config;
 /// recording where each key came from, then keeps the paired keys consistent:
 /// a layer that changes <c>prompt_fn</c> without touching <c>prompt_fn_kwargs</c> clears the kwargs,
 /// a layer that fills <c>rewards</c> without naming <c>reward_fn</c> sets it to <c>"weighted"</c>,
-/// and a layer that names another <c>reward_fn</c> without touching <c>rewards</c> clears the weights.
+/// a layer that names another <c>reward_fn</c> without touching <c>rewards</c> clears the weights,
+/// and a layer that sets a per-process count (<c>sample.num_batches_per_epoch</c>,
+/// <c>train.gradient_accumulation_steps</c>) without its total turns the total off (0): the later layer wins.
 /// </summary>
 internal sealed class ConfigLayer
 {
@@ -122,6 +124,26 @@ internal sealed class ConfigLayer
             _config.Rewards = [];
             _config.SetOrigin(ConfigSchema.Rewards, _origin);
         }
+        foreach (var (total, perProcess) in SampleCounts.TotalKeys)
+        {
+            FinishTotal(ConfigSchema.Find(total)!, perProcess);
+        }
+    }
+
+    // A total and the per-process count it decides: the one set in the later layer wins; both in one layer is ambiguous.
+    private void FinishTotal(ConfigKey total, string perProcess)
+    {
+        if (!_touched.Contains(perProcess) || (int)total.Get(_config) == 0)
+        {
+            return;
+        }
+        if (_touched.Contains(total.Path))
+        {
+            throw new ConfigException(
+                $"{_origin}: set {total.Path} (over all processes; {perProcess} is then derived) or {perProcess} (per process), not both");
+        }
+        total.Set(_config, 0);
+        _config.SetOrigin(total.Path, _origin);
     }
 
     private void Set(ConfigKey key, object value, string path, string? origin = null)

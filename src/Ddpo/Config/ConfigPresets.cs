@@ -5,9 +5,12 @@ namespace Ddpo.Config;
 
 /// <summary>
 /// The experiment presets of ddpo-pytorch's <c>config/dgx.py</c> (<c>compressibility</c>, <c>incompressibility</c>,
-/// <c>aesthetic</c>, <c>prompt_image_alignment</c>). Their per-device batch sizes are kept, so on one device an
-/// epoch has 1/8 of the paper's samples (1/6 for alignment). Departures: <c>num_checkpoint_limit</c> stays at the
-/// base value 5 (dgx.py keeps every checkpoint). The alignment preset uses <see cref="RewardNames.PromptImageAlignment"/>:
+/// <c>aesthetic</c>, <c>prompt_image_alignment</c>). They state the paper's totals, which dgx.py wrote as per-GPU
+/// sizes for its machine (8 GPUs; 6 for alignment, whose other 2 served LLaVA): samples per epoch
+/// (<c>sample.samples_per_epoch</c>) and per optimizer step (<c>train.total_batch_size</c>), with dgx.py's per-GPU
+/// batch sizes; the per-process batch counts and accumulation steps are derived for the run's number of processes,
+/// so any number of devices draws the paper's samples (on 8 GPUs exactly dgx.py's sizes).
+/// Departures: <c>num_checkpoint_limit</c> stays at the base value 5 (dgx.py keeps every checkpoint). The alignment preset uses <see cref="RewardNames.PromptImageAlignment"/>:
 /// a VLM behind an OpenAI-compatible server (<c>reward.vlm.base_url</c>) in place of the LLaVA server, and BERTScore in
 /// process (the built-in all-MiniLM-L6-v2 unless <c>reward.bertscore.model</c> names a BERT folder).
 /// </summary>
@@ -25,12 +28,12 @@ public static class ConfigPresets
         num_steps = 50
         eta = 1.0
         guidance_scale = 5.0
+        samples_per_epoch = 256 # dgx.py: 8 GPUs x batch_size 8 x num_batches_per_epoch 4
         batch_size = 8
-        num_batches_per_epoch = 4
 
         [train]
+        total_batch_size = 64 # dgx.py: 8 GPUs x batch_size 4 x gradient_accumulation_steps 2 (4 steps per epoch)
         batch_size = 4
-        gradient_accumulation_steps = 2
         learning_rate = 3e-4
         clip_range = 1e-4
         adv_clip_max = 5.0
@@ -45,7 +48,8 @@ public static class ConfigPresets
 
     /// <summary>
     /// Sizes the paper's tasks for the built-in 32-pixel model on a CPU: fewer steps and samples,
-    /// the prompts it was pretrained on, float32 weights. <c>ddpo train</c> adds it after the preset
+    /// the prompts it was pretrained on, float32 weights; 48 samples per epoch and 4 per optimizer step (on one
+    /// process: 3 batches of 16, no accumulation). <c>ddpo train</c> adds it after the preset
     /// whenever the model is the built-in one (e.g. <c>compressibility+builtin</c>).
     /// </summary>
     private const string BuiltinCpu = """
@@ -59,12 +63,12 @@ public static class ConfigPresets
 
         [sample]
         num_steps = 20
+        samples_per_epoch = 48
         batch_size = 16
-        num_batches_per_epoch = 3
 
         [train]
+        total_batch_size = 4
         batch_size = 4
-        gradient_accumulation_steps = 1
         learning_rate = 5e-3
         timestep_fraction = 0.5
 
@@ -96,7 +100,7 @@ public static class ConfigPresets
             prompt_fn = "simple_animals"
 
             [train]
-            gradient_accumulation_steps = 4
+            total_batch_size = 128 # dgx.py: 8 GPUs x batch_size 4 x gradient_accumulation_steps 4 (2 steps per epoch)
 
             [per_prompt_stat_tracking]
             buffer_size = 32
@@ -109,12 +113,12 @@ public static class ConfigPresets
             reward_fn = "{RewardNames.PromptImageAlignment}"
 
             [sample]
+            samples_per_epoch = 288 # dgx.py: 6 GPUs (2 more served LLaVA) x batch_size 8 x num_batches_per_epoch 6
             batch_size = 8
-            num_batches_per_epoch = 6
 
             [train]
+            total_batch_size = 144 # dgx.py: 6 GPUs x batch_size 4 x gradient_accumulation_steps 6 (2 steps per epoch)
             batch_size = 4
-            gradient_accumulation_steps = 6
 
             [per_prompt_stat_tracking]
             buffer_size = 32

@@ -137,10 +137,12 @@ internal static class ConfigSchema
         Int("sample.num_steps", c => c.Sample.NumSteps, (c, v) => c.Sample.NumSteps = v, 1);
         Float("sample.eta", c => c.Sample.Eta, (c, v) => c.Sample.Eta = v, NonNegative());
         Float("sample.guidance_scale", c => c.Sample.GuidanceScale, (c, v) => c.Sample.GuidanceScale = v, NonNegative());
+        Int(SampleCounts.SamplesPerEpochKey, c => c.Sample.SamplesPerEpoch, (c, v) => c.Sample.SamplesPerEpoch = v, 0);
         Int("sample.batch_size", c => c.Sample.BatchSize, (c, v) => c.Sample.BatchSize = v, 1);
         Int("sample.num_batches_per_epoch", c => c.Sample.NumBatchesPerEpoch, (c, v) => c.Sample.NumBatchesPerEpoch = v, 1);
 
         // [train]
+        Int(SampleCounts.TotalBatchSizeKey, c => c.Train.TotalBatchSize, (c, v) => c.Train.TotalBatchSize = v, 0);
         Int("train.batch_size", c => c.Train.BatchSize, (c, v) => c.Train.BatchSize = v, 1);
         Float("train.learning_rate", c => c.Train.LearningRate, (c, v) => c.Train.LearningRate = v, Positive());
         Float("train.adam_beta1", c => c.Train.AdamBeta1, (c, v) => c.Train.AdamBeta1 = v, UnitOpen());

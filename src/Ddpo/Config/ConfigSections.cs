@@ -12,17 +12,36 @@ public sealed class SampleConfig
     /// <summary><c>guidance_scale</c>: classifier-free guidance weight (1 = no guidance).</summary>
     public double GuidanceScale { get; set; } = 5.0;
 
-    /// <summary><c>batch_size</c>: images sampled per batch.</summary>
+    /// <summary>
+    /// <c>samples_per_epoch</c>: trajectories sampled per epoch over all processes, ddpo-pytorch's
+    /// "Total number of samples per epoch" (<c>sample.batch_size * num_processes * num_batches_per_epoch</c>).
+    /// When &gt; 0 it decides <see cref="NumBatchesPerEpoch"/> for the run's number of processes; 0 = not stated
+    /// (<see cref="NumBatchesPerEpoch"/> is used as set).
+    /// </summary>
+    public int SamplesPerEpoch { get; set; }
+
+    /// <summary><c>batch_size</c>: images sampled per batch, per process.</summary>
     public int BatchSize { get; set; } = 1;
 
-    /// <summary><c>num_batches_per_epoch</c>: sampling batches per epoch.</summary>
+    /// <summary>
+    /// <c>num_batches_per_epoch</c>: sampling batches per epoch, per process (derived from
+    /// <see cref="SamplesPerEpoch"/> when that is stated).
+    /// </summary>
     public int NumBatchesPerEpoch { get; set; } = 2;
 }
 
 /// <summary>The <c>[train]</c> section: optimiser and policy-gradient settings (ddpo-pytorch <c>config.train</c>).</summary>
 public sealed class TrainConfig
 {
-    /// <summary><c>batch_size</c>: trajectories per training micro-batch.</summary>
+    /// <summary>
+    /// <c>total_batch_size</c>: samples per optimizer step over all processes, ddpo-pytorch's "Total train batch
+    /// size (w. parallel, distributed &amp; accumulation)" (<c>train.batch_size * num_processes *
+    /// gradient_accumulation_steps</c>). When &gt; 0 it decides <see cref="GradientAccumulationSteps"/> for the
+    /// run's number of processes; 0 = not stated (<see cref="GradientAccumulationSteps"/> is used as set).
+    /// </summary>
+    public int TotalBatchSize { get; set; }
+
+    /// <summary><c>batch_size</c>: trajectories per training micro-batch, per process.</summary>
     public int BatchSize { get; set; } = 1;
 
     /// <summary><c>learning_rate</c> of AdamW.</summary>
@@ -40,7 +59,10 @@ public sealed class TrainConfig
     /// <summary><c>adam_epsilon</c>.</summary>
     public double AdamEpsilon { get; set; } = 1e-8;
 
-    /// <summary><c>gradient_accumulation_steps</c>: micro-batches (of samples) per optimiser step.</summary>
+    /// <summary>
+    /// <c>gradient_accumulation_steps</c>: micro-batches (of samples) per optimiser step, per process (derived
+    /// from <see cref="TotalBatchSize"/> when that is stated).
+    /// </summary>
     public int GradientAccumulationSteps { get; set; } = 1;
 
     /// <summary><c>max_grad_norm</c>: gradient clipping norm.</summary>

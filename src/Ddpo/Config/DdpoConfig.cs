@@ -7,7 +7,9 @@ namespace Ddpo.Config;
 /// <summary>
 /// The full configuration of a DDPO run. Keys keep kvablack/ddpo-pytorch's names and defaults
 /// (<c>config/base.py</c>); values are layered defaults → <c>--preset</c> → config file → <c>--set</c>
-/// by <see cref="Load"/>, which also validates the result.
+/// by <see cref="Load"/>, which then derives the per-process sizes from the stated totals
+/// (<c>sample.samples_per_epoch</c>, <c>train.total_batch_size</c>) for the run's number of processes
+/// and validates the result.
 /// </summary>
 public sealed class DdpoConfig
 {
@@ -92,15 +94,50 @@ public sealed class DdpoConfig
     /// <summary>Timesteps trained on per trajectory: <c>int(sample.num_steps * train.timestep_fraction)</c>, as ddpo-pytorch.</summary>
     public int NumTrainTimesteps => (int)(Sample.NumSteps * Train.TimestepFraction);
 
-    /// <summary>Trajectories sampled per epoch: <c>sample.batch_size * sample.num_batches_per_epoch</c>.</summary>
-    public int SamplesPerEpoch => Sample.BatchSize * Sample.NumBatchesPerEpoch;
+    /// <summary>
+    /// The number of processes (devices) the per-process sizes were derived for: the <c>worldSize</c> given to
+    /// <see cref="Load"/>, 1 by default. Not a key: the same config file runs on any number of processes.
+    /// </summary>
+    public int WorldSize { get; internal set; } = 1;
+
+    /// <summary>Samples per epoch and per optimizer step, over all processes and per process.</summary>
+    public SampleCounts Counts
+    {
+        get
+        {
+            int perProcessSteps = Train.BatchSize * Train.GradientAccumulationSteps;
+            int stepsPerInnerEpoch = Algorithm == TrainingAlgorithm.DdpoSf || perProcessSteps == 0
+                ? 1 // DDPO-SF takes one step per sampling round (one inner epoch)
+                : Math.Max(1, Sample.BatchSize * Sample.NumBatchesPerEpoch / perProcessSteps);
+            return new SampleCounts(WorldSize, Sample.BatchSize, Sample.NumBatchesPerEpoch, Train.BatchSize,
+                Train.GradientAccumulationSteps, stepsPerInnerEpoch * Train.NumInnerEpochs);
+        }
+    }
 
     /// <summary>
     /// Builds a config: defaults, then the preset (if any), then the file (<c>.toml</c> or <c>.json</c>,
-    /// if any), then the <c>--set KEY=VALUE</c> overrides (values read as TOML; a bare word is a string),
-    /// and validates it. Every problem is a <see cref="ConfigException"/> naming the key and where it was set.
+    /// if any), then the <c>--set KEY=VALUE</c> overrides (values read as TOML; a bare word is a string);
+    /// derives the per-process sizes from the stated totals for <paramref name="worldSize"/> processes, and
+    /// validates it. Every problem is a <see cref="ConfigException"/> naming the key and where it was set.
     /// </summary>
-    public static DdpoConfig Load(string? file, string? preset, IEnumerable<string>? setOverrides)
+    /// <remarks>
+    /// A total and the per-process count it decides (<c>sample.samples_per_epoch</c> and
+    /// <c>sample.num_batches_per_epoch</c>; <c>train.total_batch_size</c> and <c>train.gradient_accumulation_steps</c>)
+    /// follow the layers: the one set in the later layer wins (a per-process count set over a preset's total turns the
+    /// total off, as 0), and setting both in one layer is an error.
+    /// </remarks>
+    public static DdpoConfig Load(string? file, string? preset, IEnumerable<string>? setOverrides, int worldSize = 1)
+    {
+        var config = Layered(file, preset, setOverrides);
+        config.Resolve(worldSize);
+        return config;
+    }
+
+    /// <summary>
+    /// The layers of <see cref="Load"/> applied, but no per-process size derived and nothing cross-checked: for
+    /// deciding on another layer from a layered value (e.g. whether the model is the built-in one).
+    /// </summary>
+    public static DdpoConfig Layered(string? file, string? preset, IEnumerable<string>? setOverrides)
     {
         var config = new DdpoConfig();
         if (!string.IsNullOrEmpty(preset))
@@ -123,7 +160,6 @@ public sealed class DdpoConfig
             }
             layer.Finish();
         }
-        config.Validate();
         return config;
     }
 
@@ -134,8 +170,15 @@ public sealed class DdpoConfig
         var layer = new ConfigLayer(config, source);
         layer.ApplyTree(format == "json" ? ConfigValues.ParseJson(text, source) : ConfigValues.ParseToml(text, source));
         layer.Finish();
-        config.Validate();
+        config.Resolve(1);
         return config;
+    }
+
+    private void Resolve(int worldSize)
+    {
+        CheckKeys(); // first, so that the totals are shared among valid batch sizes
+        PerProcessSizes.Derive(this, worldSize);
+        Validate();
     }
 
     private static Dictionary<string, object> ReadFile(string file)
@@ -159,11 +202,7 @@ public sealed class DdpoConfig
     /// </summary>
     public void Validate()
     {
-        foreach (var key in ConfigSchema.Keys)
-        {
-            var problem = key.Check(key.Get(this));
-            if (problem is not null) throw Problem(key.Path, problem);
-        }
+        CheckKeys();
         if (RewardFn == WeightedRewardName && Rewards.Count == 0)
         {
             throw Problem("rewards", $"reward_fn = \"{WeightedRewardName}\" needs at least one entry in rewards = {{ name = weight }}");
@@ -187,16 +226,29 @@ public sealed class DdpoConfig
             throw Problem("train.batch_size",
                 $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
         }
-        int perStep = Train.BatchSize * Train.GradientAccumulationSteps;
-        if (SamplesPerEpoch % perStep != 0)
+        var counts = Counts;
+        if (counts.SamplesPerEpochPerProcess % counts.SamplesPerStepPerProcess != 0)
         {
-            throw Problem("train.gradient_accumulation_steps",
-                $"samples per epoch (sample.batch_size * sample.num_batches_per_epoch = {SamplesPerEpoch}) must be a multiple of " +
-                $"train.batch_size * train.gradient_accumulation_steps = {perStep}");
+            throw Train.TotalBatchSize > 0
+                ? Problem(SampleCounts.TotalBatchSizeKey,
+                    $"samples per epoch ({counts.SamplesPerEpoch}) must be a multiple of the samples per optimizer step " +
+                    $"(train.total_batch_size = {Train.TotalBatchSize})")
+                : Problem(SampleCounts.GradientAccumulationStepsKey,
+                    $"samples per epoch (sample.batch_size * sample.num_batches_per_epoch = {counts.SamplesPerEpochPerProcess} per process) must be a multiple of " +
+                    $"train.batch_size * train.gradient_accumulation_steps = {counts.SamplesPerStepPerProcess}");
         }
     }
 
-    private ConfigException Problem(string key, string message)
+    private void CheckKeys()
+    {
+        foreach (var key in ConfigSchema.Keys)
+        {
+            var problem = key.Check(key.Get(this));
+            if (problem is not null) throw Problem(key.Path, problem);
+        }
+    }
+
+    internal ConfigException Problem(string key, string message)
     {
         var origin = OriginOf(key);
         return new ConfigException(origin is null ? $"{key}: {message}" : $"{origin}: {key}: {message}");
@@ -207,8 +259,13 @@ public sealed class DdpoConfig
 
     internal void SetOrigin(string key, string origin) => _origins[key] = origin;
 
-    /// <summary>The fully resolved config as TOML (every key, ddpo-pytorch names), readable by <see cref="Load"/>.</summary>
-    public string ToToml()
+    /// <summary>
+    /// The fully resolved config as TOML (every key, ddpo-pytorch names), readable by <see cref="Load"/>. A per-process
+    /// count derived from a stated total is written as a comment with its derivation, so the file runs on any number of processes.
+    /// </summary>
+    public string ToToml() => WriteToml(withDerived: true);
+
+    private string WriteToml(bool withDerived)
     {
         var sb = new StringBuilder();
         sb.Append("# DDPO run configuration (fully resolved)\n");
@@ -223,11 +280,23 @@ public sealed class DdpoConfig
                 section = keySection;
             }
             var name = dot < 0 ? key.Path : key.Path[(dot + 1)..];
+            if (PerProcessSizes.DerivedNote(this, key.Path) is { } note)
+            {
+                if (withDerived)
+                {
+                    sb.Append("# ").Append(ConfigValues.Key(name)).Append(" = ").Append(ConfigValues.ToToml(key.Get(this)))
+                        .Append("  (per process: ").Append(note).Append(")\n");
+                }
+                continue;
+            }
             sb.Append(ConfigValues.Key(name)).Append(" = ").Append(ConfigValues.ToToml(key.Get(this))).Append('\n');
         }
         return sb.ToString();
     }
 
-    /// <summary>SHA-256 (hex) of <see cref="ToToml"/>: identifies the settings a checkpoint was made with.</summary>
-    public string ComputeHash() => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(ToToml())));
+    /// <summary>
+    /// SHA-256 (hex) of <see cref="ToToml"/> without the derived per-process counts: identifies the settings a
+    /// checkpoint was made with, the same on any number of processes.
+    /// </summary>
+    public string ComputeHash() => Convert.ToHexStringLower(SHA256.HashData(Encoding.UTF8.GetBytes(WriteToml(withDerived: false))));
 }

@@ -5,7 +5,8 @@ namespace Ddpo.Prompts;
 
 /// <summary>
 /// Prompt lists: the ones shipped with the library (<c>imagenet_classes.txt</c>, <c>simple_animals.txt</c>,
-/// <c>activities.txt</c>, from ddpo-pytorch's assets) and text files, one prompt per line.
+/// <c>activities.txt</c>, from ddpo-pytorch's assets; <c>everyday_objects.txt</c>, jannerm/ddpo's 50 objects) and text
+/// files, one prompt per line.
 /// </summary>
 public static class PromptLists
 {

@@ -7,7 +7,8 @@ namespace Ddpo.Prompts;
 /// <c>imagenet_all</c> (1000 ImageNet classes), <c>imagenet_animals</c> (the first 398), <c>imagenet_dogs</c> (151..268),
 /// <c>simple_animals</c> (45, the bare word as ddpo-pytorch), <c>animals</c> (the 45 as "a cat", "an owl"; splits
 /// <c>animals_train</c> / <c>animals_heldout</c>), <c>nouns_activities</c> (kwargs <c>nouns_file</c>, <c>activities_file</c>),
-/// <c>file:PATH</c> (one prompt per line), and the held-out splits <c>simple_animals_train</c>,
+/// <c>everyday_objects</c> (50 objects as "a toaster", "an umbrella": jannerm/ddpo's list, for the paper's test
+/// of generalisation beyond animals), <c>file:PATH</c> (one prompt per line), and the held-out splits <c>simple_animals_train</c>,
 /// <c>simple_animals_heldout</c> (kwarg <c>heldout_fraction</c>), <c>nouns_activities_train</c>,
 /// <c>nouns_activities_heldout_animals</c>, <c>nouns_activities_heldout_activities</c>
 /// (kwargs <c>nouns_file</c>, <c>activities_file</c>, <c>heldout_fraction</c>, <c>heldout_activities</c>).
@@ -22,6 +23,9 @@ public static class PromptSources
     private const string HeldOutFraction = "heldout_fraction";
     private const string HeldOutActivities = "heldout_activities";
 
+    /// <summary>The metadata key of an everyday object (e.g. <c>object</c> = "toaster").</summary>
+    public const string ObjectKey = "object";
+
     private sealed record Entry(string[] Kwargs, Func<Args, IPromptSource> Create);
 
     private static readonly Dictionary<string, Entry> Entries = new()
@@ -35,6 +39,8 @@ public static class PromptSources
         ["animals"] = new([], _ => Animals(PromptLists.Load("simple_animals.txt"))),
         ["animals_train"] = new([HeldOutFraction], a => Animals(AnimalSplit(a).Train)),
         ["animals_heldout"] = new([HeldOutFraction], a => Animals(AnimalSplit(a).HeldOut)),
+        ["everyday_objects"] = new([], _ => new ListPromptSource(
+            PromptLists.Load("everyday_objects.txt").Select(o => o.ToLowerInvariant()), ObjectKey, Articles.WithArticle)),
         ["nouns_activities"] = new([NounsFile, ActivitiesFile], a => new NounsActivitiesSource(Nouns(a), Activities(a))),
         ["nouns_activities_train"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).Train),
         ["nouns_activities_heldout_animals"] = new([NounsFile, ActivitiesFile, HeldOutFraction, HeldOutActivities], a => Split(a).HeldOutAnimals),

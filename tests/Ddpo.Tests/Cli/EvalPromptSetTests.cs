@@ -23,6 +23,18 @@ public sealed class EvalPromptSetTests
     }
 
     [Fact]
+    public void AnyPromptSetCanBeNamed()
+    {
+        var objects = EvalCommand.ResolvePromptSets(With("animals_train"), "everyday_objects").Single();
+        Assert.Equal("everyday_objects", objects.Name);
+        Assert.Equal(50, objects.Prompts.Count);
+        Assert.Contains("an umbrella", objects.Prompts);
+        var e = Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("animals_train"), "kitchenware").ToList());
+        Assert.Contains("--prompts", e.Message);
+        Assert.Contains("everyday_objects", e.Message);
+    }
+
+    [Fact]
     public void WithoutASplitHeldOutUsesUnseenAnimalPrompts()
     {
         var fromImagenet = EvalCommand.ResolvePromptSets(With("imagenet_animals"), "held-out").Single();

@@ -44,6 +44,22 @@ public sealed class TrainCliTests
             Assert.Equal(9, doc.RootElement.GetProperty("prompt_sets").GetProperty("held-out").GetArrayLength());
         }
 
+        // Any prompt set by name, e.g. the paper's everyday objects (--max-prompts: 5 of the 50, evenly spaced).
+        Assert.Equal(0, CliApp.Run(["eval", "--run", run, "--seeds", "1", "--prompts", "everyday_objects", "--max-prompts", "5", "--device", "cpu"]));
+        using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "eval", "eval-epoch-0001.json"))))
+        {
+            var result = Assert.Single(doc.RootElement.GetProperty("results").EnumerateArray());
+            Assert.Equal("everyday_objects", result.GetProperty("prompts").GetString());
+            Assert.Equal(5, result.GetProperty("n").GetInt32());
+            Assert.True(double.IsFinite(result.GetProperty("base_mean").GetDouble()));
+            Assert.True(double.IsFinite(result.GetProperty("finetuned_mean").GetDouble()));
+            var objects = doc.RootElement.GetProperty("prompt_sets").GetProperty("everyday_objects").EnumerateArray().Select(p => p.GetString()!).ToArray();
+            Assert.Equal(["a toaster", "a bicycle", "an oven", "a wallet", "a ruler"], objects);
+        }
+        var (unknown, unknownOutput) = CliTests.Capture(() => CliApp.Run(["eval", "--run", run, "--prompts", "kitchenware", "--device", "cpu"]));
+        Assert.Equal(CliApp.BadInput, unknown);
+        Assert.Contains("kitchenware", unknownOutput);
+
         File.Delete(Path.Combine(run, "report.html"));
         Assert.Equal(0, CliApp.Run(["report", run]));
         Assert.True(File.Exists(Path.Combine(run, "report.html")));

@@ -40,6 +40,9 @@ public sealed class DdpoConfigTests : IDisposable
         Assert.Equal(5.0, c.Sample.GuidanceScale);
         Assert.Equal(1, c.Sample.BatchSize);
         Assert.Equal(2, c.Sample.NumBatchesPerEpoch);
+        Assert.Equal(0, c.Sample.SamplesPerEpoch); // no total stated: the per-process keys are used as set
+        Assert.Equal(0, c.Train.TotalBatchSize);
+        Assert.Equal(1, c.WorldSize);
 
         Assert.Equal(1, c.Train.BatchSize);
         Assert.Equal(3e-4, c.Train.LearningRate);
@@ -62,16 +65,20 @@ public sealed class DdpoConfigTests : IDisposable
         Assert.Null(c.OriginOf("seed"));
     }
 
+    // Until the presets stated totals, they kept dgx.py's per-GPU sizes, so one device drew 1/8 of the paper's
+    // samples (issue 13, item 5): on one device the epoch is now dgx.py's 8 GPUs' worth.
     [Fact]
-    public void CompressibilityPresetMatchesDgxPerDevice()
+    public void CompressibilityPresetStatesDgxTotals()
     {
         var c = DdpoConfig.Load(null, "compressibility", null);
         Assert.Equal(100, c.NumEpochs);
         Assert.True(c.UseLora);
+        Assert.Equal(256, c.Sample.SamplesPerEpoch);
+        Assert.Equal(64, c.Train.TotalBatchSize);
         Assert.Equal(8, c.Sample.BatchSize);
-        Assert.Equal(4, c.Sample.NumBatchesPerEpoch);
+        Assert.Equal(32, c.Sample.NumBatchesPerEpoch);
         Assert.Equal(4, c.Train.BatchSize);
-        Assert.Equal(2, c.Train.GradientAccumulationSteps);
+        Assert.Equal(16, c.Train.GradientAccumulationSteps);
         Assert.Equal(3e-4, c.Train.LearningRate);
         Assert.Equal(1e-4, c.Train.ClipRange);
         Assert.Equal(5.0, c.Train.AdvClipMax);
@@ -95,14 +102,16 @@ public sealed class DdpoConfigTests : IDisposable
         Assert.Equal(200, a.NumEpochs);
         Assert.Equal("aesthetic_score", a.RewardFn);
         Assert.Equal("simple_animals", a.PromptFn);
-        Assert.Equal(4, a.Train.GradientAccumulationSteps);
+        Assert.Equal((256, 128), (a.Sample.SamplesPerEpoch, a.Train.TotalBatchSize));
+        Assert.Equal(32, a.Train.GradientAccumulationSteps); // 128 per step = 32 x 4 on one device
         Assert.Equal((32, 16), (a.PerPromptStatTracking.BufferSize, a.PerPromptStatTracking.MinCount));
         Assert.Equal(8, a.Sample.BatchSize);
 
         var p = DdpoConfig.Load(null, "prompt_image_alignment", null);
         Assert.Equal(200, p.NumEpochs);
-        Assert.Equal((8, 6), (p.Sample.BatchSize, p.Sample.NumBatchesPerEpoch));
-        Assert.Equal((4, 6), (p.Train.BatchSize, p.Train.GradientAccumulationSteps));
+        Assert.Equal((288, 144), (p.Sample.SamplesPerEpoch, p.Train.TotalBatchSize));
+        Assert.Equal((8, 36), (p.Sample.BatchSize, p.Sample.NumBatchesPerEpoch));
+        Assert.Equal((4, 36), (p.Train.BatchSize, p.Train.GradientAccumulationSteps));
         Assert.Equal("nouns_activities", p.PromptFn);
         Assert.Equal("simple_animals.txt", p.PromptFnKwargs["nouns_file"]);
         Assert.Equal("activities.txt", p.PromptFnKwargs["activities_file"]);

@@ -76,6 +76,33 @@ public sealed class PromptSourceTests
     }
 
     [Fact]
+    public void EverydayObjectsAreFiftyLowerCasePromptsWithTheirArticle()
+    {
+        var source = PromptSources.Create("everyday_objects");
+        var prompts = source.All;
+        Assert.Equal(50, prompts.Count);
+        Assert.Equal(50, prompts.Distinct().Count());
+        Assert.Equal(50, PromptLists.Load("everyday_objects.txt").Count);
+        Assert.Equal(["a toaster", "a chair", "a car", "a coffee cup"], prompts.Take(4));
+        Assert.Equal("a flower", prompts[^1]);
+        // The five objects said with a vowel sound; every other prompt takes "a".
+        string[] withAn = ["an iron", "an oven", "an umbrella", "an eraser", "an envelope"];
+        Assert.Equal(withAn, prompts.Where(p => p.StartsWith("an ", StringComparison.Ordinal)));
+        Assert.All(prompts.Except(withAn), p => Assert.StartsWith("a ", p));
+        Assert.All(prompts, p => Assert.Equal(p.ToLowerInvariant(), p));
+        Assert.Contains("a vacuum cleaner", prompts);
+        Assert.Contains("a post-it notes", prompts); // "a(n) <object>" as given, even for the one plural
+
+        var rng = new TrainingRng(3UL);
+        for (int i = 0; i < 20; i++)
+        {
+            var s = source.Next(rng);
+            Assert.Equal(Articles.WithArticle(s.Metadata[PromptSources.ObjectKey]), s.Prompt);
+        }
+        Assert.Empty(prompts.Intersect(PromptSources.Create("animals").All)); // no overlap with the training animals
+    }
+
+    [Fact]
     public void HeldOutSplitsAreDisjointCompleteAndDeterministic()
     {
         var animals = PromptLists.Load("simple_animals.txt");
