@@ -7,7 +7,7 @@ namespace Ddpo.Evaluation;
 
 /// <summary>Mean reward of one model on one prompt set.</summary>
 /// <param name="Mean">Mean over prompts x seeds (finite values only).</param>
-/// <param name="Sem">Standard error of the mean.</param>
+/// <param name="Sem">Standard error of the mean (<see cref="StandardError.OfMean"/>).</param>
 /// <param name="Count">Number of finite rewards.</param>
 public sealed record RewardSummary(double Mean, double Sem, int Count)
 {
@@ -16,9 +16,7 @@ public sealed record RewardSummary(double Mean, double Sem, int Count)
     {
         var r = rewards.Where(float.IsFinite).Select(x => (double)x).ToArray();
         if (r.Length == 0) return new RewardSummary(double.NaN, double.NaN, 0);
-        double mean = r.Average();
-        double sd = r.Length > 1 ? Math.Sqrt(r.Sum(x => (x - mean) * (x - mean)) / (r.Length - 1)) : double.NaN;
-        return new RewardSummary(mean, sd / Math.Sqrt(r.Length), r.Length);
+        return new RewardSummary(r.Average(), StandardError.OfMean(r), r.Length);
     }
 }
 

@@ -28,13 +28,13 @@ public sealed class PromptSourceTests
     public void DrawsComeFromTheListAndAreDeterministicForASeed()
     {
         var source = PromptSources.Create("imagenet_animals");
-        var a = Enumerable.Range(0, 200).Select(_ => source.Next(new TrainingRng(5UL)).Prompt).Distinct().ToList();
+        var a = Enumerable.Range(0, 200).Select(_ => source.Next(new Random(5)).Prompt).Distinct().ToList();
         Assert.Single(a); // same seed, same first draw
-        var rng = new TrainingRng(9UL);
+        var rng = new Random(9);
         var draws = Enumerable.Range(0, 2000).Select(_ => source.Next(rng).Prompt).ToList();
         Assert.All(draws, d => Assert.Contains(d, source.All));
         Assert.True(draws.Distinct().Count() > 300, "uniform draws over 398 prompts should cover most of them");
-        var rng2 = new TrainingRng(9UL);
+        var rng2 = new Random(9);
         Assert.Equal(draws, Enumerable.Range(0, 2000).Select(_ => source.Next(rng2).Prompt).ToList());
     }
 
@@ -66,7 +66,7 @@ public sealed class PromptSourceTests
         Assert.Equal(45 * 3, source.All.Count);
         Assert.Contains("an ant riding a bike", source.All);
         Assert.Contains("a cat playing chess", source.All);
-        var rng = new TrainingRng(1UL);
+        var rng = new Random(1);
         for (int i = 0; i < 50; i++)
         {
             var s = source.Next(rng);
