@@ -15,4 +15,7 @@ public interface IPromptSource
 
     /// <summary>Every prompt this source can produce, in a fixed order.</summary>
     IReadOnlyList<string> All { get; }
+
+    /// <summary>The prompts of <see cref="All"/> with the metadata <see cref="Next"/> gives them (for evaluation).</summary>
+    IReadOnlyList<PromptSample> Samples { get; }
 }

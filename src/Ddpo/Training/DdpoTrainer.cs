@@ -5,6 +5,7 @@ using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Reporting;
 using Ddpo.Rewards;
+using Ddpo.Rewards.Alignment;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -61,6 +62,10 @@ public sealed class DdpoTrainer : IDisposable
         _observer = observer ?? NullTrainingObserver.Instance;
         _run = new RunDirectory(runDirectory);
         _prompts = PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+        if (config.RewardNamesUsed().Contains(RewardNames.VlmStrictSatisfaction))
+        {
+            StrictSatisfactionReward.CheckPrompts(_prompts.Samples, $"prompt_fn '{config.PromptFn}'");
+        }
         _reward = reward;
         _weights = config.UseLora
             ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed)
