@@ -49,7 +49,10 @@ public sealed class TrainConfig
     /// <summary><c>num_inner_epochs</c>: passes over each epoch's samples.</summary>
     public int NumInnerEpochs { get; set; } = 1;
 
-    /// <summary><c>cfg</c>: use classifier-free guidance when re-scoring trajectories during training.</summary>
+    /// <summary>
+    /// <c>cfg</c>: use classifier-free guidance when re-scoring trajectories during training; for RWR, regress the
+    /// guided prediction (jannerm/ddpo's <c>train_cfg</c>, with <c>sample.guidance_scale</c>).
+    /// </summary>
     public bool Cfg { get; set; } = true;
 
     /// <summary><c>adv_clip_max</c>: advantages are clamped to [-adv_clip_max, adv_clip_max].</summary>
