@@ -5,6 +5,7 @@ using Ddpo.Evaluation;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
+using Ddpo.Rewards.Alignment;
 using Ddpo.Runtime;
 using Ddpo.Training;
 using Spectre.Console;
@@ -48,6 +49,10 @@ public static class EvalCommand
                 .Select(s => (s.Name, Prompts: EvenlySpaced(s.Prompts, limit))).ToList();
             var registry = LearnedRewards.CreateRegistry(cfg, m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"));
             var rewardNames = parse.GetValue(rewards) is { Length: > 0 } names ? names : [cfg.RewardFn];
+            if (rewardNames.Contains(RewardNames.VlmStrictSatisfaction))
+            {
+                foreach (var (name, set) in sets) StrictSatisfactionReward.CheckPrompts(set, $"--prompts '{name}'");
+            }
             var scorers = rewardNames.Select(n => (Name: n, Reward: n == cfg.RewardFn ? registry.Create(cfg.RewardFn, cfg.Rewards) : registry.Create(n))).ToList();
 
             using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
@@ -88,7 +93,7 @@ public static class EvalCommand
                 run = runDir.Root,
                 checkpoint_epoch = info.Epoch,
                 seeds_per_prompt = perPrompt,
-                prompt_sets = sets.ToDictionary(s => s.Name, s => s.Prompts),
+                prompt_sets = sets.ToDictionary(s => s.Name, s => s.Prompts.Select(p => p.Prompt)),
                 results = rows.Select(r => new
                 {
                     prompts = r.PromptSet, reward = r.Reward,
@@ -102,7 +107,7 @@ public static class EvalCommand
         return command;
     }
 
-    private static Dictionary<(string, string), RewardSummary> Score(TextToImagePipeline pipeline, List<(string Name, IReadOnlyList<string> Prompts)> sets,
+    private static Dictionary<(string, string), RewardSummary> Score(TextToImagePipeline pipeline, List<(string Name, IReadOnlyList<PromptSample> Prompts)> sets,
         List<(string Name, IRewardFunction Reward)> scorers, int perPrompt, SamplingOptions options, long seed, string label)
     {
         var result = new Dictionary<(string, string), RewardSummary>();
@@ -121,7 +126,7 @@ public static class EvalCommand
         return result;
     }
 
-    private static IReadOnlyList<string> EvenlySpaced(IReadOnlyList<string> all, int limit) =>
+    private static IReadOnlyList<PromptSample> EvenlySpaced(IReadOnlyList<PromptSample> all, int limit) =>
         all.Count <= limit ? all : Enumerable.Range(0, limit).Select(i => all[(int)((long)i * all.Count / limit)]).ToArray();
 
     /// <summary>
@@ -129,13 +134,14 @@ public static class EvalCommand
     /// not trained on; for activities also unseen activities) or, for a prompt set without a split, animal
     /// prompts from the other animal list that the run never saw; anything else: a prompt_fn name (e.g.
     /// <c>everyday_objects</c>) or file:PATH, all its prompts. An unknown name is an <see cref="ArgumentException"/>.
+    /// Each prompt comes with its metadata, which the rewards receive as in training.
     /// </summary>
-    public static IEnumerable<(string Name, IReadOnlyList<string> Prompts)> ResolvePromptSets(DdpoConfig cfg, string spec)
+    public static IEnumerable<(string Name, IReadOnlyList<PromptSample> Prompts)> ResolvePromptSets(DdpoConfig cfg, string spec)
     {
         var kwargs = cfg.PromptFnKwargs;
         if (spec == "train")
         {
-            yield return ("train", PromptSources.Create(cfg.PromptFn, kwargs).All);
+            yield return ("train", PromptSources.Create(cfg.PromptFn, kwargs).Samples);
             yield break;
         }
         if (spec is "held-out" or "heldout")
@@ -146,7 +152,7 @@ public static class EvalCommand
                 var stem = cfg.PromptFn[..^"_train".Length];
                 foreach (var name in PromptSources.Names.Where(n => n.StartsWith(stem + "_heldout", StringComparison.Ordinal)))
                 {
-                    yield return (name == stem + "_heldout" ? "held-out" : "held-out" + name[(stem + "_heldout").Length..].Replace('_', ' '), PromptSources.Create(name, kwargs).All);
+                    yield return (name == stem + "_heldout" ? "held-out" : "held-out" + name[(stem + "_heldout").Length..].Replace('_', ' '), PromptSources.Create(name, kwargs).Samples);
                 }
                 yield break;
             }
@@ -157,13 +163,13 @@ public static class EvalCommand
             // No split: animals from the other list, in prompts the run never saw.
             var trained = PromptSources.Create(cfg.PromptFn, kwargs).All.ToHashSet(StringComparer.OrdinalIgnoreCase);
             var other = cfg.PromptFn.StartsWith("imagenet", StringComparison.Ordinal) ? "animals" : "imagenet_animals";
-            yield return ("held-out", PromptSources.Create(other, null).All.Where(p => !trained.Contains(p)).ToArray());
+            yield return ("held-out", PromptSources.Create(other, null).Samples.Where(p => !trained.Contains(p.Prompt)).ToArray());
             yield break;
         }
         if (!PromptSources.IsKnown(spec))
         {
             throw new ArgumentException($"--prompts: unknown prompt set '{spec}' (expected train, held-out, file:PATH or one of {string.Join(", ", PromptSources.Names)})");
         }
-        yield return (spec, PromptSources.Create(spec, null).All);
+        yield return (spec, PromptSources.Create(spec, null).Samples);
     }
 }

@@ -168,7 +168,7 @@ internal static class ConfigSchema
         Float("lora.alpha", c => c.Lora.Alpha, (c, v) => c.Lora.Alpha = v, Positive());
 
         // [rwr]
-        Float("rwr.temperature", c => c.Rwr.Temperature, (c, v) => c.Rwr.Temperature = v, Positive());
+        Float("rwr.temperature", c => c.Rwr.Temperature, (c, v) => c.Rwr.Temperature = v, NonNegative());
         Float("rwr.percentile", c => c.Rwr.Percentile, (c, v) => c.Rwr.Percentile = v,
             d => d is >= 0 and <= 100 ? null : $"must be in [0, 100], got {Fmt(d)}");
 

@@ -71,7 +71,10 @@ public sealed class TrainConfig
     /// <summary><c>num_inner_epochs</c>: passes over each epoch's samples.</summary>
     public int NumInnerEpochs { get; set; } = 1;
 
-    /// <summary><c>cfg</c>: use classifier-free guidance when re-scoring trajectories during training.</summary>
+    /// <summary>
+    /// <c>cfg</c>: use classifier-free guidance when re-scoring trajectories during training; for RWR, regress the
+    /// guided prediction (jannerm/ddpo's <c>train_cfg</c>, with <c>sample.guidance_scale</c>).
+    /// </summary>
     public bool Cfg { get; set; } = true;
 
     /// <summary><c>adv_clip_max</c>: advantages are clamped to [-adv_clip_max, adv_clip_max].</summary>
@@ -107,13 +110,20 @@ public sealed class LoraConfig
     public double Alpha { get; set; } = 4;
 }
 
-/// <summary>The <c>[rwr]</c> section: reward-weighted regression baselines (jannerm/ddpo).</summary>
+/// <summary>The <c>[rwr]</c> section: reward-weighted regression baselines, with jannerm/ddpo's meanings.</summary>
 public sealed class RwrConfig
 {
-    /// <summary><c>temperature</c> of the softmax weights exp(r / T) (jannerm/ddpo used 1/5).</summary>
+    /// <summary>
+    /// <c>temperature</c>: <c>rwr</c> weights each sample by softmax(rewards · temperature) · N over the epoch's
+    /// N samples (jannerm/ddpo's key and meaning: it multiplies the rewards, so larger is sharper and 0 is
+    /// uniform; its RWR configs use 1/5 with rewards in kB).
+    /// </summary>
     public double Temperature { get; set; } = 0.2;
 
-    /// <summary><c>percentile</c>: <c>rwr_sparse</c> keeps samples whose reward is at least this percentile of the batch.</summary>
+    /// <summary>
+    /// <c>percentile</c>: <c>rwr_sparse</c> trains, unweighted, on the epoch's samples whose reward is at least
+    /// this percentile (numpy's linear interpolation) of the epoch's rewards (jannerm/ddpo used 90).
+    /// </summary>
     public double Percentile { get; set; } = 90;
 }
 

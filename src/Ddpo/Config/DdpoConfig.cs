@@ -61,6 +61,10 @@ public sealed class DdpoConfig
     /// <summary><c>rewards</c>: <c>name = weight</c> components, used when <see cref="RewardFn"/> is <c>"weighted"</c>.</summary>
     public Dictionary<string, double> Rewards { get; set; } = [];
 
+    /// <summary>Every reward a run computes: <c>reward_fn</c> (or the <c>rewards</c> components) and the <c>watch_rewards</c>.</summary>
+    public IReadOnlyList<string> RewardNamesUsed() =>
+        (RewardFn == WeightedRewardName ? Rewards.Keys : new[] { RewardFn }.AsEnumerable()).Concat(WatchRewardNames).Distinct().ToArray();
+
     /// <summary><c>device</c>: <c>cpu</c>, <c>cuda</c>, <c>cuda:N</c> or <c>auto</c>.</summary>
     public string Device { get; set; } = "auto";
 

@@ -9,10 +9,10 @@ public enum TrainingAlgorithm
     /// <summary><c>ddpo_sf</c>: DDPO with the score-function (REINFORCE) estimator, one step per batch.</summary>
     DdpoSf,
 
-    /// <summary><c>rwr</c>: reward-weighted regression with softmax(r / T) weights.</summary>
+    /// <summary><c>rwr</c>: reward-weighted regression, weights softmax(r · <c>rwr.temperature</c>) over the epoch's samples.</summary>
     Rwr,
 
-    /// <summary><c>rwr_sparse</c>: reward-weighted regression keeping only samples at or above a reward percentile.</summary>
+    /// <summary><c>rwr_sparse</c>: regression on the epoch's samples at or above the <c>rwr.percentile</c>-th reward percentile.</summary>
     RwrSparse,
 }
 

@@ -1,4 +1,5 @@
 using Ddpo.Pipelines;
+using Ddpo.Prompts;
 using Ddpo.Rewards;
 using TorchSharp;
 using static TorchSharp.torch;
@@ -7,7 +8,7 @@ namespace Ddpo.Evaluation;
 
 /// <summary>Mean reward of one model on one prompt set.</summary>
 /// <param name="Mean">Mean over prompts x seeds (finite values only).</param>
-/// <param name="Sem">Standard error of the mean.</param>
+/// <param name="Sem">Standard error of the mean (<see cref="StandardError.OfMean"/>).</param>
 /// <param name="Count">Number of finite rewards.</param>
 public sealed record RewardSummary(double Mean, double Sem, int Count)
 {
@@ -16,9 +17,7 @@ public sealed record RewardSummary(double Mean, double Sem, int Count)
     {
         var r = rewards.Where(float.IsFinite).Select(x => (double)x).ToArray();
         if (r.Length == 0) return new RewardSummary(double.NaN, double.NaN, 0);
-        double mean = r.Average();
-        double sd = r.Length > 1 ? Math.Sqrt(r.Sum(x => (x - mean) * (x - mean)) / (r.Length - 1)) : double.NaN;
-        return new RewardSummary(mean, sd / Math.Sqrt(r.Length), r.Length);
+        return new RewardSummary(r.Average(), StandardError.OfMean(r), r.Length);
     }
 }
 
@@ -39,15 +38,18 @@ public sealed record EvaluationRow(string PromptSet, string Reward, RewardSummar
 /// </summary>
 public static class PolicyEvaluator
 {
-    /// <summary>Samples <paramref name="prompts"/> x <paramref name="seedsPerPrompt"/> images (seeded by position) and returns them [N, 3, H, W].</summary>
-    public static (Tensor Images, string[] Prompts) SampleFixed(TextToImagePipeline pipeline, IReadOnlyList<string> prompts,
+    /// <summary>
+    /// Samples <paramref name="prompts"/> x <paramref name="seedsPerPrompt"/> images (seeded by position) and returns
+    /// them [N, 3, H, W] with the prompt (and its metadata) of each.
+    /// </summary>
+    public static (Tensor Images, PromptSample[] Prompts) SampleFixed(TextToImagePipeline pipeline, IReadOnlyList<PromptSample> prompts,
         int seedsPerPrompt, SamplingOptions options, long seed, int batchSize = 16)
     {
         var all = prompts.SelectMany(p => Enumerable.Repeat(p, seedsPerPrompt)).ToArray();
         var images = new List<Tensor>();
         for (int start = 0; start < all.Length; start += batchSize)
         {
-            var chunk = all[start..Math.Min(start + batchSize, all.Length)];
+            var chunk = all[start..Math.Min(start + batchSize, all.Length)].Select(p => p.Prompt).ToArray();
             using var result = pipeline.Sample(chunk, options with { RecordTrajectory = false }, new Generator((ulong)(seed + start)));
             images.Add(result.Images.clone());
         }
@@ -56,16 +58,19 @@ public static class PolicyEvaluator
         return (cat, all);
     }
 
-    /// <summary>Scores images with a reward in batches; NaN where the reward gave none.</summary>
-    public static float[] Score(IRewardFunction reward, Tensor images, IReadOnlyList<string> prompts, int batchSize = 16)
+    /// <summary>
+    /// Scores images with a reward in batches, passing each prompt's metadata as training does; NaN where the
+    /// reward gave none.
+    /// </summary>
+    public static float[] Score(IRewardFunction reward, Tensor images, IReadOnlyList<PromptSample> prompts, int batchSize = 16)
     {
         var scores = new List<float>();
         for (int start = 0; start < prompts.Count; start += batchSize)
         {
             int end = Math.Min(start + batchSize, prompts.Count);
             using var slice = images[start..end];
-            var meta = Enumerable.Range(start, end - start).Select(_ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>()).ToArray();
-            var batch = new RewardBatch(slice, prompts.Skip(start).Take(end - start).ToArray(), meta);
+            var chunk = prompts.Skip(start).Take(end - start).ToArray();
+            var batch = new RewardBatch(slice, chunk.Select(p => p.Prompt).ToArray(), chunk.Select(p => p.Metadata).ToArray());
             scores.AddRange(reward.ScoreAsync(batch, CancellationToken.None).GetAwaiter().GetResult().Rewards);
         }
         return scores.ToArray();

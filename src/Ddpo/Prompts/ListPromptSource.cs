@@ -23,9 +23,13 @@ public sealed class ListPromptSource : IPromptSource
     public IReadOnlyList<string> All => _format is null ? _prompts : _prompts.Select(_format).ToArray();
 
     /// <inheritdoc/>
-    public PromptSample Next(Random rng)
+    public IReadOnlyList<PromptSample> Samples => _prompts.Select(Sample).ToArray();
+
+    /// <inheritdoc/>
+    public PromptSample Next(Random rng) => Sample(_prompts[rng.Next(_prompts.Length)]);
+
+    private PromptSample Sample(string item)
     {
-        var item = _prompts[rng.Next(_prompts.Length)];
         var metadata = _metadataKey is null
             ? PromptSample.NoMetadata
             : new Dictionary<string, string> { [_metadataKey] = item };

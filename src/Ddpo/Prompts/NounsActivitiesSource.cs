@@ -39,14 +39,21 @@ public sealed class NounsActivitiesSource : IPromptSource
     public static string Compose(string animal, string activity) => $"{Articles.WithArticle(animal)} {activity.Trim()}";
 
     /// <inheritdoc/>
+    public IReadOnlyList<PromptSample> Samples =>
+        _animals.SelectMany(a => _activities.Select(act => Sample(a, act))).ToArray();
+
+    /// <inheritdoc/>
     public PromptSample Next(Random rng)
     {
         var animal = _animals[rng.Next(_animals.Length)];
         var activity = _activities[rng.Next(_activities.Length)];
-        return new PromptSample(Compose(animal, activity), new Dictionary<string, string>
+        return Sample(animal, activity);
+    }
+
+    private static PromptSample Sample(string animal, string activity) =>
+        new(Compose(animal, activity), new Dictionary<string, string>
         {
             [AnimalKey] = animal,
             [ActivityKey] = activity,
         });
-    }
 }

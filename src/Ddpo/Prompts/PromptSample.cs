@@ -10,9 +10,12 @@ public sealed record PromptSample(string Prompt, IReadOnlyDictionary<string, str
 /// <summary>A distribution over prompts (ddpo-pytorch's <c>prompt_fn</c>).</summary>
 public interface IPromptSource
 {
-    /// <summary>Draws one prompt using <paramref name="rng"/> (pass a <see cref="Training.TrainingRng"/> for resumable runs).</summary>
+    /// <summary>Draws one prompt using <paramref name="rng"/> (the trainer seeds it from the run seed and the epoch).</summary>
     PromptSample Next(Random rng);
 
     /// <summary>Every prompt this source can produce, in a fixed order.</summary>
     IReadOnlyList<string> All { get; }
+
+    /// <summary>The prompts of <see cref="All"/> with the metadata <see cref="Next"/> gives them (for evaluation).</summary>
+    IReadOnlyList<PromptSample> Samples { get; }
 }

@@ -8,7 +8,9 @@ namespace Ddpo.Prompts;
 /// <c>simple_animals</c> (45, the bare word as ddpo-pytorch), <c>animals</c> (the 45 as "a cat", "an owl"; splits
 /// <c>animals_train</c> / <c>animals_heldout</c>), <c>nouns_activities</c> (kwargs <c>nouns_file</c>, <c>activities_file</c>),
 /// <c>everyday_objects</c> (50 objects as "a toaster", "an umbrella": jannerm/ddpo's list, for the paper's test
-/// of generalisation beyond animals), <c>file:PATH</c> (one prompt per line), and the held-out splits <c>simple_animals_train</c>,
+/// of generalisation beyond animals), <c>file:PATH</c> (one prompt per line; a <c>.jsonl</c> or <c>.json</c> file holds
+/// prompts with metadata, e.g. the questions and answers of <c>vlm_strict_satisfaction</c>: <see cref="PromptRecordSource"/>),
+/// and the held-out splits <c>simple_animals_train</c>,
 /// <c>simple_animals_heldout</c> (kwarg <c>heldout_fraction</c>), <c>nouns_activities_train</c>,
 /// <c>nouns_activities_heldout_animals</c>, <c>nouns_activities_heldout_activities</c>
 /// (kwargs <c>nouns_file</c>, <c>activities_file</c>, <c>heldout_fraction</c>, <c>heldout_activities</c>).
@@ -66,7 +68,7 @@ public static class PromptSources
             RejectUnknown(name, kwargs, []);
             var path = name[FilePrefix.Length..];
             if (!File.Exists(path)) throw new ConfigException($"prompt_fn: prompt file '{path}' not found");
-            return new ListPromptSource(PromptLists.Load(path));
+            return PromptRecordSource.Handles(path) ? PromptRecordSource.Load(path) : new ListPromptSource(PromptLists.Load(path));
         }
         if (!Entries.TryGetValue(name, out var entry))
         {

@@ -5,6 +5,7 @@ using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Reporting;
 using Ddpo.Rewards;
+using Ddpo.Rewards.Alignment;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -30,6 +31,7 @@ public sealed class DdpoTrainer : IDisposable
     private readonly TrainingCheckpoints _checkpoints;
     private readonly ITrainingObserver _observer;
     private int _startEpoch;
+    private long _globalStep;
     private TensorBoardLogger? _tensorBoard;
 
     /// <summary>The resolved configuration.</summary>
@@ -60,6 +62,10 @@ public sealed class DdpoTrainer : IDisposable
         _observer = observer ?? NullTrainingObserver.Instance;
         _run = new RunDirectory(runDirectory);
         _prompts = PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+        if (config.RewardNamesUsed().Contains(RewardNames.VlmStrictSatisfaction))
+        {
+            StrictSatisfactionReward.CheckPrompts(_prompts.Samples, $"prompt_fn '{config.PromptFn}'");
+        }
         _reward = reward;
         _weights = config.UseLora
             ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed)
@@ -85,8 +91,9 @@ public sealed class DdpoTrainer : IDisposable
                 _tracker = PerPromptStatTracker.FromJson(state.StatTracker);
             }
             _startEpoch = state.Epoch + 1;
+            _globalStep = state.GlobalStep;
             MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
-            _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done)");
+            _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done, {state.GlobalStep} optimizer steps)");
         }
         else
         {
@@ -120,17 +127,13 @@ public sealed class DdpoTrainer : IDisposable
             using var kept = finite.NonFiniteCount > 0 ? samples.Select(finite.FiniteIndices.Select(i => (long)i).ToArray()) : null;
             var train = kept ?? samples;
             UpdateStats stats;
-            if (train.Count == 0)
+            using (NewDisposeScope())
             {
-                stats = new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0);
+                // Everything the update makes (graphs, shuffles, statistics) dies with the scope; the weights
+                // and the optimizer's moments were made outside it and live on.
+                stats = Update(updater, train, epoch);
             }
-            else
-            {
-                // Everything the update makes (gradients' graphs, shuffles, statistics) dies with the scope;
-                // the weights and the optimizer's moments were made outside it and live on.
-                using var scope = NewDisposeScope();
-                stats = updater.Train(train, Advantages(train), epoch);
-            }
+            _globalStep += stats.OptimizerSteps;
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
             metrics.Write(line);
@@ -140,7 +143,7 @@ public sealed class DdpoTrainer : IDisposable
             if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
             {
                 using var scope = NewDisposeScope();
-                var dir = _checkpoints.Save(epoch, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
@@ -178,7 +181,7 @@ public sealed class DdpoTrainer : IDisposable
                 if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
                 {
                     using var scope = NewDisposeScope();
-                    _checkpoints.Save(epoch - 1, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                    _checkpoints.Save(epoch - 1, _globalStep, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
                 }
                 throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
                     $"{failure.InnerException?.Message} — the epoch's {failure.Samples.Count} samples are kept in {kept}; " +
@@ -219,18 +222,27 @@ public sealed class DdpoTrainer : IDisposable
         }
     }
 
-    private float[] Advantages(EpochSamples samples)
+    /// <summary>
+    /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
+    /// advantages; RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
+    /// </summary>
+    private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {
+        if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0);
         switch (_config.Algorithm)
         {
             case TrainingAlgorithm.Rwr:
-                return RwrWeights.Softmax(samples.Rewards, _config.Rwr.Temperature);
+                return updater.Train(samples, RwrWeights.Softmax(samples.Rewards, _config.Rwr.Temperature), epoch);
             case TrainingAlgorithm.RwrSparse:
-                return RwrWeights.Sparse(samples.Rewards, _config.Rwr.Percentile);
+                using (var kept = samples.Select(RwrWeights.AtOrAbovePercentile(samples.Rewards, _config.Rwr.Percentile)))
+                {
+                    return updater.Train(kept, Enumerable.Repeat(1f, kept.Count).ToArray(), epoch);
+                }
             default:
-                return _tracker is not null
+                var advantages = _tracker is not null
                     ? _tracker.Update(samples.Prompts, samples.Rewards)
                     : GlobalNormalizer.Normalize(samples.Rewards);
+                return updater.Train(samples, advantages, epoch);
         }
     }
 

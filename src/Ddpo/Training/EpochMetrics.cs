@@ -4,14 +4,16 @@ namespace Ddpo.Training;
 public static class EpochMetrics
 {
     /// <summary>
-    /// The line: <c>epoch</c>, reward statistics over the finite rewards (<c>reward_mean</c>,
-    /// <c>reward_std</c>, <c>reward_sem</c>, min, max), per-component means, <c>approx_kl</c>,
-    /// <c>clipfrac</c>, <c>loss</c>, counts, phase times and the per-prompt mean rewards.
+    /// The line: <c>epoch</c>, reward statistics over the rewards of <paramref name="samples"/> (the finite ones)
+    /// (<c>reward_mean</c>; <c>reward_std</c> with n in the denominator, as ddpo-pytorch logs numpy's
+    /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
+    /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
+    /// the samples the update used), phase times and the per-prompt mean rewards.
     /// </summary>
-    public static Dictionary<string, object?> Build(int epoch, EpochSamples trained, int sampled, int nonFinite,
+    public static Dictionary<string, object?> Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
     {
-        var r = trained.Rewards.Select(x => (double)x).ToArray();
+        var r = samples.Rewards.Select(x => (double)x).ToArray();
         double mean = r.Length > 0 ? r.Average() : double.NaN;
         double std = r.Length > 0 ? Math.Sqrt(r.Select(x => (x - mean) * (x - mean)).Sum() / r.Length) : double.NaN;
         var line = new Dictionary<string, object?>
@@ -19,7 +21,7 @@ public static class EpochMetrics
             ["epoch"] = epoch,
             ["reward_mean"] = mean,
             ["reward_std"] = std,
-            ["reward_sem"] = r.Length > 1 ? std / Math.Sqrt(r.Length) : double.NaN,
+            ["reward_sem"] = Evaluation.StandardError.OfMean(r),
             ["reward_min"] = r.Length > 0 ? r.Min() : double.NaN,
             ["reward_max"] = r.Length > 0 ? r.Max() : double.NaN,
             ["approx_kl"] = stats.ApproxKl,
@@ -27,7 +29,7 @@ public static class EpochMetrics
             ["loss"] = stats.Loss,
             ["first_ratio_max_dev"] = stats.FirstRatioMaxDeviation,
             ["samples"] = sampled,
-            ["samples_trained"] = trained.Count,
+            ["samples_trained"] = stats.Samples,
             ["nonfinite_rewards"] = nonFinite,
             ["optimizer_steps"] = stats.OptimizerSteps,
             ["learning_rate"] = learningRate,
@@ -37,7 +39,7 @@ public static class EpochMetrics
             ["eval_images_s"] = Math.Round(evalSeconds, 3),
             ["time"] = DateTimeOffset.UtcNow.ToString("O"),
         };
-        foreach (var (name, values) in trained.RewardDetails)
+        foreach (var (name, values) in samples.RewardDetails)
         {
             var finite = values.Where(float.IsFinite).ToArray();
             var key = name.StartsWith(Rewards.WatchedReward.DetailPrefix, StringComparison.Ordinal)
@@ -45,7 +47,7 @@ public static class EpochMetrics
                 : $"reward_{name}_mean";
             line[key] = finite.Length > 0 ? finite.Average() : double.NaN;
         }
-        line["prompt_rewards"] = trained.Prompts.Zip(trained.Rewards)
+        line["prompt_rewards"] = samples.Prompts.Zip(samples.Rewards)
             .GroupBy(p => p.First)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => (object?)new Dictionary<string, object?> { ["mean"] = g.Average(x => (double)x.Second), ["n"] = g.Count() });

@@ -43,14 +43,6 @@ public static class PolicyLoss
         return (-(advantages.clamp(-advClipMax, advClipMax) * logProb).mean()).MoveToOuterDisposeScope();
     }
 
-    /// <summary>Reward-weighted regression: -mean(w·logp), with weights from <see cref="RwrWeights"/>.</summary>
-    public static Tensor Rwr(Tensor logProb, Tensor weights)
-    {
-        CheckShapes(logProb, weights, nameof(weights));
-        using var scope = NewDisposeScope();
-        return (-(weights * logProb).mean()).MoveToOuterDisposeScope();
-    }
-
     private static void CheckShapes(Tensor logProb, Tensor other, string name)
     {
         if (!logProb.shape.SequenceEqual(other.shape))

@@ -15,19 +15,23 @@ namespace Ddpo.Training;
 /// <param name="OptimizerSteps">Number of optimizer steps taken.</param>
 /// <param name="MicroSteps">Number of forward/backward passes.</param>
 /// <param name="Seconds">Wall time of the phase.</param>
+/// <param name="Samples">Samples trained on (for sparse RWR, those at or above the percentile).</param>
 public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
-    int OptimizerSteps, int MicroSteps, double Seconds);
+    int OptimizerSteps, int MicroSteps, double Seconds, int Samples);
 
 /// <summary>
 /// The training phase of a DDPO epoch: re-evaluates each recorded action's log-probability under the
 /// current policy (same guidance as sampling) and takes policy-gradient steps: DDPO-IS (clipped
 /// importance ratio, as ddpo-pytorch), DDPO-SF (REINFORCE, one step per sampling round), or
-/// reward-weighted regression on the denoising loss (RWR, sparse RWR).
+/// reward-weighted regression on the denoising loss (RWR, sparse RWR: <see cref="RewardWeightedRegression"/>).
 /// </summary>
 public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
     DdpoConfig config, ITrainingObserver observer)
 {
-    /// <summary>Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (or RWR weights).</summary>
+    /// <summary>
+    /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
+    /// weights, <see cref="RwrWeights"/>; for sparse RWR the kept samples with weight 1).
+    /// </summary>
     public UpdateStats Train(EpochSamples samples, float[] advantages, int epoch)
     {
         var clock = Stopwatch.StartNew();
@@ -50,10 +54,8 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 var order = randperm(samples.Count, generator: gen).data<long>().ToArray();
                 using var shuffled = samples.Select(order);
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
-                using var perms = rwr
-                    ? arange(samples.Steps, dtype: ScalarType.Int64).unsqueeze(0).expand(samples.Count, -1).contiguous()
-                    : stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(samples.Steps, generator: gen)).ToList());
-                using var permuted = shuffled.PermuteSteps(perms);
+                // RWR regresses final samples only: the steps need no reordering.
+                using var permuted = rwr ? null : PermuteSteps(shuffled, gen);
                 for (int b = 0; b < batches; b++)
                 {
                     int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
@@ -62,7 +64,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                         using var scope = NewDisposeScope();
                         var loss = rwr
                             ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
-                            : PolicyLossAt(permuted, shuffledAdv, start, count, j, reinforce, acc);
+                            : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
                         (loss / microPerStep).backward();
                         acc.Loss += loss.item<float>();
                         acc.Micro++;
@@ -80,7 +82,13 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         }
         int n = Math.Max(acc.Micro, 1);
         return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
-            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds);
+            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count);
+    }
+
+    private static EpochSamples PermuteSteps(EpochSamples samples, Generator gen)
+    {
+        using var perms = stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(samples.Steps, generator: gen)).ToList());
+        return samples.PermuteSteps(perms);
     }
 
     private Tensor PolicyLossAt(EpochSamples s, float[] adv, int start, int count, int j, bool reinforce, Accumulator acc)
@@ -112,19 +120,14 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
 
     private Tensor RwrLoss(EpochSamples s, float[] weights, int start, int count, Generator gen)
     {
-        // Reward-weighted regression (jannerm/ddpo): the ordinary denoising loss on the final samples,
-        // each weighted by its (softmax or top-percentile) weight.
+        // jannerm/ddpo regresses the guided prediction when it trains with guidance (train_cfg), with the
+        // sampling guidance scale, and divides the weighted sum by the batch size.
         var rows = TensorIndex.Slice(start, start + count);
         var x0 = s.NextLatents[rows, s.Steps - 1];
-        var device = x0.device;
-        var t = randint(0, pipeline.Scheduler.Config.NumTrainTimesteps, [count], dtype: ScalarType.Int64, generator: gen).to(device);
-        var noise = randn(x0.shape, generator: gen).to(device);
-        var noisy = pipeline.Scheduler.AddNoise(x0, noise, t);
-        var prediction = pipeline.PredictNoise(noisy, t, s.PromptEmbeds[rows], null, 1.0);
-        var target = pipeline.Scheduler.TrainingTarget(x0, noise, t);
-        var perSample = (prediction - target).pow(2).flatten(1).mean([1L]);
-        var w = tensor(weights[start..(start + count)], device: device);
-        return (w * perSample).mean();
+        Tensor? negative = config.Train.Cfg ? s.NegativeEmbeds?[rows] : null;
+        var w = tensor(weights[start..(start + count)]);
+        return RewardWeightedRegression.Loss(pipeline, x0, s.PromptEmbeds[rows], negative, config.Sample.GuidanceScale,
+            w, config.Train.BatchSize, gen);
     }
 
     private void StepOptimizer(Accumulator acc)

@@ -7,7 +7,8 @@ namespace Ddpo.Training;
 /// <param name="Epoch">The last completed epoch.</param>
 /// <param name="ConfigHash">Hash of the configuration the checkpoint was made with.</param>
 /// <param name="StatTracker">The per-prompt stat tracker's JSON, or null.</param>
-public sealed record RestoredState(int Epoch, string ConfigHash, string? StatTracker);
+/// <param name="GlobalStep">Optimizer steps taken up to and including <paramref name="Epoch"/>.</param>
+public sealed record RestoredState(int Epoch, string ConfigHash, string? StatTracker, long GlobalStep);
 
 /// <summary>
 /// Saves and restores everything a DDPO run needs to continue exactly: the trainable tensors, the
@@ -22,8 +23,8 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
     /// <summary>The newest checkpoint, or null.</summary>
     public CheckpointInfo? Latest() => _store.Latest();
 
-    /// <summary>Writes a checkpoint for the completed <paramref name="epoch"/>; returns its folder.</summary>
-    public string Save(int epoch, TrainableWeights weights, OptimizerHelper optimizer, string? statTrackerJson, string configHash)
+    /// <summary>Writes a checkpoint for the completed <paramref name="epoch"/> after <paramref name="globalStep"/> optimizer steps; returns its folder.</summary>
+    public string Save(int epoch, long globalStep, TrainableWeights weights, OptimizerHelper optimizer, string? statTrackerJson, string configHash)
     {
         var tensors = weights.RawState();
         using var stream = new MemoryStream();
@@ -33,7 +34,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
         }
         using var optimizerBytes = tensor(stream.ToArray());
         tensors[OptimizerKey] = optimizerBytes;
-        var state = new CheckpointState { Epoch = epoch, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
+        var state = new CheckpointState { Epoch = epoch, GlobalStep = globalStep, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
         var path = _store.Save(state, tensors).Path;
         // Beside the exact-resume tensors, the fine-tuned weights in diffusers naming for other tools.
         weights.Export(Path.Combine(path, weights.ExportFileName));
@@ -54,7 +55,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
             using var stream = new MemoryStream(bytes.data<byte>().ToArray());
             using var reader = new BinaryReader(stream);
             optimizer.load_state_dict(reader);
-            return new RestoredState(state.Epoch, state.ConfigHash, state.StatTrackerJson);
+            return new RestoredState(state.Epoch, state.ConfigHash, state.StatTrackerJson, state.GlobalStep);
         }
         finally
         {

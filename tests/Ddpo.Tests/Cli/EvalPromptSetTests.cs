@@ -15,8 +15,8 @@ public sealed class EvalPromptSetTests
         var set = Assert.Single(sets);
         Assert.Equal("held-out", set.Name);
         Assert.Equal(9, set.Prompts.Count);
-        var train = EvalCommand.ResolvePromptSets(With("animals_train"), "train").Single().Prompts;
-        Assert.Empty(train.Intersect(set.Prompts));
+        var train = EvalCommand.ResolvePromptSets(With("animals_train"), "train").Single().Prompts.Select(p => p.Prompt);
+        Assert.Empty(train.Intersect(set.Prompts.Select(p => p.Prompt)));
 
         var activities = EvalCommand.ResolvePromptSets(With("nouns_activities_train"), "held-out").Select(s => s.Name).ToList();
         Assert.Equal(["held-out animals", "held-out activities"], activities);
@@ -28,7 +28,7 @@ public sealed class EvalPromptSetTests
         var objects = EvalCommand.ResolvePromptSets(With("animals_train"), "everyday_objects").Single();
         Assert.Equal("everyday_objects", objects.Name);
         Assert.Equal(50, objects.Prompts.Count);
-        Assert.Contains("an umbrella", objects.Prompts);
+        Assert.Contains("an umbrella", objects.Prompts.Select(p => p.Prompt));
         var e = Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("animals_train"), "kitchenware").ToList());
         Assert.Contains("--prompts", e.Message);
         Assert.Contains("everyday_objects", e.Message);
@@ -38,10 +38,10 @@ public sealed class EvalPromptSetTests
     public void WithoutASplitHeldOutUsesUnseenAnimalPrompts()
     {
         var fromImagenet = EvalCommand.ResolvePromptSets(With("imagenet_animals"), "held-out").Single();
-        Assert.Contains("a cat", fromImagenet.Prompts);
+        Assert.Contains("a cat", fromImagenet.Prompts.Select(p => p.Prompt));
         var fromAnimals = EvalCommand.ResolvePromptSets(With("animals"), "held-out").Single();
         Assert.NotEmpty(fromAnimals.Prompts);
-        Assert.DoesNotContain("a cat", fromAnimals.Prompts);
+        Assert.DoesNotContain("a cat", fromAnimals.Prompts.Select(p => p.Prompt));
         Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("file:/tmp/x.txt"), "held-out").ToList());
     }
 }

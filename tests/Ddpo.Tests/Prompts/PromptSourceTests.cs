@@ -1,7 +1,6 @@
 using Ddpo.Models.Loading;
 using Ddpo.Prompts;
 using Ddpo.Tests.Support;
-using Ddpo.Training;
 using Xunit;
 
 namespace Ddpo.Tests.Prompts;
@@ -28,13 +27,13 @@ public sealed class PromptSourceTests
     public void DrawsComeFromTheListAndAreDeterministicForASeed()
     {
         var source = PromptSources.Create("imagenet_animals");
-        var a = Enumerable.Range(0, 200).Select(_ => source.Next(new TrainingRng(5UL)).Prompt).Distinct().ToList();
+        var a = Enumerable.Range(0, 200).Select(_ => source.Next(new Random(5)).Prompt).Distinct().ToList();
         Assert.Single(a); // same seed, same first draw
-        var rng = new TrainingRng(9UL);
+        var rng = new Random(9);
         var draws = Enumerable.Range(0, 2000).Select(_ => source.Next(rng).Prompt).ToList();
         Assert.All(draws, d => Assert.Contains(d, source.All));
         Assert.True(draws.Distinct().Count() > 300, "uniform draws over 398 prompts should cover most of them");
-        var rng2 = new TrainingRng(9UL);
+        var rng2 = new Random(9);
         Assert.Equal(draws, Enumerable.Range(0, 2000).Select(_ => source.Next(rng2).Prompt).ToList());
     }
 
@@ -66,7 +65,7 @@ public sealed class PromptSourceTests
         Assert.Equal(45 * 3, source.All.Count);
         Assert.Contains("an ant riding a bike", source.All);
         Assert.Contains("a cat playing chess", source.All);
-        var rng = new TrainingRng(1UL);
+        var rng = new Random(1);
         for (int i = 0; i < 50; i++)
         {
             var s = source.Next(rng);
@@ -93,7 +92,7 @@ public sealed class PromptSourceTests
         Assert.Contains("a vacuum cleaner", prompts);
         Assert.Contains("a post-it notes", prompts); // "a(n) <object>" as given, even for the one plural
 
-        var rng = new TrainingRng(3UL);
+        var rng = new Random(3);
         for (int i = 0; i < 20; i++)
         {
             var s = source.Next(rng);
@@ -164,5 +163,66 @@ public sealed class PromptSourceTests
         Assert.Contains("prompt_fn_kwargs.nouns_file", k.Message);
         var f = Assert.Throws<ConfigException>(() => PromptSources.Create("nouns_activities", new Dictionary<string, object> { ["nouns_file"] = "no_such_list.txt" }));
         Assert.Contains("no_such_list.txt", f.Message);
+    }
+
+    [Fact]
+    public void EverySourceListsItsPromptsWithTheMetadataItDraws()
+    {
+        var animals = PromptSources.Create("animals");
+        Assert.Equal(animals.All, animals.Samples.Select(s => s.Prompt));
+        Assert.Equal("cat", animals.Samples.Single(s => s.Prompt == "a cat").Metadata["animal"]);
+        var activities = PromptSources.Create("nouns_activities");
+        Assert.Equal(activities.All, activities.Samples.Select(s => s.Prompt));
+        var rng = new Random(3);
+        for (int i = 0; i < 20; i++)
+        {
+            var drawn = activities.Next(rng);
+            var listed = activities.Samples.Single(s => s.Prompt == drawn.Prompt);
+            Assert.Equal(drawn.Metadata.OrderBy(kv => kv.Key), listed.Metadata.OrderBy(kv => kv.Key));
+        }
+    }
+
+    [Fact]
+    public void JsonLinesPromptFilesCarryQuestionsAndAnswers()
+    {
+        var dir = TestPaths.NewTempDir();
+        var path = Path.Combine(dir, "qa.jsonl");
+        File.WriteAllText(path, """
+            {"prompt": "two cats", "questions": ["How many cats are there?", "What animal is this?"], "answers": ["two", "cat"]}
+
+            {"prompt": " a dog ", "questions": "What animal is this?", "answers": "dog", "difficulty": 2}
+            """);
+        var source = PromptSources.Create("file:" + path);
+        Assert.Equal(["two cats", "a dog"], source.All);
+        var cats = source.Samples[0];
+        Assert.Equal("""["How many cats are there?","What animal is this?"]""", cats.Metadata["questions"]);
+        var pairs = Ddpo.Rewards.Alignment.StrictSatisfactionReward.ReadPairs(cats.Metadata, out _);
+        Assert.Equal([("How many cats are there?", "two"), ("What animal is this?", "cat")], pairs!);
+        Assert.Equal("dog", source.Samples[1].Metadata["answers"]);
+        Assert.Equal("2", source.Samples[1].Metadata["difficulty"]);
+        var rng = new Random(1);
+        var drawn = Enumerable.Range(0, 50).Select(_ => source.Next(rng).Prompt).ToHashSet();
+        Assert.Equal(["a dog", "two cats"], drawn.Order());
+        Ddpo.Rewards.Alignment.StrictSatisfactionReward.CheckPrompts(source.Samples, "qa.jsonl");
+
+        // The same records as a JSON array.
+        var json = Path.Combine(dir, "qa.json");
+        File.WriteAllText(json, """[{"prompt": "two cats", "questions": ["How many?"], "answers": ["two"]}]""");
+        Assert.Equal("""["two"]""", PromptSources.Create("file:" + json).Samples[0].Metadata["answers"]);
+
+        // Bad records name the file and the line; prompts without questions are refused for strict satisfaction.
+        File.WriteAllText(path, "{\"prompt\": \"ok\"}\n{\"questions\": [\"?\"]}\n");
+        var e = Assert.Throws<ConfigException>(() => PromptSources.Create("file:" + path));
+        Assert.Contains("qa.jsonl line 2", e.Message);
+        Assert.Contains("\"prompt\"", e.Message);
+        File.WriteAllText(path, "{\"prompt\": \"ok\"\n");
+        Assert.Contains("line 1: not valid JSON", Assert.Throws<ConfigException>(() => PromptSources.Create("file:" + path)).Message);
+        File.WriteAllText(path, "[\"a cat\"]\n");
+        Assert.Contains("expected a JSON object", Assert.Throws<ConfigException>(() => PromptSources.Create("file:" + path)).Message);
+        var refused = Assert.Throws<ConfigException>(() =>
+            Ddpo.Rewards.Alignment.StrictSatisfactionReward.CheckPrompts(PromptSources.Create("animals").Samples, "prompt_fn 'animals'"));
+        Assert.Contains("prompt 'a cat' of prompt_fn 'animals'", refused.Message);
+        Assert.Contains("file:PATH.jsonl", refused.Message);
+        Directory.Delete(dir, true);
     }
 }

@@ -67,6 +67,15 @@ public sealed class DdpoTrainerTests
                 Assert.Equal((double)expected[e][key]!, (double)resumed[e][key]!, 9);
             }
         }
+        // The checkpoint counts the optimizer steps of all epochs, across the resume.
+        static long StepsInCheckpoint(string run)
+        {
+            var (state, tensors) = CheckpointStore.Load(new CheckpointStore(run, int.MaxValue).Latest()!.Path);
+            foreach (var t in tensors.Values) t.Dispose();
+            return state.GlobalStep;
+        }
+        Assert.Equal(expected.Sum(m => (double)m["optimizer_steps"]!), StepsInCheckpoint(full));
+        Assert.Equal(StepsInCheckpoint(full), StepsInCheckpoint(split));
         Assert.Throws<ArgumentException>(() => Train(TinyConfig("num_epochs=3"), split));
         Directory.Delete(full, true);
         Directory.Delete(split, true);

@@ -93,36 +93,6 @@ public sealed class PolicyLossTests
         double[] expectedGrad = [-5.0 / 3, 0.5 / 3, -1.0 / 3];
         for (int i = 0; i < 3; i++) Assert.Equal(expectedGrad[i], grad[i], 12);
 
-        var w = PolicyLoss.Rwr(logp.detach(), tensor(new double[] { 2.0, 0.0, 1.0 }));
-        Assert.Equal(-(2.0 * -1.0 + 1.0 * 2.0) / 3, w.item<double>(), 12);
         Assert.Throws<ArgumentException>(() => PolicyLoss.DdpoSf(logp, zeros(2, dtype: ScalarType.Float64), 5));
-    }
-
-    [Fact]
-    public void RwrSoftmaxWeightsSumToNAndFollowRewards()
-    {
-        float[] rewards = [0.3f, -1.0f, 2.0f, 0.9f, 0.31f];
-        var w = RwrWeights.Softmax(rewards, temperature: 0.2);
-        Assert.Equal(rewards.Length, w.Sum(), 4);
-        var byReward = Enumerable.Range(0, 5).OrderBy(i => rewards[i]).ToArray();
-        for (int k = 1; k < 5; k++) Assert.True(w[byReward[k]] > w[byReward[k - 1]]);
-        // Explicit softmax(r / T) * N for one element.
-        double z = rewards.Sum(r => Math.Exp(r / 0.2));
-        Assert.Equal(Math.Exp(2.0 / 0.2) / z * 5, w[2], 4);
-        // A high temperature flattens the weights towards 1.
-        Assert.All(RwrWeights.Softmax(rewards, 1e6), v => Assert.Equal(1.0, v, 4));
-    }
-
-    [Fact]
-    public void RwrSparseKeepsTheTopPercentile()
-    {
-        float[] rewards = [3, 9, 1, 10, 4, 2, 8, 6, 5, 7];
-        // numpy.percentile([1..10], 90) = 1 + 0.9 * 9 = 9.1 -> only 10 is kept.
-        Assert.Equal([0f, 0f, 0f, 1f, 0f, 0f, 0f, 0f, 0f, 0f], RwrWeights.Sparse(rewards, 90));
-        // 50th percentile = 5.5 -> 6..10 are kept.
-        var half = RwrWeights.Sparse(rewards, 50);
-        Assert.Equal(rewards.Select(r => r >= 5.5f ? 1f : 0f), half);
-        Assert.Equal(5, half.Sum());
-        Assert.All(RwrWeights.Sparse(rewards, 0), v => Assert.Equal(1f, v));
     }
 }

@@ -1,4 +1,6 @@
 using System.Text.Json;
+using Ddpo.Models.Loading;
+using Ddpo.Prompts;
 using Ddpo.Rewards.Remote;
 
 namespace Ddpo.Rewards.Alignment;
@@ -8,7 +10,9 @@ namespace Ddpo.Rewards.Alignment;
 /// holds <c>questions</c> and <c>answers</c> (JSON arrays of strings of equal length, or one plain string each);
 /// the VLM answers every question, and the reward is the fraction of expected answers found as substrings of
 /// the model's answers (case-insensitive; ddpo-pytorch compares case-sensitively). Metadata that is missing or
-/// malformed gives NaN (the sample is dropped) with <c>invalid_metadata</c> = 1 in the details.
+/// malformed gives NaN (the sample is dropped) with <c>invalid_metadata</c> = 1 in the details. Prompts with
+/// questions and answers come from a prompt file <c>file:PATH.jsonl</c> (<see cref="PromptRecordSource"/>);
+/// <see cref="CheckPrompts"/> refuses a prompt set without them before any image is sampled.
 /// </summary>
 public sealed class StrictSatisfactionReward : IRewardFunction, IDisposable
 {
@@ -65,6 +69,24 @@ public sealed class StrictSatisfactionReward : IRewardFunction, IDisposable
         var answers = await Task.WhenAll(qa.Select(p => _vlm.AskAsync(file, mime, p.Question, ct))).ConfigureAwait(false);
         int correct = qa.Where((p, k) => answers[k].Contains(p.Answer, StringComparison.OrdinalIgnoreCase)).Count();
         return (float)correct / qa.Length;
+    }
+
+    /// <summary>
+    /// Throws a <see cref="ConfigException"/> naming <paramref name="source"/> and the first prompt whose metadata
+    /// lacks usable questions and answers, so that a run does not start with every reward NaN.
+    /// </summary>
+    public static void CheckPrompts(IEnumerable<PromptSample> prompts, string source)
+    {
+        foreach (var sample in prompts)
+        {
+            if (ReadPairs(sample.Metadata, out var problem) is null)
+            {
+                throw new ConfigException(
+                    $"{RewardNames.VlmStrictSatisfaction}: prompt '{sample.Prompt}' of {source}: {problem}. This reward needs prompts " +
+                    "with questions and answers: use prompt_fn = \"file:PATH.jsonl\" with lines like " +
+                    "{\"prompt\": \"two cats\", \"questions\": [\"How many cats are there?\"], \"answers\": [\"two\"]}");
+            }
+        }
     }
 
     /// <summary>The question/answer pairs of a prompt's metadata, or null with <paramref name="problem"/> set.</summary>
