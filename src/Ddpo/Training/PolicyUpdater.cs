@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Ddpo.Config;
+using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
+using Ddpo.Schedulers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -32,14 +34,16 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
     {
         var clock = Stopwatch.StartNew();
         var t = config.Train;
-        int trainSteps = Math.Max(1, (int)(samples.Steps * t.TimestepFraction));
-        int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
         bool reinforce = config.Algorithm == TrainingAlgorithm.DdpoSf;
         bool rwr = config.Algorithm is TrainingAlgorithm.Rwr or TrainingAlgorithm.RwrSparse;
+        pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
+        // RWR regresses on the final samples and needs no log-probabilities, so every step counts for it.
+        int policySteps = rwr ? samples.Steps : PolicySteps(samples.Steps);
+        int trainSteps = Math.Max(1, (int)(policySteps * t.TimestepFraction));
+        int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
         int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
         var acc = new Accumulator();
         pipeline.Unet.train();
-        pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
         observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * batches * trainSteps);
         int done = 0;
         try
@@ -52,7 +56,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
                 using var perms = rwr
                     ? arange(samples.Steps, dtype: ScalarType.Int64).unsqueeze(0).expand(samples.Count, -1).contiguous()
-                    : stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(samples.Steps, generator: gen)).ToList());
+                    : stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(policySteps, generator: gen)).ToList());
                 using var permuted = shuffled.PermuteSteps(perms);
                 for (int b = 0; b < batches; b++)
                 {
@@ -83,6 +87,27 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds);
     }
 
+    /// <summary>
+    /// The leading steps of each trajectory that are DDPO actions (stochastic, with a log-probability): all of them
+    /// with sample.final_step = "ddpo"; all but diffusers' deterministic last step with "diffusers" when the model's
+    /// scheduler has set_alpha_to_one = true. timestep_fraction is a fraction of these.
+    /// </summary>
+    private int PolicySteps(int recordedSteps)
+    {
+        int stochastic = pipeline.Scheduler.StochasticStepCount(config.Sample.FinalStep);
+        if (recordedSteps != pipeline.Scheduler.Timesteps.Length)
+        {
+            throw new InvalidOperationException($"the trajectories have {recordedSteps} steps but sample.num_steps is {config.Sample.NumSteps}");
+        }
+        if (stochastic == 0)
+        {
+            throw new ConfigException($"sample.final_step = \"{config.Sample.FinalStep.ToConfigName()}\" with sample.num_steps = {config.Sample.NumSteps} " +
+                "leaves no stochastic step to train on (the model's scheduler has set_alpha_to_one = true, so diffusers' last step is " +
+                "deterministic); use more steps or sample.final_step = \"ddpo\"");
+        }
+        return stochastic;
+    }
+
     private Tensor PolicyLossAt(EpochSamples s, float[] adv, int start, int count, int j, bool reinforce, Accumulator acc)
     {
         var rows = TensorIndex.Slice(start, start + count);
@@ -93,7 +118,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         var embeds = s.PromptEmbeds[rows];
         Tensor? negative = config.Train.Cfg ? s.NegativeEmbeds?[rows] : null;
         var eps = pipeline.PredictNoise(latents, timesteps, embeds, negative, config.Sample.GuidanceScale);
-        var step = pipeline.Scheduler.Step(eps, timesteps, latents, config.Sample.Eta, prevSample: next);
+        var step = pipeline.Scheduler.Step(eps, timesteps, latents, config.Sample.Eta, prevSample: next, finalStep: config.Sample.FinalStep);
         var advantages = tensor(adv[start..(start + count)], device: latents.device);
         if (acc.FirstRatioDeviation is null)
         {
