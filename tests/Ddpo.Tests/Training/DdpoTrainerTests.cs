@@ -52,13 +52,15 @@ public sealed class DdpoTrainerTests
     }
 
     [Theory]
-    [InlineData("ddpo")]
-    [InlineData("diffusers")]
-    public void BothFinalStepsTrainWhenDiffusersLastStepIsDeterministic(string finalStep)
+    [InlineData("ddpo", true, 1)]
+    [InlineData("diffusers", true, 1)]
+    [InlineData("ddpo", false, 0)]
+    public void DeterministicLastStepsAreLeftOutOfTraining(string finalStep, bool setAlphaToOne, int stepsOffset)
     {
         // With set_alpha_to_one = true diffusers' last step has zero variance and no log-probability; training
-        // with sample.final_step = "diffusers" must leave it out (a NaN log-prob would make the ratio NaN).
-        var model = TinyModels.PixelWithScheduler(c => c with { SetAlphaToOne = true });
+        // with sample.final_step = "diffusers" must leave it out (a NaN log-prob would make the loss NaN). With
+        // steps_offset = 0 the last timestep is 0 and even ddpo-pytorch's clamped step has zero variance.
+        var model = TinyModels.PixelWithScheduler(c => c with { SetAlphaToOne = setAlphaToOne, StepsOffset = stepsOffset });
         var dir = TestPaths.NewTempDir();
         try
         {
