@@ -16,7 +16,8 @@ public enum DdimFinalStep
 
     /// <summary>
     /// ddpo-pytorch's <c>ddim_step_with_logprob</c>: the previous timestep is clamped at 0, so the last step
-    /// uses <c>alphas_cumprod[0]</c> whatever <c>set_alpha_to_one</c> says, and stays stochastic with a log-probability.
+    /// uses <c>alphas_cumprod[0]</c> whatever <c>set_alpha_to_one</c> says, and stays stochastic with a log-probability
+    /// (unless the last timestep is 0 itself, as with <c>steps_offset = 0</c>).
     /// </summary>
     Ddpo,
 }

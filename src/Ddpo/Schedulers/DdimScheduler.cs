@@ -131,9 +131,10 @@ public sealed class DdimScheduler : IDisposable
 
     /// <summary>
     /// How many of the <see cref="Timesteps"/>, from the first, are stochastic (positive variance) with
-    /// <paramref name="finalStep"/>: all of them with <see cref="DdimFinalStep.Ddpo"/>; all but the last with
-    /// <see cref="DdimFinalStep.Diffusers"/> when <c>set_alpha_to_one</c> makes the last step deterministic.
-    /// Only these steps have a log-probability, so only these are DDPO actions.
+    /// <paramref name="finalStep"/>. Only the last step can have zero variance: with <see cref="DdimFinalStep.Diffusers"/>
+    /// when <c>set_alpha_to_one</c> makes it step to alpha_cumprod 1, and in either mode when it is timestep 0
+    /// (<c>steps_offset = 0</c>), which steps from alphas_cumprod[0] to itself. Only stochastic steps have a
+    /// log-probability, so only these are DDPO actions (with Stable Diffusion's scheduler: all of them).
     /// </summary>
     public int StochasticStepCount(DdimFinalStep finalStep)
     {

@@ -88,22 +88,24 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
     }
 
     /// <summary>
-    /// The leading steps of each trajectory that are DDPO actions (stochastic, with a log-probability): all of them
-    /// with sample.final_step = "ddpo"; all but diffusers' deterministic last step with "diffusers" when the model's
-    /// scheduler has set_alpha_to_one = true. timestep_fraction is a fraction of these.
+    /// The leading steps of each trajectory that are DDPO actions (stochastic, with a log-probability). A last step
+    /// with zero variance (diffusers' with set_alpha_to_one = true under sample.final_step = "diffusers", or
+    /// timestep 0 when the scheduler's steps_offset is 0) is part of the environment, not an action, and is left
+    /// out. timestep_fraction is a fraction of these steps.
     /// </summary>
     private int PolicySteps(int recordedSteps)
     {
-        int stochastic = pipeline.Scheduler.StochasticStepCount(config.Sample.FinalStep);
         if (recordedSteps != pipeline.Scheduler.Timesteps.Length)
         {
             throw new InvalidOperationException($"the trajectories have {recordedSteps} steps but sample.num_steps is {config.Sample.NumSteps}");
         }
+        int stochastic = pipeline.Scheduler.StochasticStepCount(config.Sample.FinalStep);
         if (stochastic == 0)
         {
             throw new ConfigException($"sample.final_step = \"{config.Sample.FinalStep.ToConfigName()}\" with sample.num_steps = {config.Sample.NumSteps} " +
-                "leaves no stochastic step to train on (the model's scheduler has set_alpha_to_one = true, so diffusers' last step is " +
-                "deterministic); use more steps or sample.final_step = \"ddpo\"");
+                $"leaves no stochastic step to train on: the only step (timestep {pipeline.Scheduler.Timesteps[0]}) has zero variance " +
+                "(with set_alpha_to_one = true diffusers' last step goes to alpha_cumprod 1; with steps_offset = 0 the last timestep is 0); " +
+                "use more steps" + (config.Sample.FinalStep == DdimFinalStep.Diffusers ? " or sample.final_step = \"ddpo\"" : ""));
         }
         return stochastic;
     }
