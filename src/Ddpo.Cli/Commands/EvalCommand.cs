@@ -56,7 +56,7 @@ public static class EvalCommand
             var scorers = rewardNames.Select(n => (Name: n, Reward: n == cfg.RewardFn ? registry.Create(cfg.RewardFn, cfg.Rewards) : registry.Create(n))).ToList();
 
             using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
-            var options = new SamplingOptions { NumSteps = cfg.Sample.NumSteps, Eta = cfg.Sample.Eta, GuidanceScale = cfg.Sample.GuidanceScale };
+            var options = new SamplingOptions { NumSteps = cfg.Sample.NumSteps, Eta = cfg.Sample.Eta, GuidanceScale = cfg.Sample.GuidanceScale, FinalStep = cfg.Sample.FinalStep };
             long seed = cfg.Seed + 1_000_003;
             var baseScores = Score(pipeline, sets, scorers, perPrompt, options, seed, "base");
 
@@ -65,7 +65,7 @@ public static class EvalCommand
                 ? checkpoints.List().FirstOrDefault(c => c.Epoch == n) ?? throw new ArgumentException($"--checkpoint: no checkpoint of epoch {n} in {checkpoints.Root} (have: {string.Join(", ", checkpoints.List().Select(c => c.Epoch))})")
                 : checkpoints.Latest() ?? throw new ArgumentException($"--run: no checkpoint in {checkpoints.Root}");
             var weights = cfg.UseLora
-                ? TrainableWeights.WithLora(pipeline.Unet, cfg.Lora.Rank, cfg.Lora.Alpha, cfg.Seed)
+                ? TrainableWeights.WithLora(pipeline.Unet, cfg.Lora.Rank, cfg.Lora.Alpha, cfg.Seed, cfg.Lora.Init)
                 : TrainableWeights.FullUnet(pipeline.Unet);
             var (_, tensors) = CheckpointStore.Load(info.Path);
             weights.LoadRawState(tensors, info.Path);

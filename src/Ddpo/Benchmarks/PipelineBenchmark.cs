@@ -30,7 +30,7 @@ public static class PipelineBenchmark
         double guidance, int loraRank = 4, int repeats = 3)
     {
         var prompts = Enumerable.Range(0, batch).Select(i => i % 2 == 0 ? "a cat" : "a dog riding a bike").ToArray();
-        var options = new SamplingOptions { NumSteps = steps, GuidanceScale = guidance, Eta = 1.0, RecordTrajectory = true };
+        var options = new SamplingOptions { NumSteps = steps, GuidanceScale = guidance, Eta = 1.0, FinalStep = Schedulers.DdimFinalStep.Ddpo, RecordTrajectory = true };
         var device = pipeline.Device;
         double Time(Action action)
         {
@@ -81,7 +81,7 @@ public static class PipelineBenchmark
             {
                 using var scope = NewDisposeScope();
                 var eps = pipeline.PredictNoise(latents, t, embeds, guidance > 1 ? negative : null, guidance);
-                var step = pipeline.Scheduler.Step(eps, t, latents, 1.0, prevSample: next);
+                var step = pipeline.Scheduler.Step(eps, t, latents, 1.0, prevSample: next, finalStep: Schedulers.DdimFinalStep.Ddpo);
                 var (loss, _, _) = PolicyLoss.DdpoIs(step.LogProb, oldLogProb, advantages, 1e-4, 5);
                 loss.backward();
             });

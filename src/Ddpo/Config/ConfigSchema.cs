@@ -1,4 +1,6 @@
 using System.Globalization;
+using Ddpo.Models.Lora;
+using Ddpo.Schedulers;
 
 namespace Ddpo.Config;
 
@@ -140,6 +142,9 @@ internal static class ConfigSchema
         Int(SampleCounts.SamplesPerEpochKey, c => c.Sample.SamplesPerEpoch, (c, v) => c.Sample.SamplesPerEpoch = v, 0);
         Int("sample.batch_size", c => c.Sample.BatchSize, (c, v) => c.Sample.BatchSize = v, 1);
         Int("sample.num_batches_per_epoch", c => c.Sample.NumBatchesPerEpoch, (c, v) => c.Sample.NumBatchesPerEpoch = v, 1);
+        Str("sample.final_step", c => c.Sample.FinalStep.ToConfigName(),
+            (c, v) => c.Sample.FinalStep = Schedulers.DdimFinalSteps.TryParse(v) ?? throw new ConfigValueException(UnknownName(v, Schedulers.DdimFinalSteps.Names)),
+            v => Schedulers.DdimFinalSteps.TryParse(v) is null ? UnknownName(v, Schedulers.DdimFinalSteps.Names) : null);
 
         // [train]
         Int(SampleCounts.TotalBatchSizeKey, c => c.Train.TotalBatchSize, (c, v) => c.Train.TotalBatchSize = v, 0);
@@ -166,6 +171,9 @@ internal static class ConfigSchema
         // [lora]
         Int("lora.rank", c => c.Lora.Rank, (c, v) => c.Lora.Rank = v, 1);
         Float("lora.alpha", c => c.Lora.Alpha, (c, v) => c.Lora.Alpha = v, Positive());
+        Str("lora.init", c => c.Lora.Init.ToConfigName(),
+            (c, v) => c.Lora.Init = Models.Lora.LoraInits.TryParse(v) ?? throw new ConfigValueException(UnknownName(v, Models.Lora.LoraInits.Names)),
+            v => Models.Lora.LoraInits.TryParse(v) is null ? UnknownName(v, Models.Lora.LoraInits.Names) : null);
 
         // [rwr]
         Float("rwr.temperature", c => c.Rwr.Temperature, (c, v) => c.Rwr.Temperature = v, NonNegative());
@@ -200,6 +208,9 @@ internal static class ConfigSchema
         }
         return result;
     }
+
+    private static string UnknownName(string value, IEnumerable<string> names) =>
+        $"must be one of {string.Join(", ", names.Select(n => $"\"{n}\""))}, got '{value}'";
 
     internal static string Fmt(double d) => d.ToString("R", CultureInfo.InvariantCulture);
 }

@@ -28,6 +28,16 @@ public sealed class SampleConfig
     /// <see cref="SamplesPerEpoch"/> when that is stated).
     /// </summary>
     public int NumBatchesPerEpoch { get; set; } = 2;
+
+    /// <summary>
+    /// <c>final_step</c>: what the last DDIM step of the trajectories trained on (and of the eval images) steps to.
+    /// <c>"ddpo"</c> (default, ddpo-pytorch): the previous timestep is clamped at 0, so the last step uses
+    /// alphas_cumprod[0] and is a stochastic action with a log-probability. <c>"diffusers"</c>: diffusers'
+    /// final_alpha_cumprod; when the model's scheduler has set_alpha_to_one = true the last step is then
+    /// deterministic (zero variance, no log-probability) and is left out of training, which trains on the
+    /// other steps. Both give the same numbers when set_alpha_to_one is false (Stable Diffusion).
+    /// </summary>
+    public Schedulers.DdimFinalStep FinalStep { get; set; } = Schedulers.DdimFinalStep.Ddpo;
 }
 
 /// <summary>The <c>[train]</c> section: optimiser and policy-gradient settings (ddpo-pytorch <c>config.train</c>).</summary>
@@ -108,6 +118,14 @@ public sealed class LoraConfig
 
     /// <summary><c>alpha</c>: the LoRA output is scaled by alpha / rank (alpha = rank gives scale 1, as diffusers' default).</summary>
     public double Alpha { get; set; } = 4;
+
+    /// <summary>
+    /// <c>init</c>: how the down projections start (up starts at zero either way). <c>"gaussian"</c> (default):
+    /// N(0, (1/rank)^2), diffusers 0.17's LoRALinearLayer as ddpo-pytorch uses it (PEFT's
+    /// <c>init_lora_weights="gaussian"</c>). <c>"kaiming_uniform"</c>: U(-1/sqrt(in_features), 1/sqrt(in_features)),
+    /// PEFT's default (<c>init_lora_weights=True</c>).
+    /// </summary>
+    public Models.Lora.LoraInit Init { get; set; } = Models.Lora.LoraInit.Gaussian;
 }
 
 /// <summary>The <c>[rwr]</c> section: reward-weighted regression baselines, with jannerm/ddpo's meanings.</summary>

@@ -1,3 +1,5 @@
+using Ddpo.Schedulers;
+
 namespace Ddpo.Pipelines;
 
 /// <summary>How to sample: DDIM steps, eta (stochasticity; DDPO needs eta &gt; 0), guidance scale and size.</summary>
@@ -13,6 +15,11 @@ public sealed record SamplingOptions
     public int? Height { get; init; }
     /// <summary>Image width in pixels; null uses the model's default.</summary>
     public int? Width { get; init; }
+    /// <summary>
+    /// What the last DDIM step steps to: diffusers' (the default, so plain sampling gives diffusers' numbers)
+    /// or ddpo-pytorch's (training, <c>sample.final_step</c>). See <see cref="DdimFinalStep"/>.
+    /// </summary>
+    public DdimFinalStep FinalStep { get; init; } = DdimFinalStep.Diffusers;
     /// <summary>Record the latents and per-step log-probs (what DDPO trains on).</summary>
     public bool RecordTrajectory { get; init; }
 

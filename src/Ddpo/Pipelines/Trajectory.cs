@@ -11,7 +11,8 @@ namespace Ddpo.Pipelines;
 /// <param name="NegativeEmbeds">Text-encoder states of the negative / empty prompts [B, L, D], or null without guidance.</param>
 /// <param name="Timesteps">The DDIM timesteps, descending [T].</param>
 /// <param name="Latents">x_T .. x_0: [B, T+1, C, H, W].</param>
-/// <param name="LogProbs">log p(x_{t-1} | x_t) of each step under the sampling policy [B, T] (float32).</param>
+/// <param name="LogProbs">log p(x_{t-1} | x_t) of each step under the sampling policy [B, T] (float32); undefined (NaN)
+/// for a deterministic step (diffusers' last step with <c>set_alpha_to_one</c>, see <see cref="Schedulers.DdimFinalStep"/>).</param>
 public sealed record Trajectory(
     IReadOnlyList<string> Prompts,
     Tensor PromptEmbeds,

@@ -8,6 +8,8 @@ namespace Ddpo.Schedulers;
 /// eta &gt; 0 samples from a Gaussian whose exact log-density is returned, so denoising is an MDP
 /// with a differentiable policy. Timesteps may differ per sample. The step math runs in float32
 /// whatever the model dtype (more accurate log-ratios than the reference's fp16 path).
+/// The last step follows diffusers or ddpo-pytorch as <see cref="DdimFinalStep"/> chooses; with
+/// <see cref="DdimFinalStep.Diffusers"/> the results pass diffusers' own DDIM scheduler tests.
 /// </summary>
 public sealed class DdimScheduler : IDisposable
 {
@@ -20,7 +22,7 @@ public sealed class DdimScheduler : IDisposable
     /// <summary>Cumulative products of (1 - beta), float32 on the CPU, length <c>NumTrainTimesteps</c>.</summary>
     public Tensor AlphasCumprod => _alphasCumprod;
 
-    /// <summary>alpha_cumprod used after the last step (1 or alphas_cumprod[0]).</summary>
+    /// <summary>diffusers' <c>final_alpha_cumprod</c>: alpha_cumprod after the last step (1 when <c>set_alpha_to_one</c>, else alphas_cumprod[0]).</summary>
     public float FinalAlphaCumprod { get; }
 
     /// <summary>The inference timesteps, descending, set by <see cref="SetTimesteps"/>.</summary>
@@ -64,7 +66,7 @@ public sealed class DdimScheduler : IDisposable
         int n = Config.NumTrainTimesteps;
         if (numInferenceSteps < 1 || numInferenceSteps > n)
         {
-            throw new ArgumentException($"sample.num_steps must be in [1, {n}], got {numInferenceSteps}");
+            throw new ArgumentException($"the number of inference steps (sample.num_steps) must be in [1, num_train_timesteps = {n}], got {numInferenceSteps}");
         }
         long[] ts = Config.TimestepSpacing switch
         {
@@ -79,12 +81,12 @@ public sealed class DdimScheduler : IDisposable
         NumInferenceSteps = numInferenceSteps;
     }
 
+    // numpy's round(arange(n, 0, -n / steps)) - 1: arange has ceil(n / ratio) elements n - i * ratio.
     private static long[] TrailingTimesteps(int n, int steps)
     {
         double ratio = (double)n / steps;
-        var list = new List<long>();
-        for (double t = n; t > 0; t -= ratio) list.Add((long)Math.Round(t, MidpointRounding.ToEven) - 1);
-        return list.ToArray();
+        int count = (int)Math.Ceiling(n / ratio);
+        return Enumerable.Range(0, count).Select(i => (long)Math.Round(n - i * ratio, MidpointRounding.ToEven) - 1).ToArray();
     }
 
     /// <summary>The gap between consecutive inference timesteps (num_train_timesteps // num_inference_steps).</summary>
@@ -109,6 +111,45 @@ public sealed class DdimScheduler : IDisposable
         return t.reshape(view);
     }
 
+    /// <summary>
+    /// diffusers' <c>_get_variance(timestep, prev_timestep)</c>: the DDIM variance (eta = 1) of the step from
+    /// <paramref name="timestep"/> to <paramref name="prevTimestep"/>; a negative previous timestep uses
+    /// <see cref="FinalAlphaCumprod"/> (ddpo-pytorch clamps it to 0 instead; pass 0 for its value).
+    /// </summary>
+    public double GetVariance(long timestep, long prevTimestep)
+    {
+        float At(long i)
+        {
+            using var a = _alphasCumprod[i];
+            return a.item<float>();
+        }
+        float alphaT = At(timestep);
+        float alphaPrev = prevTimestep >= 0 ? At(prevTimestep) : FinalAlphaCumprod;
+        float betaT = 1 - alphaT, betaPrev = 1 - alphaPrev;
+        return betaPrev / betaT * (1 - alphaT / alphaPrev);
+    }
+
+    /// <summary>
+    /// How many of the <see cref="Timesteps"/>, from the first, are stochastic (positive variance) with
+    /// <paramref name="finalStep"/>. Only the last step can have zero variance: with <see cref="DdimFinalStep.Diffusers"/>
+    /// when <c>set_alpha_to_one</c> makes it step to alpha_cumprod 1, and in either mode when it is timestep 0
+    /// (<c>steps_offset = 0</c>), which steps from alphas_cumprod[0] to itself. Only stochastic steps have a
+    /// log-probability, so only these are DDPO actions (with Stable Diffusion's scheduler: all of them).
+    /// </summary>
+    public int StochasticStepCount(DdimFinalStep finalStep)
+    {
+        if (NumInferenceSteps == 0) throw new InvalidOperationException("call SetTimesteps first");
+        int count = 0;
+        foreach (var t in Timesteps)
+        {
+            long prev = t - StepGap;
+            if (finalStep == DdimFinalStep.Ddpo) prev = Math.Max(prev, 0);
+            if (!(GetVariance(t, prev) > 0)) break;
+            count++;
+        }
+        return count;
+    }
+
     /// <summary>alpha_cumprod at the given timesteps (int64 tensor), float32, on the timesteps' device.</summary>
     public Tensor AlphaCumprodAt(Tensor timesteps) => AlphasOn(timesteps.device).gather(0, timesteps.to(ScalarType.Int64).flatten()).reshape(timesteps.shape);
 
@@ -116,12 +157,16 @@ public sealed class DdimScheduler : IDisposable
     /// One DDIM step from <paramref name="sample"/> (x_t) at <paramref name="timestep"/> (0-d or [B] int64)
     /// given the model output. With <paramref name="prevSample"/> null a new x_{t-1} is drawn (using
     /// <paramref name="generator"/>); otherwise the log-probability of the given x_{t-1} is computed,
-    /// which is what DDPO training does. As in ddpo-pytorch the previous timestep is clamped at 0.
+    /// which is what DDPO training does. <paramref name="finalStep"/> chooses what a negative previous
+    /// timestep means: diffusers' <see cref="FinalAlphaCumprod"/> (the default) or ddpo-pytorch's clamp at 0.
     /// <paramref name="noise"/>, when given, is the standard-normal draw to use instead of the generator
-    /// (the pipeline draws it on the CPU so that seeds reproduce across devices).
+    /// (the pipeline draws it on the CPU so that seeds reproduce across devices). Where the step's
+    /// standard deviation is 0 (eta = 0, or diffusers' last step with <c>set_alpha_to_one</c>) the step is
+    /// deterministic and its log-probability is undefined (NaN or infinite).
     /// </summary>
     public DdimStepResult Step(Tensor modelOutput, Tensor timestep, Tensor sample, double eta,
-        Tensor? prevSample = null, Generator? generator = null, Tensor? noise = null)
+        Tensor? prevSample = null, Generator? generator = null, Tensor? noise = null,
+        DdimFinalStep finalStep = DdimFinalStep.Diffusers)
     {
         if (NumInferenceSteps == 0) throw new InvalidOperationException("call SetTimesteps before Step");
         using var scope = NewDisposeScope();
@@ -130,13 +175,17 @@ public sealed class DdimScheduler : IDisposable
         long batch = shape[0];
         var t = timestep.to(ScalarType.Int64, device);
         if (t.dim() == 0) t = t.expand(batch);
-        var prevT = (t - StepGap).clamp(0, Config.NumTrainTimesteps - 1);
+        var prevT = t - StepGap;
 
         // float32 at least (float64 stays float64, e.g. for gradient checks).
         var compute = sample.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
         var alphas = AlphasOn(device).to(compute);
         var alphaT = LeftBroadcast(alphas.gather(0, t), shape);
-        var alphaPrev = LeftBroadcast(alphas.gather(0, prevT), shape);
+        var alphaPrevAt = alphas.gather(0, prevT.clamp(0, Config.NumTrainTimesteps - 1));
+        // ddpo-pytorch clamps the previous timestep at 0; diffusers uses final_alpha_cumprod below 0.
+        var alphaPrev = LeftBroadcast(finalStep == DdimFinalStep.Ddpo
+            ? alphaPrevAt
+            : where(prevT >= 0, alphaPrevAt, full_like(alphaPrevAt, FinalAlphaCumprod)), shape);
         var betaT = 1 - alphaT;
         var betaPrev = 1 - alphaPrev;
 

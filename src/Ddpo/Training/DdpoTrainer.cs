@@ -68,7 +68,7 @@ public sealed class DdpoTrainer : IDisposable
         }
         _reward = reward;
         _weights = config.UseLora
-            ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed)
+            ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init)
             : TrainableWeights.FullUnet(pipeline.Unet);
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
@@ -268,7 +268,7 @@ public sealed class DdpoTrainer : IDisposable
         var prompts = EvalPrompts();
         if (prompts.Count == 0) return 0;
         _observer.PhaseStarted(epoch, "eval images", _config.Sample.NumSteps);
-        var options = new SamplingOptions { NumSteps = _config.Sample.NumSteps, Eta = _config.Sample.Eta, GuidanceScale = _config.Sample.GuidanceScale };
+        var options = new SamplingOptions { NumSteps = _config.Sample.NumSteps, Eta = _config.Sample.Eta, GuidanceScale = _config.Sample.GuidanceScale, FinalStep = _config.Sample.FinalStep };
         // The same noise every epoch: the images show how the policy changes, not the sampling noise.
         using var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
         using var result = _pipeline.Sample(prompts, options, generator, progress: new Progress<int>(i => _observer.PhaseProgress("eval images", i)));

@@ -24,7 +24,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
     public async Task<EpochSamples> SampleAsync(int epoch, CancellationToken ct = default)
     {
         var s = config.Sample;
-        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, RecordTrajectory = true };
+        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true };
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
         var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
         var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();

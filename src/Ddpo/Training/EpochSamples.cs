@@ -56,8 +56,9 @@ public sealed class EpochSamples : IDisposable
     }
 
     /// <summary>
-    /// Reorders the steps of every sample independently: <paramref name="permutations"/> is [N, T]
-    /// int64 (row i a permutation of 0..T-1), as ddpo-pytorch does each inner epoch.
+    /// Reorders the steps of every sample independently: <paramref name="permutations"/> is [N, K]
+    /// int64 (row i a permutation of 0..K-1, K &lt;= T: only the first K steps are kept), as ddpo-pytorch
+    /// does each inner epoch.
     /// </summary>
     public EpochSamples PermuteSteps(Tensor permutations)
     {
@@ -67,7 +68,10 @@ public sealed class EpochSamples : IDisposable
         {
             var index = perms;
             for (int d = 2; d < t.dim(); d++) index = index.unsqueeze(-1);
-            return t.gather(1, index.expand(t.shape)).MoveToOuterDisposeScope();
+            // perms may cover only the leading steps (the stochastic ones), so the result has perms' width.
+            var shape = t.shape.ToArray();
+            shape[1] = perms.shape[1];
+            return t.gather(1, index.expand(shape)).MoveToOuterDisposeScope();
         }
         return new EpochSamples
         {

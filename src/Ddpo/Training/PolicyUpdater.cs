@@ -1,6 +1,8 @@
 using System.Diagnostics;
 using Ddpo.Config;
+using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
+using Ddpo.Schedulers;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -36,14 +38,16 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
     {
         var clock = Stopwatch.StartNew();
         var t = config.Train;
-        int trainSteps = Math.Max(1, (int)(samples.Steps * t.TimestepFraction));
-        int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
         bool reinforce = config.Algorithm == TrainingAlgorithm.DdpoSf;
         bool rwr = config.Algorithm is TrainingAlgorithm.Rwr or TrainingAlgorithm.RwrSparse;
+        pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
+        // RWR regresses on the final samples and needs no log-probabilities, so every step counts for it.
+        int policySteps = rwr ? samples.Steps : PolicySteps(samples.Steps);
+        int trainSteps = Math.Max(1, (int)(policySteps * t.TimestepFraction));
+        int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
         int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
         var acc = new Accumulator();
         pipeline.Unet.train();
-        pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
         observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * batches * trainSteps);
         int done = 0;
         try
@@ -55,7 +59,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 using var shuffled = samples.Select(order);
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
                 // RWR regresses final samples only: the steps need no reordering.
-                using var permuted = rwr ? null : PermuteSteps(shuffled, gen);
+                using var permuted = rwr ? null : PermuteSteps(shuffled, policySteps, gen);
                 for (int b = 0; b < batches; b++)
                 {
                     int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
@@ -85,10 +89,34 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count);
     }
 
-    private static EpochSamples PermuteSteps(EpochSamples samples, Generator gen)
+    /// <summary>Each sample's policy steps (the first <paramref name="policySteps"/>) in its own random order.</summary>
+    private static EpochSamples PermuteSteps(EpochSamples samples, int policySteps, Generator gen)
     {
-        using var perms = stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(samples.Steps, generator: gen)).ToList());
+        using var perms = stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(policySteps, generator: gen)).ToList());
         return samples.PermuteSteps(perms);
+    }
+
+    /// <summary>
+    /// The leading steps of each trajectory that are DDPO actions (stochastic, with a log-probability). A last step
+    /// with zero variance (diffusers' with set_alpha_to_one = true under sample.final_step = "diffusers", or
+    /// timestep 0 when the scheduler's steps_offset is 0) is part of the environment, not an action, and is left
+    /// out. timestep_fraction is a fraction of these steps.
+    /// </summary>
+    private int PolicySteps(int recordedSteps)
+    {
+        if (recordedSteps != pipeline.Scheduler.Timesteps.Length)
+        {
+            throw new InvalidOperationException($"the trajectories have {recordedSteps} steps but sample.num_steps is {config.Sample.NumSteps}");
+        }
+        int stochastic = pipeline.Scheduler.StochasticStepCount(config.Sample.FinalStep);
+        if (stochastic == 0)
+        {
+            throw new ConfigException($"sample.final_step = \"{config.Sample.FinalStep.ToConfigName()}\" with sample.num_steps = {config.Sample.NumSteps} " +
+                $"leaves no stochastic step to train on: the only step (timestep {pipeline.Scheduler.Timesteps[0]}) has zero variance " +
+                "(with set_alpha_to_one = true diffusers' last step goes to alpha_cumprod 1; with steps_offset = 0 the last timestep is 0); " +
+                "use more steps" + (config.Sample.FinalStep == DdimFinalStep.Diffusers ? " or sample.final_step = \"ddpo\"" : ""));
+        }
+        return stochastic;
     }
 
     private Tensor PolicyLossAt(EpochSamples s, float[] adv, int start, int count, int j, bool reinforce, Accumulator acc)
@@ -101,7 +129,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         var embeds = s.PromptEmbeds[rows];
         Tensor? negative = config.Train.Cfg ? s.NegativeEmbeds?[rows] : null;
         var eps = pipeline.PredictNoise(latents, timesteps, embeds, negative, config.Sample.GuidanceScale);
-        var step = pipeline.Scheduler.Step(eps, timesteps, latents, config.Sample.Eta, prevSample: next);
+        var step = pipeline.Scheduler.Step(eps, timesteps, latents, config.Sample.Eta, prevSample: next, finalStep: config.Sample.FinalStep);
         var advantages = tensor(adv[start..(start + count)], device: latents.device);
         if (acc.FirstRatioDeviation is null)
         {

@@ -28,11 +28,11 @@ public sealed class TrainableWeights
         Parameters = parameters;
     }
 
-    /// <summary>Attaches LoRA (rank, alpha; up-projections zero) and freezes the base UNet.</summary>
-    public static TrainableWeights WithLora(UNet2DConditionModel unet, int rank, double alpha, long seed)
+    /// <summary>Attaches LoRA (rank, alpha, down drawn as <paramref name="init"/> from the seed; up-projections zero) and freezes the base UNet.</summary>
+    public static TrainableWeights WithLora(UNet2DConditionModel unet, int rank, double alpha, long seed, LoraInit init = LoraInit.Gaussian)
     {
         foreach (var p in unet.parameters()) p.requires_grad = false;
-        var lora = LoraAdapters.Attach(unet, rank, alpha, gen: new Generator((ulong)seed));
+        var lora = LoraAdapters.Attach(unet, rank, alpha, gen: new Generator((ulong)seed), init: init);
         return new TrainableWeights(unet, lora, lora.Parameters);
     }
 

@@ -43,6 +43,8 @@ public sealed class DdpoConfigTests : IDisposable
         Assert.Equal(0, c.Sample.SamplesPerEpoch); // no total stated: the per-process keys are used as set
         Assert.Equal(0, c.Train.TotalBatchSize);
         Assert.Equal(1, c.WorldSize);
+        Assert.Equal(Ddpo.Schedulers.DdimFinalStep.Ddpo, c.Sample.FinalStep); // ddim_step_with_logprob clamps at t = 0
+        Assert.Equal(Ddpo.Models.Lora.LoraInit.Gaussian, c.Lora.Init); // diffusers 0.17 LoRALinearLayer
 
         Assert.Equal(1, c.Train.BatchSize);
         Assert.Equal(3e-4, c.Train.LearningRate);
@@ -197,12 +199,30 @@ public sealed class DdpoConfigTests : IDisposable
     [InlineData("sample.num_steps = \"fifty\"", "sample.num_steps")]
     [InlineData("sample.num_steps = 2.5", "sample.num_steps")]
     [InlineData("train.cfg = 1", "train.cfg")]
+    [InlineData("sample.final_step = \"last\"", "sample.final_step")]
+    [InlineData("sample.final_step = 1", "sample.final_step")]
+    [InlineData("lora.init = \"peft\"", "lora.init")]
+    [InlineData("[lora]\ninit = \"normal\"", "lora.init")]
     public void OutOfRangeOrWrongTypeNamesKeyAndFile(string line, string key)
     {
         var file = Write("range.toml", line + "\n");
         var e = Assert.Throws<ConfigException>(() => DdpoConfig.Load(file, null, null));
         Assert.Contains(key, e.Message);
         Assert.Contains(file, e.Message);
+    }
+
+    [Fact]
+    public void FinalStepAndLoraInitNamesRoundTrip()
+    {
+        var c = DdpoConfig.Load(null, null, ["sample.final_step=\"diffusers\"", "lora.init=\"kaiming_uniform\""]);
+        Assert.Equal(Ddpo.Schedulers.DdimFinalStep.Diffusers, c.Sample.FinalStep);
+        Assert.Equal(Ddpo.Models.Lora.LoraInit.KaimingUniform, c.Lora.Init);
+        var e = Assert.Throws<ConfigException>(() => DdpoConfig.Load(null, null, ["lora.init=\"uniform\""]));
+        Assert.Contains("lora.init", e.Message);
+        Assert.Contains("\"gaussian\", \"kaiming_uniform\"", e.Message);
+        var f = Assert.Throws<ConfigException>(() => DdpoConfig.Load(null, null, ["sample.final_step=\"pytorch\""]));
+        Assert.Contains("sample.final_step", f.Message);
+        Assert.Contains("\"ddpo\", \"diffusers\"", f.Message);
     }
 
     [Fact]

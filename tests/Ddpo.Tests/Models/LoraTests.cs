@@ -46,11 +46,70 @@ public sealed class LoraTests
         using var lora = LoraAdapters.Attach(unet, 4, 8, gen: new Generator(1));
         Assert.Equal(2 * lora.Count, lora.Parameters.Count);
         Assert.True(lora.Parameters.All(p => p.requires_grad));
-        var down = lora.Parameters[0];
-        double bound = 1.0 / Math.Sqrt(down.shape[1]);
-        Assert.True(down.abs().max().item<float>() <= bound && down.abs().max().item<float>() > 0);
+        Assert.True(lora.Parameters[0].abs().max().item<float>() > 0);
         Assert.Equal(0f, lora.Parameters[1].abs().max().item<float>());
         TensorAssert.Close(baseline, ModelFixtures.Run(unet, io), atol: 0, rtol: 0, what: "zero-init LoRA");
+    }
+
+    private static (Tensor Down, Tensor Up) AllInitialWeights(LoraAdapters lora) =>
+        (cat(lora.ModulePaths.Select(p => lora[p].Down.detach().flatten()).ToList(), 0),
+         cat(lora.ModulePaths.Select(p => lora[p].Up.detach().flatten()).ToList(), 0));
+
+    [Theory]
+    [InlineData(4)]
+    [InlineData(8)]
+    public void DefaultInitIsDdpoPytorchsGaussianWithStdOneOverRank(int rank)
+    {
+        // diffusers 0.17 LoRALinearLayer (ddpo-pytorch): nn.init.normal_(down.weight, std=1 / rank); zeros for up.
+        using var scope = NewDisposeScope();
+        using var unet = UNet2DConditionModel.FromPretrained(ModelFixtures.UnetFolder);
+        using var lora = LoraAdapters.Attach(unet, rank, rank, gen: new Generator(11));
+        var (down, up) = AllInitialWeights(lora);
+        Assert.True(down.numel() > 10_000, $"only {down.numel()} weights: too few to estimate the std");
+        double std = down.std().item<float>(), mean = down.mean().item<float>();
+        Assert.InRange(std, 0.97 / rank, 1.03 / rank);
+        Assert.InRange(mean, -0.05 / rank, 0.05 / rank);
+        // Gaussian, not uniform: about 4.6% of N(0, s^2) lies beyond 2 s; a uniform with that std has none.
+        double tail = (down.abs() > 2.0 / rank).to(ScalarType.Float32).mean().item<float>();
+        Assert.InRange(tail, 0.035, 0.057);
+        Assert.Equal(0f, up.abs().max().item<float>());
+    }
+
+    [Fact]
+    public void KaimingUniformInitIsPeftsUniformWithBoundOneOverSqrtInFeatures()
+    {
+        using var scope = NewDisposeScope();
+        using var unet = UNet2DConditionModel.FromPretrained(ModelFixtures.UnetFolder);
+        using var lora = LoraAdapters.Attach(unet, 8, 8, gen: new Generator(11), init: LoraInit.KaimingUniform);
+        var scaled = new List<Tensor>();
+        foreach (var path in lora.ModulePaths)
+        {
+            var down = lora[path].Down.detach();
+            double bound = 1.0 / Math.Sqrt(down.shape[1]);
+            Assert.True(down.abs().max().item<float>() <= bound, $"{path}: |down| exceeds 1/sqrt(in) = {bound}");
+            scaled.Add((down / bound).flatten());
+            Assert.Equal(0f, lora[path].Up.abs().max().item<float>());
+        }
+        // down / bound is U(-1, 1): std 1/sqrt(3), extremes near ±1.
+        var all = cat(scaled, 0);
+        Assert.InRange(all.std().item<float>(), 0.97 / Math.Sqrt(3), 1.03 / Math.Sqrt(3));
+        Assert.InRange(all.abs().max().item<float>(), 0.999, 1.0);
+    }
+
+    [Fact]
+    public void InitIsSeededAndTheTwoInitsDiffer()
+    {
+        using var scope = NewDisposeScope();
+        using var unet = UNet2DConditionModel.FromPretrained(ModelFixtures.UnetFolder);
+        Tensor Draw(LoraInit init, ulong seed)
+        {
+            using var lora = LoraAdapters.Attach(unet, 4, 4, gen: new Generator(seed), init: init);
+            return AllInitialWeights(lora).Down.clone();
+        }
+        var a = Draw(LoraInit.Gaussian, 5);
+        TensorAssert.Close(a, Draw(LoraInit.Gaussian, 5), atol: 0, rtol: 0, what: "same seed, same init");
+        Assert.True((a - Draw(LoraInit.Gaussian, 6)).abs().max().item<float>() > 0, "another seed gives the same weights");
+        Assert.True((a - Draw(LoraInit.KaimingUniform, 5)).abs().max().item<float>() > 0, "the two inits give the same weights");
     }
 
     [Fact]

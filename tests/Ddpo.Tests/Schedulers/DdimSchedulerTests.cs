@@ -70,7 +70,7 @@ public sealed class DdimSchedulerTests
         using var s = StableDiffusionScheduler(50);
         var x = randn(2, 4, 8, 8, generator: new Generator(seed: 3));
         var eps = randn(2, 4, 8, 8, generator: new Generator(seed: 4));
-        var r = s.Step(eps, tensor(new long[] { 1, 1 }), x, 1.0, generator: new Generator(seed: 5));
+        var r = s.Step(eps, tensor(new long[] { 1, 1 }), x, 1.0, generator: new Generator(seed: 5), finalStep: DdimFinalStep.Ddpo);
         // t=1 -> prev clamps to 0: alpha_prev = alphas_cumprod[0], so the std is finite and positive.
         Assert.True(r.Std.isfinite().all().item<bool>());
         Assert.True((r.Std > 0).all().item<bool>());

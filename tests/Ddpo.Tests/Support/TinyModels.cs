@@ -1,4 +1,5 @@
 using Ddpo.Pipelines;
+using Ddpo.Schedulers;
 
 namespace Ddpo.Tests.Support;
 
@@ -16,6 +17,24 @@ public static class TinyModels
 
     /// <summary>A pixel-space tiny pipeline (no VAE, 16x16 RGB), fastest to sample and train.</summary>
     public static string Pixel => PixelModel.Value;
+
+    /// <summary>
+    /// A copy of <see cref="Pixel"/> in a new temporary folder (the caller deletes it) whose scheduler config is
+    /// <paramref name="change"/>d, e.g. <c>set_alpha_to_one = true</c>.
+    /// </summary>
+    public static string PixelWithScheduler(Func<DdimSchedulerConfig, DdimSchedulerConfig> change)
+    {
+        var dir = TestPaths.NewTempDir("ddpo-tiny-scheduler");
+        foreach (var file in Directory.GetFiles(Pixel, "*", SearchOption.AllDirectories))
+        {
+            var target = Path.Combine(dir, Path.GetRelativePath(Pixel, file));
+            Directory.CreateDirectory(Path.GetDirectoryName(target)!);
+            File.Copy(file, target);
+        }
+        var schedulerFile = Path.Combine(dir, "scheduler", "scheduler_config.json");
+        File.WriteAllText(schedulerFile, change(DdimSchedulerConfig.Load(schedulerFile)).ToJson());
+        return dir;
+    }
 
     private static string Write(string name, TinyPipelineOptions options)
     {

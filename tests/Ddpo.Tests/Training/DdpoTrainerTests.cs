@@ -1,4 +1,5 @@
 using Ddpo.Config;
+using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
@@ -21,9 +22,10 @@ public sealed class DdpoTrainerTests
         "logging.num_eval_images=2", "save_freq=1", "device=\"cpu\"", .. extra,
     ]);
 
-    private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false, IRewardFunction? reward = null)
+    private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false,
+        IRewardFunction? reward = null, string? model = null)
     {
-        using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
+        using var pipeline = TextToImagePipeline.FromPretrained(model ?? TinyModels.Pixel);
         using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config));
         trainer.RunAsync().GetAwaiter().GetResult();
         return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
@@ -47,6 +49,50 @@ public sealed class DdpoTrainerTests
         Assert.True(File.Exists(Path.Combine(dir, "images", "epoch-0000", "grid.png")));
         Assert.True(File.Exists(Path.Combine(dir, "images", "epoch-0001", "grid.png")), "images after the last update");
         Directory.Delete(dir, true);
+    }
+
+    [Theory]
+    [InlineData("ddpo", true, 1)]
+    [InlineData("diffusers", true, 1)]
+    [InlineData("ddpo", false, 0)]
+    public void DeterministicLastStepsAreLeftOutOfTraining(string finalStep, bool setAlphaToOne, int stepsOffset)
+    {
+        // With set_alpha_to_one = true diffusers' last step has zero variance and no log-probability; training
+        // with sample.final_step = "diffusers" must leave it out (a NaN log-prob would make the loss NaN). With
+        // steps_offset = 0 the last timestep is 0 and even ddpo-pytorch's clamped step has zero variance.
+        var model = TinyModels.PixelWithScheduler(c => c with { SetAlphaToOne = setAlphaToOne, StepsOffset = stepsOffset });
+        var dir = TestPaths.NewTempDir();
+        try
+        {
+            var line = Assert.Single(Train(TinyConfig("num_epochs=1", $"sample.final_step=\"{finalStep}\""), dir, model: model));
+            Assert.Equal(0.0, (double)line["first_ratio_max_dev"]!);
+            Assert.True(double.IsFinite((double)line["loss"]!), $"loss {line["loss"]}");
+            Assert.True(double.IsFinite((double)line["approx_kl"]!), $"approx_kl {line["approx_kl"]}");
+            Assert.Equal(1.0, (double)line["optimizer_steps"]!);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(model, true);
+        }
+    }
+
+    [Fact]
+    public void DiffusersFinalStepWithOnlyADeterministicStepIsAClearError()
+    {
+        var model = TinyModels.PixelWithScheduler(c => c with { SetAlphaToOne = true });
+        var dir = TestPaths.NewTempDir();
+        try
+        {
+            var e = Assert.Throws<ConfigException>(() => Train(TinyConfig("num_epochs=1", "sample.num_steps=1", "sample.final_step=\"diffusers\""), dir, model: model));
+            Assert.Contains("sample.final_step", e.Message);
+            Assert.Contains("set_alpha_to_one", e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+            Directory.Delete(model, true);
+        }
     }
 
     [Fact]

@@ -45,11 +45,11 @@ public sealed class LoraAdapters : IDisposable
     /// <summary>
     /// Attaches fresh adapters of rank <paramref name="rank"/> (scale <c>alpha / rank</c>) to every LoRA-capable
     /// projection whose path ends with one of <paramref name="targets"/> (default <see cref="DefaultTargets"/>).
-    /// Down is initialised as PEFT (Kaiming-uniform, a = sqrt(5): U(-1/sqrt(in), 1/sqrt(in))), up with zeros,
-    /// so the UNet's output is unchanged until training moves the up weights.
+    /// Down is drawn as <paramref name="init"/> says (default: N(0, 1/rank^2), as diffusers 0.17 and ddpo-pytorch),
+    /// from <paramref name="gen"/>, up with zeros, so the UNet's output is unchanged until training moves the up weights.
     /// </summary>
     public static LoraAdapters Attach(UNet2DConditionModel unet, int rank, double alpha,
-        IEnumerable<string>? targets = null, Generator? gen = null)
+        IEnumerable<string>? targets = null, Generator? gen = null, LoraInit init = LoraInit.Gaussian)
     {
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoRA rank must be positive");
         if (!(alpha > 0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "LoRA alpha must be positive");
@@ -70,8 +70,7 @@ public sealed class LoraAdapters : IDisposable
             foreach (var (path, layer) in layers)
             {
                 var device = layer.Weight.device;
-                double bound = 1.0 / Math.Sqrt(layer.InFeatures);
-                var down = (rand([rank, layer.InFeatures], ScalarType.Float32, generator: gen) * (2 * bound) - bound).to(device);
+                var down = DrawDown(rank, layer.InFeatures, init, gen).to(device);
                 var up = zeros([layer.OutFeatures, rank], ScalarType.Float32, device);
                 var adapter = new LoraAdapter(down, up, scale);
                 layer.Adapter = adapter;
@@ -79,6 +78,21 @@ public sealed class LoraAdapters : IDisposable
             }
         }
         return new LoraAdapters(unet, entries);
+    }
+
+    /// <summary>A fresh down projection [rank, in_features], float32 on the CPU (drawn there so seeds reproduce across devices).</summary>
+    internal static Tensor DrawDown(int rank, long inFeatures, LoraInit init, Generator? gen)
+    {
+        switch (init)
+        {
+            case LoraInit.Gaussian:
+                return randn([rank, inFeatures], ScalarType.Float32, generator: gen).mul_(1.0 / rank);
+            case LoraInit.KaimingUniform:
+                double bound = 1.0 / Math.Sqrt(inFeatures);
+                return rand([rank, inFeatures], ScalarType.Float32, generator: gen).mul_(2 * bound).sub_(bound);
+            default:
+                throw new ArgumentOutOfRangeException(nameof(init), init, "unknown LoRA initialisation");
+        }
     }
 
     /// <summary>
