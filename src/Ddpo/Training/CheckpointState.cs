@@ -55,9 +55,9 @@ public sealed class CheckpointState
                 Epoch = root["epoch"]?.GetValue<int>() ?? throw new FormatException("missing 'epoch'"),
                 GlobalStep = root["global_step"]?.GetValue<long>() ?? 0,
                 ConfigHash = root["config_hash"]?.GetValue<string>() ?? "",
-                RngState = root["rng_state"]?.AsArray().Select(n => n!.GetValue<ulong>()).ToArray() ?? [],
+                RngState = root["rng_state"]?.AsArray().Select(n => n?.GetValue<ulong>() ?? throw new FormatException("'rng_state' holds null, expected integers")).ToArray() ?? [],
                 StatTrackerJson = root["stat_tracker"]?.ToJsonString(),
-                Extra = root["extra"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value!.GetValue<string>()) ?? [],
+                Extra = root["extra"]?.AsObject().ToDictionary(kv => kv.Key, kv => kv.Value?.GetValue<string>() ?? throw new FormatException($"'extra.{kv.Key}' is null, expected a string")) ?? [],
             };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)
