@@ -26,7 +26,7 @@ internal static class ClipTokenizerFiles
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject
+            root = StrictJson.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject
                 ?? throw new ModelLoadException($"{path}: corrupt vocabulary: expected a JSON object mapping tokens to ids");
         }
         catch (JsonException e)
@@ -99,7 +99,7 @@ internal static class ClipTokenizerFiles
             JsonObject? root;
             try
             {
-                root = JsonNode.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject;
+                root = StrictJson.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject;
             }
             catch (JsonException e)
             {

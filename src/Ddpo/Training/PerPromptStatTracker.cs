@@ -103,7 +103,7 @@ public sealed class PerPromptStatTracker
     {
         try
         {
-            var root = JsonNode.Parse(json)?.AsObject() ?? throw new FormatException("stat tracker state: expected a JSON object");
+            var root = Ddpo.Models.Loading.StrictJson.Parse(json)?.AsObject() ?? throw new FormatException("stat tracker state: expected a JSON object");
             var tracker = new PerPromptStatTracker(
                 root["buffer_size"]?.GetValue<int>() ?? throw new FormatException("stat tracker state: missing buffer_size"),
                 root["min_count"]?.GetValue<int>() ?? throw new FormatException("stat tracker state: missing min_count"));

@@ -200,7 +200,7 @@ public sealed class SafetensorsFuzzTests
             }
         }
         Assert.Equal(40, caught + loaded);
-        Assert.True(caught >= 30, $"only {caught} of 40 flipped headers were rejected");
+        Assert.True(caught >= 35, $"only {caught} of 40 flipped headers were rejected");
     }
 
     /// <summary>The three crashes, through the model loader: a clean error naming the file and tensor.</summary>

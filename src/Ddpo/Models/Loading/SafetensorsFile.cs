@@ -138,7 +138,7 @@ public static class SafetensorsFile
         try
         {
             var text = Utf8Text.ReadFile(indexPath, message => new ModelLoadException(message));
-            map = JsonNode.Parse(text)?["weight_map"] as JsonObject
+            map = StrictJson.Parse(text)?["weight_map"] as JsonObject
                 ?? throw new ModelLoadException($"{indexPath}: no 'weight_map' object (expected {{\"weight_map\": {{tensor name: shard file}}}})");
         }
         catch (JsonException e)
