@@ -118,7 +118,7 @@ public sealed class SafetensorsHeader
         // read, with an InvalidOperationException that names nothing.
         if (!Utf8Text.TryDecode(headerBytes, out var text, out int invalidAt))
         {
-            throw Corrupt(path, $"the header is not valid UTF-8 ({Utf8Text.DescribeInvalid(headerBytes, invalidAt)} of the header); expected UTF-8 JSON");
+            throw Corrupt(path, $"the header is not valid UTF-8 ({Utf8Text.DescribeInvalid(headerBytes, invalidAt)} of the header{StringAround(headerBytes, invalidAt)}); expected UTF-8 JSON");
         }
         JsonDocument doc;
         try
@@ -257,6 +257,24 @@ public sealed class SafetensorsHeader
             }
             previous = entry;
         }
+    }
+
+    /// <summary>
+    /// The JSON string holding the invalid byte at <paramref name="offset"/> (usually a tensor key), non-ASCII
+    /// bytes shown as <c>\xFF</c>, so the user can tell which tensor is damaged; empty when there is none.
+    /// </summary>
+    private static string StringAround(byte[] header, int offset)
+    {
+        int start = offset > 0 ? Array.LastIndexOf(header, (byte)'"', offset - 1) : -1;
+        int end = Array.IndexOf(header, (byte)'"', offset);
+        if (start < 0 || end < 0 || end - start > 240) return "";
+        var shown = new System.Text.StringBuilder();
+        foreach (byte b in header.AsSpan(start + 1, end - start - 1))
+        {
+            if (b is >= 0x20 and < 0x7F) shown.Append((char)b);
+            else shown.Append($"\\x{b:X2}");
+        }
+        return $", in the string \"{shown}\"";
     }
 
     private static string Describe(JsonElement entry, string field) =>
