@@ -50,7 +50,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
             weights.LoadRawState(tensors, checkpoint.Path);
             if (!tensors.TryGetValue(OptimizerKey, out var bytes))
             {
-                throw new InvalidDataException($"{checkpoint.Path}: checkpoint has no optimizer state ('{OptimizerKey}')");
+                throw new ModelLoadException($"{checkpoint.Path}: checkpoint has no optimizer state ('{OptimizerKey}')");
             }
             if (bytes.dtype != ScalarType.Byte || bytes.dim() != 1)
             {
