@@ -11,6 +11,9 @@ public static class CliApp
     /// <summary>Exit code for bad input (config, weights, arguments).</summary>
     public const int BadInput = 2;
 
+    /// <summary>Exit code for an unexpected internal error (a bug): reported with its stack trace, never an abort.</summary>
+    public const int InternalError = 1;
+
     /// <summary>Exit code when the reward failed after retries (the epoch's samples are kept for --resume).</summary>
     public const int RewardFailed = 3;
 
@@ -43,11 +46,21 @@ public static class CliApp
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             return RewardFailed;
         }
+        catch (Exception e)
+        {
+            // Not the user's input: keep the trace for the bug report, but exit normally (an unhandled
+            // exception aborts the process: SIGABRT, exit 134, and a core dump on some systems).
+            Console.Error.WriteLine($"internal error (please report): {e}");
+            return InternalError;
+        }
     }
 
     private static bool IsUserError(Exception e) =>
         e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException
-            or DirectoryNotFoundException or InvalidDataException or UserFacingException;
+            or DirectoryNotFoundException or InvalidDataException or UserFacingException
+            // Readers of run files (metrics.jsonl, prompts.json, checkpoint state) report malformed content
+            // as a FormatException whose message names the file and line.
+            or FormatException;
 }
 
 /// <summary>An error caused by the user's input or environment, shown without a stack trace.</summary>

@@ -25,7 +25,7 @@ public static class MakeDataCommand
             if (fraction is < 0 or > 1) throw new ArgumentException($"--activity-fraction must be in [0, 1], got {fraction}");
             var clock = Stopwatch.StartNew();
             EmojiDataset.Generate(parse.GetValue(output)!, n, parse.GetValue(size), parse.GetValue(seed), fraction);
-            AnsiConsole.MarkupLineInterpolated($"wrote {n} images to [green]{parse.GetValue(output)}[/] in {clock.Elapsed.TotalSeconds:F1} s");
+            AnsiConsole.MarkupLineInterpolated($"wrote {n} images to [green]{parse.GetValue(output)}[/] in {clock.Elapsed.TotalSeconds:F1} s ({n / Math.Max(clock.Elapsed.TotalSeconds, 1e-9):F0} images/s)");
             return 0;
         });
         return command;

@@ -191,7 +191,7 @@ public sealed class DdpoConfig
         {
             throw new ConfigException($"{file}: config file not found");
         }
-        var text = File.ReadAllText(file);
+        var text = Utf8Text.ReadFile(file, message => new ConfigException(message));
         return Path.GetExtension(file).ToLowerInvariant() switch
         {
             ".toml" => ConfigValues.ParseToml(text, file),

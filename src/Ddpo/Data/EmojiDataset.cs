@@ -147,7 +147,7 @@ public sealed class EmojiDataset : IDisposable
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
+            root = StrictJson.Parse(Utf8Text.ReadFile(path, message => new InvalidDataException(message))) as JsonObject ?? throw new InvalidDataException($"{path}: expected a JSON object");
         }
         catch (JsonException e)
         {

@@ -31,7 +31,7 @@ public sealed record PipelineLayout(string Root, string Unet, string? Vae, strin
         JsonObject index;
         try
         {
-            index = JsonNode.Parse(File.ReadAllText(indexPath)) as JsonObject
+            index = StrictJson.Parse(Utf8Text.ReadFile(indexPath, message => new ModelLoadException(message))) as JsonObject
                 ?? throw new ModelLoadException($"{indexPath}: expected a JSON object");
         }
         catch (JsonException e)

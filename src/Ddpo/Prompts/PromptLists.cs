@@ -28,7 +28,7 @@ public static class PromptLists
     {
         if (File.Exists(nameOrPath))
         {
-            return Clean(File.ReadAllLines(nameOrPath), nameOrPath);
+            return Clean(Utf8Text.ReadFile(nameOrPath, message => new ConfigException(message)).Split('\n'), nameOrPath);
         }
         return Cache.GetOrAdd(nameOrPath, name =>
         {

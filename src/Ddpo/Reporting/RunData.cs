@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
+using Ddpo.Models.Loading;
 using Ddpo.Training;
 
 namespace Ddpo.Reporting;
@@ -101,7 +102,7 @@ public sealed partial class RunData
         }
 
         var configPath = Path.Combine(dir, ConfigFileName);
-        var config = File.Exists(configPath) ? File.ReadAllText(configPath) : null;
+        var config = File.Exists(configPath) ? Utf8Text.ReadFile(configPath, message => new FormatException(message)) : null;
         var images = Path.Combine(dir, ImagesFolderName);
         return new RunData(dir, byEpoch.Values.ToList(), config, ReadPrompts(Path.Combine(images, PromptsFileName)), FindImageEpochs(images));
     }
@@ -117,7 +118,7 @@ public sealed partial class RunData
         if (!File.Exists(path)) return [];
         try
         {
-            using var doc = JsonDocument.Parse(File.ReadAllText(path));
+            using var doc = JsonDocument.Parse(Utf8Text.ReadFile(path, message => new FormatException(message)));
             if (doc.RootElement.ValueKind != JsonValueKind.Array) throw new FormatException("expected a JSON array of prompt strings");
             return doc.RootElement.EnumerateArray().Select((p, i) => p.ValueKind == JsonValueKind.String
                 ? p.GetString()!

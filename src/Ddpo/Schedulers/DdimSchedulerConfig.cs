@@ -53,7 +53,7 @@ public sealed record DdimSchedulerConfig
         c.RequireUnset("thresholding", "dynamic thresholding is not supported", false);
         c.RequireUnset("rescale_betas_zero_snr", "zero-terminal-SNR rescaling is not supported", false);
         var d = new DdimSchedulerConfig();
-        return new DdimSchedulerConfig
+        var config = new DdimSchedulerConfig
         {
             NumTrainTimesteps = c.GetInt("num_train_timesteps", d.NumTrainTimesteps),
             BetaStart = c.GetDouble("beta_start", d.BetaStart),
@@ -66,6 +66,22 @@ public sealed record DdimSchedulerConfig
             PredictionType = c.GetChoice("prediction_type", d.PredictionType, "epsilon", "v_prediction", "sample"),
             TimestepSpacing = c.GetChoice("timestep_spacing", d.TimestepSpacing, "leading", "trailing", "linspace"),
         };
+        config.CheckRanges(c.Source);
+        return config;
+    }
+
+    /// <summary>
+    /// Values the schedule cannot be built from (they would reach libtorch as an empty or negative range, or
+    /// give NaN alphas) are a <see cref="ConfigException"/> naming the field.
+    /// </summary>
+    private void CheckRanges(string source)
+    {
+        ConfigException Bad(string field, object value, string expected) => new($"{source}: field '{field}' = {value}, expected {expected}");
+        if (NumTrainTimesteps is < 1 or > 100_000) throw Bad("num_train_timesteps", NumTrainTimesteps, "an integer from 1 to 100000");
+        if (!(BetaStart is > 0 and < 1)) throw Bad("beta_start", BetaStart, "a number in (0, 1)");
+        if (!(BetaEnd is > 0 and < 1) || BetaEnd < BetaStart) throw Bad("beta_end", BetaEnd, $"a number in [beta_start = {BetaStart}, 1)");
+        if (!(ClipSampleRange > 0) || double.IsInfinity(ClipSampleRange)) throw Bad("clip_sample_range", ClipSampleRange, "a positive number");
+        if (StepsOffset < 0 || StepsOffset >= NumTrainTimesteps) throw Bad("steps_offset", StepsOffset, $"an integer from 0 to num_train_timesteps - 1 = {NumTrainTimesteps - 1}");
     }
 
     /// <summary>A diffusers-compatible <c>scheduler_config.json</c> for a DDIMScheduler.</summary>

@@ -39,6 +39,7 @@ public sealed class BertWordPieceTokenizer
     /// </summary>
     public static BertWordPieceTokenizer FromFolder(string directory, int maxLength = 512)
     {
+        ArgumentOutOfRangeException.ThrowIfLessThan(maxLength, 2);
         var vocab = Path.Combine(directory, "vocab.txt");
         if (!File.Exists(vocab))
         {
@@ -53,8 +54,18 @@ public sealed class BertWordPieceTokenizer
             lower = json.GetBool("do_lower_case", true);
             if (json.Root["strip_accents"] is JsonValue v && v.TryGetValue<bool>(out var b)) stripAccents = b;
         }
-        using var stream = File.OpenRead(vocab);
-        return FromVocab(stream, lower, stripAccents ?? lower, maxLength);
+        // Checked as strict UTF-8 here: the tokenizer library would read invalid bytes as U+FFFD tokens.
+        var text = Utf8Text.ReadFile(vocab, message => new ModelLoadException(message));
+        using var stream = new MemoryStream(System.Text.Encoding.UTF8.GetBytes(text));
+        try
+        {
+            return FromVocab(stream, lower, stripAccents ?? lower, maxLength);
+        }
+        // Microsoft.ML.Tokenizers rejects a vocabulary without [CLS], [SEP], [PAD], [UNK] or with repeated tokens.
+        catch (Exception e) when (e is ArgumentException or InvalidOperationException or FormatException or KeyNotFoundException)
+        {
+            throw new ModelLoadException($"{vocab}: not a usable WordPiece vocabulary ({e.Message}); expected one token a line, with [CLS], [SEP], [PAD] and [UNK]", e);
+        }
     }
 
     /// <summary>A tokenizer over a <c>vocab.txt</c> stream (one token a line, the line number is the id).</summary>

@@ -26,7 +26,7 @@ internal static class ClipTokenizerFiles
         JsonObject root;
         try
         {
-            root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+            root = StrictJson.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject
                 ?? throw new ModelLoadException($"{path}: corrupt vocabulary: expected a JSON object mapping tokens to ids");
         }
         catch (JsonException e)
@@ -67,7 +67,7 @@ internal static class ClipTokenizerFiles
         if (!File.Exists(path)) throw new ModelLoadException($"{path}: tokenizer merges file not found");
         var merges = new List<(string, string)>();
         int lineNumber = 0;
-        foreach (var raw in File.ReadLines(path))
+        foreach (var raw in Utf8Text.ReadFile(path, message => new ModelLoadException(message)).Split('\n'))
         {
             lineNumber++;
             var line = raw.TrimEnd('\r');
@@ -99,7 +99,7 @@ internal static class ClipTokenizerFiles
             JsonObject? root;
             try
             {
-                root = JsonNode.Parse(File.ReadAllText(path)) as JsonObject;
+                root = StrictJson.Parse(Utf8Text.ReadFile(path, message => new ModelLoadException(message))) as JsonObject;
             }
             catch (JsonException e)
             {

@@ -43,7 +43,7 @@ public sealed class CheckpointState
     {
         try
         {
-            var root = JsonNode.Parse(json)?.AsObject() ?? throw new FormatException("expected a JSON object");
+            var root = Ddpo.Models.Loading.StrictJson.Parse(json)?.AsObject() ?? throw new FormatException("expected a JSON object");
             return new CheckpointState
             {
                 Epoch = root["epoch"]?.GetValue<int>() ?? throw new FormatException("missing 'epoch'"),

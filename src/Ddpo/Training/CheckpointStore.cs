@@ -107,11 +107,15 @@ public sealed class CheckpointStore
         CheckpointState state;
         try
         {
-            state = CheckpointState.FromJson(File.ReadAllText(statePath), statePath);
+            state = CheckpointState.FromJson(Utf8Text.ReadFile(statePath, message => new FormatException(message)), statePath);
         }
         catch (FormatException e)
         {
             throw new ModelLoadException(e.Message, e);
+        }
+        if (state.Epoch < 0)
+        {
+            throw new ModelLoadException($"{statePath}: field 'epoch' is {state.Epoch}, expected a non-negative integer");
         }
         return (state, SafetensorsFile.Load(Path.Combine(checkpointDirectory, TensorsFile)));
     }

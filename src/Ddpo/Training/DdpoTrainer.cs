@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using Ddpo.Config;
 using Ddpo.Imaging;
+using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Reporting;
@@ -88,7 +89,14 @@ public sealed class DdpoTrainer : IDisposable
             _tracker?.Clear();
             if (_tracker is not null && state.StatTracker is not null)
             {
-                _tracker = PerPromptStatTracker.FromJson(state.StatTracker);
+                try
+                {
+                    _tracker = PerPromptStatTracker.FromJson(state.StatTracker);
+                }
+                catch (FormatException e)
+                {
+                    throw new ModelLoadException($"{Path.Combine(latest.Path, CheckpointStore.StateFile)}: field 'stat_tracker': {e.Message}", e);
+                }
             }
             _startEpoch = state.Epoch + 1;
             _globalStep = state.GlobalStep;

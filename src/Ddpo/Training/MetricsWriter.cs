@@ -63,12 +63,23 @@ public sealed class MetricsWriter : IDisposable
     public static void TruncateAfter(string path, int lastEpoch)
     {
         if (!File.Exists(path)) return;
-        var kept = File.ReadAllLines(path).Where(line =>
+        // A last line without its newline was being written when the run died; its epoch had no checkpoint
+        // yet (lines are written before the checkpoint), so it goes too.
+        var text = MetricsReader.ReadText(path, ignoreUnterminatedLastLine: true);
+        var kept = new List<string>();
+        int lineNumber = 0;
+        foreach (var line in text.Split('\n'))
         {
-            if (string.IsNullOrWhiteSpace(line)) return false;
-            using var doc = JsonDocument.Parse(line);
-            return !doc.RootElement.TryGetProperty("epoch", out var e) || e.GetInt32() <= lastEpoch;
-        }).ToList();
+            lineNumber++;
+            if (string.IsNullOrWhiteSpace(line)) continue;
+            var values = MetricsReader.ParseLine(line, path, lineNumber);
+            if (!values.TryGetValue("epoch", out var epoch)) { kept.Add(line.TrimEnd('\r')); continue; }
+            if (epoch is not double e || e != Math.Floor(e) || Math.Abs(e) > int.MaxValue)
+            {
+                throw new FormatException($"{path}:{lineNumber}: field 'epoch' is {epoch ?? "null"}, expected an integer");
+            }
+            if (e <= lastEpoch) kept.Add(line.TrimEnd('\r'));
+        }
         var temp = path + ".tmp";
         File.WriteAllLines(temp, kept);
         File.Move(temp, path, overwrite: true);
@@ -85,7 +96,7 @@ public static class MetricsReader
     /// </summary>
     public static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadAll(string path)
     {
-        return Parse(ReadShared(path), path, ignoreUnterminatedLastLine: false);
+        return Parse(ReadText(path, ignoreUnterminatedLastLine: false), path);
     }
 
     /// <summary>
@@ -93,39 +104,53 @@ public static class MetricsReader
     /// now: <see cref="MetricsWriter"/> always ends lines) is left out instead of being an error.
     /// </summary>
     public static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadComplete(string path) =>
-        Parse(ReadShared(path), path, ignoreUnterminatedLastLine: true);
+        Parse(ReadText(path, ignoreUnterminatedLastLine: true), path);
 
-    private static string ReadShared(string path)
+    /// <summary>
+    /// The file's text, decoded as strict UTF-8 (an invalid byte is a <see cref="FormatException"/> naming the file
+    /// and line, not a silent U+FFFD). A line being appended is cut off as bytes, before decoding, since it may
+    /// end inside a multi-byte character.
+    /// </summary>
+    internal static string ReadText(string path, bool ignoreUnterminatedLastLine)
     {
-        using var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete);
-        using var reader = new StreamReader(stream);
-        return reader.ReadToEnd();
+        byte[] bytes;
+        using (var stream = new FileStream(path, FileMode.Open, FileAccess.Read, FileShare.ReadWrite | FileShare.Delete))
+        using (var memory = new MemoryStream())
+        {
+            stream.CopyTo(memory);
+            bytes = memory.ToArray();
+        }
+        var complete = ignoreUnterminatedLastLine ? bytes.AsSpan(0, bytes.AsSpan().LastIndexOf((byte)'\n') + 1) : bytes;
+        return Ddpo.Models.Loading.Utf8Text.Decode(complete, path, message => new FormatException(message));
     }
 
-    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> Parse(string text, string path, bool ignoreUnterminatedLastLine)
+    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> Parse(string text, string path)
     {
-        if (ignoreUnterminatedLastLine && text.Length > 0 && text[^1] != '\n')
-        {
-            text = text[..(text.LastIndexOf('\n') + 1)];
-        }
         var result = new List<IReadOnlyDictionary<string, object?>>();
         int lineNumber = 0;
         foreach (var line in text.Split('\n'))
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            try
-            {
-                using var doc = JsonDocument.Parse(line);
-                if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new FormatException("not a JSON object");
-                result.Add((Dictionary<string, object?>)Convert(doc.RootElement)!);
-            }
-            catch (Exception e) when (e is JsonException or FormatException)
-            {
-                throw new FormatException($"{path}:{lineNumber}: malformed metrics line ({e.Message})", e);
-            }
+            result.Add(ParseLine(line, path, lineNumber));
         }
         return result;
+    }
+
+    /// <summary>One line as a dictionary (see <see cref="ReadAll"/>); a malformed line is a <see cref="FormatException"/> naming <c>path:line</c>.</summary>
+    internal static Dictionary<string, object?> ParseLine(string line, string path, int lineNumber)
+    {
+        try
+        {
+            using var doc = JsonDocument.Parse(line);
+            if (doc.RootElement.ValueKind != JsonValueKind.Object) throw new FormatException($"a JSON {doc.RootElement.ValueKind}, expected an object");
+            return (Dictionary<string, object?>)Convert(doc.RootElement)!;
+        }
+        // ArgumentException: a key repeated within the line.
+        catch (Exception e) when (e is JsonException or FormatException or ArgumentException)
+        {
+            throw new FormatException($"{path}:{lineNumber}: malformed metrics line ({e.Message})", e);
+        }
     }
 
     private static object? Convert(JsonElement e) => e.ValueKind switch

@@ -103,7 +103,7 @@ public sealed class PerPromptStatTracker
     {
         try
         {
-            var root = JsonNode.Parse(json)?.AsObject() ?? throw new FormatException("stat tracker state: expected a JSON object");
+            var root = Ddpo.Models.Loading.StrictJson.Parse(json)?.AsObject() ?? throw new FormatException("stat tracker state: expected a JSON object");
             var tracker = new PerPromptStatTracker(
                 root["buffer_size"]?.GetValue<int>() ?? throw new FormatException("stat tracker state: missing buffer_size"),
                 root["min_count"]?.GetValue<int>() ?? throw new FormatException("stat tracker state: missing min_count"));
@@ -111,12 +111,13 @@ public sealed class PerPromptStatTracker
             {
                 var array = values?.AsArray() ?? throw new FormatException($"stat tracker state: buffer of '{prompt}' is not an array");
                 var queue = new Queue<float>(tracker.BufferSize);
-                foreach (var v in array.TakeLast(tracker.BufferSize)) queue.Enqueue(v!.GetValue<float>());
+                foreach (var v in array.TakeLast(tracker.BufferSize)) queue.Enqueue(v?.GetValue<float>() ?? throw new FormatException($"stat tracker state: buffer of '{prompt}' holds null, expected numbers"));
                 tracker._buffers[prompt] = queue;
             }
             return tracker;
         }
-        catch (Exception e) when (e is JsonException or InvalidOperationException)
+        // ArgumentException: a buffer size or minimum count out of range, or a prompt repeated.
+        catch (Exception e) when (e is JsonException or InvalidOperationException or ArgumentException)
         {
             throw new FormatException($"stat tracker state: malformed JSON ({e.Message})", e);
         }

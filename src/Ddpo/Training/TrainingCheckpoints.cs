@@ -1,3 +1,4 @@
+using Ddpo.Models.Loading;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
@@ -50,11 +51,26 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
             weights.LoadRawState(tensors, checkpoint.Path);
             if (!tensors.TryGetValue(OptimizerKey, out var bytes))
             {
-                throw new InvalidDataException($"{checkpoint.Path}: checkpoint has no optimizer state ('{OptimizerKey}')");
+                throw new ModelLoadException($"{checkpoint.Path}: checkpoint has no optimizer state ('{OptimizerKey}')");
+            }
+            if (bytes.dtype != ScalarType.Byte || bytes.dim() != 1)
+            {
+                throw new ModelLoadException($"{checkpoint.Path}: '{OptimizerKey}' is a {bytes.dtype} tensor of shape [{string.Join(", ", bytes.shape)}], expected a 1-D U8 tensor of bytes");
             }
             using var stream = new MemoryStream(bytes.data<byte>().ToArray());
             using var reader = new BinaryReader(stream);
-            optimizer.load_state_dict(reader);
+            try
+            {
+                optimizer.load_state_dict(reader);
+            }
+            // TorchSharp reads the optimizer's binary form without checks of its own: garbage ends the stream
+            // early, has impossible lengths or does not fit the parameters.
+            catch (Exception e) when (e is EndOfStreamException or IOException or ArgumentException or InvalidOperationException
+                or InvalidDataException or FormatException or OverflowException or OutOfMemoryException or IndexOutOfRangeException
+                or System.Runtime.InteropServices.ExternalException)
+            {
+                throw new ModelLoadException($"{checkpoint.Path}: the optimizer state ('{OptimizerKey}') is unreadable ({e.GetType().Name}: {e.Message}); the checkpoint is corrupt or from another optimizer", e);
+            }
             return new RestoredState(state.Epoch, state.ConfigHash, state.StatTrackerJson, state.GlobalStep);
         }
         finally

@@ -158,16 +158,21 @@ public class EmojiSceneGeneratorTests
         Assert.True(std.item<float>() > 0.05f);
     }
 
+    /// <summary>
+    /// A large batch is filled completely (no image left blank). Its speed is measured by <c>ddpo make-data</c>,
+    /// which prints images per second, not asserted here: a timed unit test fails on a busy machine.
+    /// </summary>
     [Fact]
-    public void GeneratesThousandsOfImagesPerSecond()
+    public void FillsEveryImageOfALargeBatch()
     {
         using var generator = new EmojiSceneGenerator(Size);
         var pixels = new byte[2000 * generator.ImageBytes];
-        generator.GenerateBatch(50, new Random(0), SpriteCatalog.AnimalNames, SpriteCatalog.ActivityNames, 0.25, pixels); // warm-up
-        var sw = Stopwatch.StartNew();
         generator.GenerateBatch(2000, new Random(1), SpriteCatalog.AnimalNames, SpriteCatalog.ActivityNames, 0.25, pixels);
-        // About 0.2 s on one core; the bound is loose for a busy machine (50k images well under a minute needs < 2.4 s).
-        Assert.True(sw.Elapsed.TotalSeconds < 2.4, $"2000 images took {sw.Elapsed.TotalSeconds:F2} s");
+        for (int i = 0; i < 2000; i++)
+        {
+            var image = pixels.AsSpan(i * generator.ImageBytes, generator.ImageBytes);
+            Assert.True(image.ContainsAnyExcept(image[0]), $"image {i} of the batch is a single flat value");
+        }
     }
 
     [Fact]

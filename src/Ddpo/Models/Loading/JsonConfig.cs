@@ -30,7 +30,7 @@ public sealed class JsonConfig
         }
         try
         {
-            var node = JsonNode.Parse(File.ReadAllText(path)) as JsonObject
+            var node = StrictJson.Parse(Utf8Text.ReadFile(path, message => new ConfigException(message))) as JsonObject
                 ?? throw new ConfigException($"{path}: expected a JSON object at the top level");
             return new JsonConfig(node, path);
         }

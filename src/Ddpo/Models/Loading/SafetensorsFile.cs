@@ -6,70 +6,55 @@ using static TorchSharp.torch;
 namespace Ddpo.Models.Loading;
 
 /// <summary>
-/// Reads and writes safetensors files (through TorchSharp.PyBridge) after checking the header
-/// ourselves, so a truncated or corrupt file is an error that names it and says what is wrong.
+/// Reads safetensors files after checking the header completely (<see cref="SafetensorsHeader"/>), so a
+/// truncated or corrupt file is an error that names it, the tensor and what was expected; writes them
+/// through TorchSharp.PyBridge.
 /// </summary>
 public static class SafetensorsFile
 {
-    /// <summary>Checks the header and the data size; throws <see cref="ModelLoadException"/> naming the file.</summary>
-    public static void Validate(string path)
+    /// <summary>Checks the header completely (see <see cref="SafetensorsHeader"/>); throws <see cref="ModelLoadException"/> naming the file.</summary>
+    public static SafetensorsHeader Validate(string path) => SafetensorsHeader.Read(path);
+
+    /// <summary>
+    /// Loads every tensor of a file (on the CPU, in its stored dtype). The header is validated first, so no
+    /// tensor is made from a shape or offsets that do not fit the file.
+    /// </summary>
+    public static Dictionary<string, Tensor> Load(string path)
     {
         if (!File.Exists(path))
         {
             throw new ModelLoadException($"{path}: weight file not found");
         }
-        long length = new FileInfo(path).Length;
-        if (length < 8)
-        {
-            throw new ModelLoadException($"{path}: corrupt safetensors file: {length} bytes, too short for the 8-byte header length");
-        }
-        using var stream = File.OpenRead(path);
-        Span<byte> lenBytes = stackalloc byte[8];
-        stream.ReadExactly(lenBytes);
-        ulong headerLength = BitConverter.ToUInt64(lenBytes);
-        if (headerLength == 0 || headerLength > (ulong)(length - 8) || headerLength > 100_000_000)
-        {
-            throw new ModelLoadException($"{path}: corrupt safetensors file: header claims {headerLength} bytes but the file has {length}");
-        }
-        var header = new byte[headerLength];
-        stream.ReadExactly(header);
-        JsonObject json;
+        var result = new Dictionary<string, Tensor>(StringComparer.Ordinal);
         try
         {
-            json = JsonNode.Parse(header) as JsonObject ?? throw new ModelLoadException($"{path}: corrupt safetensors file: header is not a JSON object");
-        }
-        catch (JsonException e)
-        {
-            throw new ModelLoadException($"{path}: corrupt safetensors file: header is not valid JSON ({e.Message})", e);
-        }
-        long dataLength = length - 8 - (long)headerLength;
-        foreach (var (name, node) in json)
-        {
-            if (name == "__metadata__") continue;
-            var offsets = node?["data_offsets"] as JsonArray;
-            if (offsets is null || offsets.Count != 2)
+            using var stream = File.OpenRead(path);
+            var header = SafetensorsHeader.Read(stream, path);
+            foreach (var entry in header.Entries)
             {
-                throw new ModelLoadException($"{path}: corrupt safetensors file: tensor '{name}' has no data_offsets");
+                long byteCount = entry.End - entry.Begin;
+                if (byteCount > Array.MaxLength)
+                {
+                    throw new ModelLoadException($"{path}: tensor {SafetensorsHeader.Quote(entry.Name)} has {byteCount} bytes; tensors over 2 GB are not supported");
+                }
+                var bytes = new byte[byteCount];
+                stream.Position = header.DataStart + entry.Begin;
+                stream.ReadExactly(bytes);
+                var tensor = empty(entry.Shape, SafetensorsHeader.Dtypes[entry.Dtype].Type);
+                result.Add(entry.Name, tensor);
+                tensor.bytes = bytes;
             }
-            long end = offsets[1]!.GetValue<long>();
-            if (end > dataLength)
+            return result;
+        }
+        catch (Exception e)
+        {
+            StateDictLoader.DisposeAll(result);
+            if (e is ModelLoadException) throw;
+            if (e is IOException or UnauthorizedAccessException)
             {
-                throw new ModelLoadException($"{path}: truncated safetensors file: tensor '{name}' ends at byte {end} of the data section but only {dataLength} bytes are present");
+                throw new ModelLoadException($"{path}: could not read safetensors file ({e.Message})", e);
             }
-        }
-    }
-
-    /// <summary>Loads every tensor of a file (on the CPU, in its stored dtype) after validating it.</summary>
-    public static Dictionary<string, Tensor> Load(string path)
-    {
-        Validate(path);
-        try
-        {
-            return TorchSharp.PyBridge.Safetensors.LoadStateDict(path);
-        }
-        catch (Exception e) when (e is not ModelLoadException)
-        {
-            throw new ModelLoadException($"{path}: could not read safetensors file ({e.Message})", e);
+            throw;
         }
     }
 
@@ -123,25 +108,56 @@ public static class SafetensorsFile
 
     private static Dictionary<string, Tensor> LoadSharded(string indexPath)
     {
+        var shards = ReadShardNames(indexPath);
+        var folder = Path.GetDirectoryName(indexPath)!;
+        var result = new Dictionary<string, Tensor>();
+        try
+        {
+            foreach (var shard in shards)
+            {
+                foreach (var kv in Load(Path.Combine(folder, shard)))
+                {
+                    if (result.TryGetValue(kv.Key, out var previous)) previous.Dispose();
+                    result[kv.Key] = kv.Value;
+                }
+            }
+        }
+        catch
+        {
+            StateDictLoader.DisposeAll(result);
+            throw;
+        }
+        return result;
+    }
+
+    /// <summary>The distinct shard file names of a sharded checkpoint's <c>.index.json</c> (its <c>weight_map</c> values).</summary>
+    private static List<string> ReadShardNames(string indexPath)
+    {
         JsonObject map;
         try
         {
-            map = JsonNode.Parse(File.ReadAllText(indexPath))?["weight_map"] as JsonObject
-                ?? throw new ModelLoadException($"{indexPath}: no 'weight_map' object");
+            var text = Utf8Text.ReadFile(indexPath, message => new ModelLoadException(message));
+            map = StrictJson.Parse(text)?["weight_map"] as JsonObject
+                ?? throw new ModelLoadException($"{indexPath}: no 'weight_map' object (expected {{\"weight_map\": {{tensor name: shard file}}}})");
         }
         catch (JsonException e)
         {
             throw new ModelLoadException($"{indexPath}: not valid JSON ({e.Message})", e);
         }
-        var folder = Path.GetDirectoryName(indexPath)!;
-        var result = new Dictionary<string, Tensor>();
-        foreach (var shard in map.Select(kv => kv.Value!.GetValue<string>()).Distinct())
+        catch (InvalidOperationException e)
         {
-            foreach (var kv in Load(Path.Combine(folder, shard)))
-            {
-                result[kv.Key] = kv.Value;
-            }
+            throw new ModelLoadException($"{indexPath}: expected a JSON object with a 'weight_map' object ({e.Message})", e);
         }
-        return result;
+        var shards = new List<string>();
+        foreach (var (tensor, node) in map)
+        {
+            if (node is not JsonValue value || !value.TryGetValue<string>(out var shard) || shard.Length == 0
+                || Path.GetFileName(shard) != shard)
+            {
+                throw new ModelLoadException($"{indexPath}: weight_map entry {SafetensorsHeader.Quote(tensor)} is {node?.ToJsonString() ?? "null"}, expected the file name of a shard in the same folder");
+            }
+            if (!shards.Contains(shard)) shards.Add(shard);
+        }
+        return shards;
     }
 }
