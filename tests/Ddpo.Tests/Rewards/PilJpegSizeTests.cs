@@ -137,6 +137,19 @@ public sealed class PilJpegSizeTests
     }
 
     [Fact]
+    public void AMissingLibjpegNamesTheDebianPackage()
+    {
+        // LibJpeg.Load is internal (the encoder always loads libjpeg.so.62); a name that cannot exist stands in
+        // for a machine without the library.
+        var load = typeof(PilJpegEncoder).Assembly.GetType("Ddpo.Imaging.Jpeg.LibJpeg", throwOnError: true)!
+            .GetMethod("Load", System.Reflection.BindingFlags.NonPublic | System.Reflection.BindingFlags.Static)!;
+        var e = Assert.Throws<System.Reflection.TargetInvocationException>(() => load.Invoke(null, ["libjpeg-missing.so.62"]));
+        var missing = Assert.IsType<DllNotFoundException>(e.InnerException);
+        Assert.Contains("libjpeg-missing.so.62", missing.Message);
+        Assert.Contains("libjpeg62-turbo", missing.Message);
+    }
+
+    [Fact]
     public void OutputLargerThanTheFirstBufferIsComplete()
     {
         // Quality 100 white noise needs far more than the first buffer (half a byte a pixel + 4096), so it has to grow.

@@ -12,7 +12,7 @@ internal sealed unsafe class LibJpeg
     /// <summary>The file name of libjpeg's 6.2 ABI.</summary>
     public const string LibraryName = "libjpeg.so.62";
 
-    private static readonly Lazy<LibJpeg> Loaded = new(Load);
+    private static readonly Lazy<LibJpeg> Loaded = new(() => Load(LibraryName));
 
     /// <summary>The loaded library (loaded on first use; the load error, if any, is rethrown on every use).</summary>
     public static LibJpeg Instance => Loaded.Value;
@@ -46,7 +46,8 @@ internal sealed unsafe class LibJpeg
         DestroyCompress = (delegate* unmanaged<byte*, void>)Export(handle, "jpeg_destroy_compress");
     }
 
-    private static LibJpeg Load()
+    /// <summary>Loads <paramref name="libraryName"/> (<see cref="LibraryName"/>; another name only in tests).</summary>
+    internal static LibJpeg Load(string libraryName)
     {
         // The struct offsets in LibJpegAbi are those of 64-bit Linux (LP64).
         if (!OperatingSystem.IsLinux() || !Environment.Is64BitProcess)
@@ -54,10 +55,10 @@ internal sealed unsafe class LibJpeg
             throw new PlatformNotSupportedException(
                 $"the JPEG rewards encode with {LibraryName} (libjpeg62-turbo) and support 64-bit Linux only, not {RuntimeInformation.OSDescription} ({RuntimeInformation.ProcessArchitecture})");
         }
-        if (!NativeLibrary.TryLoad(LibraryName, out var handle))
+        if (!NativeLibrary.TryLoad(libraryName, out var handle))
         {
             throw new DllNotFoundException(
-                $"{LibraryName} could not be loaded. The JPEG rewards encode with libjpeg-turbo exactly as PIL does; install the Debian/Ubuntu package libjpeg62-turbo (apt-get install libjpeg62-turbo).");
+                $"{libraryName} could not be loaded. The JPEG rewards encode with libjpeg-turbo exactly as PIL does; install the Debian/Ubuntu package libjpeg62-turbo (apt-get install libjpeg62-turbo).");
         }
         return new LibJpeg(handle);
     }
