@@ -46,7 +46,7 @@ public static unsafe class PilJpegEncoder
         bool created = false;
         try
         {
-            // Enough for most quality-95 images (white noise takes about 1.3 bytes a pixel); it doubles when full.
+            // Enough for typical 32-64 px reward images; it doubles when full (white noise takes ~1.3 bytes a pixel).
             state->Capacity = (nuint)Math.Min((long)width * height / 2 + 4096, 16L << 20);
             state->Buffer = (byte*)NativeMemory.Alloc(state->Capacity);
             state->InitDestination = &OnInitDestination;
