@@ -2,6 +2,7 @@
 // Writes a preview grid of synthetic training scenes and prints generation speed and JPEG sizes.
 // usage: dotnet run tools/preview-scenes.cs -- OUT.png [COUNT=48] [SIZE=32] [SEED=0] [ZOOM=3]
 using Ddpo.Data;
+using Ddpo.Rewards;
 
 var outPath = args.Length > 0 ? args[0] : "preview.png";
 int count = args.Length > 1 ? int.Parse(args[1]) : 48;
@@ -15,7 +16,7 @@ var captions = generator.GenerateBatch(count, new Random(seed), SpriteCatalog.An
 SceneImages.SaveGridPng(outPath, pixels, count, size, columns: 8, zoom: zoom);
 for (int i = 0; i < count; i += 8) Console.WriteLine(string.Join(" | ", captions.Skip(i).Take(8)));
 
-var jpeg = Enumerable.Range(0, count).Select(i => SceneImages.EncodeJpeg(pixels.AsSpan(i * generator.ImageBytes, generator.ImageBytes), size).Length).ToArray();
+var jpeg = Enumerable.Range(0, count).Select(i => JpegEncoding.Encode(SceneImages.Interleave(pixels.AsSpan(i * generator.ImageBytes, generator.ImageBytes)), size, size).Length).ToArray();
 Console.WriteLine($"JPEG q95 bytes: min {jpeg.Min()} max {jpeg.Max()} median {jpeg.Order().ElementAt(count / 2)}");
 
 const int timed = 20000;

@@ -2,7 +2,7 @@ using SkiaSharp;
 
 namespace Ddpo.Data;
 
-/// <summary>Conversions of planar RGB byte images (<c>[3,H,W]</c>) to SkiaSharp bitmaps, JPEG and preview grids.</summary>
+/// <summary>Conversions of planar RGB byte images (<c>[3,H,W]</c>) to SkiaSharp bitmaps and preview grids.</summary>
 public static class SceneImages
 {
     /// <summary>An opaque RGBA bitmap of a planar RGB image of <paramref name="width"/> x <paramref name="height"/>.</summary>
@@ -26,13 +26,24 @@ public static class SceneImages
         return bitmap;
     }
 
-    /// <summary>The JPEG encoding (SkiaSharp, <paramref name="quality"/> 0..100) of a square planar RGB image.</summary>
-    public static byte[] EncodeJpeg(ReadOnlySpan<byte> planarRgb, int size, int quality = 95)
+    /// <summary>
+    /// Interleaved RGB bytes (<c>[H, W, 3]</c>, what the JPEG rewards encode) of a planar RGB image (<c>[3, H, W]</c>).
+    /// </summary>
+    public static byte[] Interleave(ReadOnlySpan<byte> planarRgb)
     {
-        using var bitmap = ToBitmap(planarRgb, size, size);
-        using var data = bitmap.Encode(SKEncodedImageFormat.Jpeg, quality)
-            ?? throw new InvalidOperationException("SkiaSharp could not encode a JPEG");
-        return data.ToArray();
+        if (planarRgb.Length % 3 != 0)
+        {
+            throw new ArgumentException($"{planarRgb.Length} bytes is not a planar RGB image (3 planes)", nameof(planarRgb));
+        }
+        int n = planarRgb.Length / 3;
+        var rgb = new byte[planarRgb.Length];
+        for (int i = 0; i < n; i++)
+        {
+            rgb[3 * i] = planarRgb[i];
+            rgb[3 * i + 1] = planarRgb[n + i];
+            rgb[3 * i + 2] = planarRgb[2 * n + i];
+        }
+        return rgb;
     }
 
     /// <summary>

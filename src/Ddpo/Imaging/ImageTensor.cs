@@ -1,9 +1,13 @@
+using Ddpo.Imaging.Jpeg;
 using SkiaSharp;
 using static TorchSharp.torch;
 
 namespace Ddpo.Imaging;
 
-/// <summary>Converts between image tensors ([3, H, W] float in [0, 1]) and 8-bit bitmaps, PNG and JPEG files.</summary>
+/// <summary>
+/// Converts between image tensors ([3, H, W] float in [0, 1]) and 8-bit bitmaps, PNG and JPEG files. PNG goes
+/// through SkiaSharp; JPEG is written only by <see cref="PilJpegEncoder"/> (PIL's bytes, as the JPEG rewards measure).
+/// </summary>
 public static class ImageTensor
 {
     /// <summary>
@@ -47,38 +51,46 @@ public static class ImageTensor
         return bitmap;
     }
 
-    /// <summary>Encodes interleaved RGB bytes of one image as PNG or JPEG.</summary>
-    public static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height, SKEncodedImageFormat format, int quality)
+    /// <summary>Encodes interleaved RGB bytes of one image as PNG (SkiaSharp; PNG is lossless, so any encoder will do).</summary>
+    public static byte[] EncodePng(ReadOnlySpan<byte> rgb, int width, int height)
     {
         using var bitmap = ToBitmap(rgb, width, height);
-        using var data = bitmap.Encode(format, quality)
-            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {width}x{height} {format} image");
+        using var data = bitmap.Encode(SKEncodedImageFormat.Png, 100)
+            ?? throw new InvalidOperationException($"SkiaSharp could not encode a {width}x{height} PNG image");
         return data.ToArray();
     }
 
     /// <summary>An opaque RGBA bitmap of an image tensor [3, H, W] in [0, 1] (quantised as <see cref="ToRgbBytes"/>).</summary>
     public static SKBitmap ToBitmap(Tensor image)
     {
-        if (image.dim() != 3 || image.shape[0] != 3)
-        {
-            throw new ArgumentException($"expected an image tensor [3, H, W], got [{string.Join(", ", image.shape)}]");
-        }
-        return ToBitmap(ToRgbBytes(image.unsqueeze(0)), (int)image.shape[2], (int)image.shape[1]);
+        var (rgb, width, height) = ImageRgb(image);
+        return ToBitmap(rgb, width, height);
     }
 
     /// <summary>Encodes an image tensor as PNG bytes.</summary>
-    public static byte[] EncodePng(Tensor image) => Encode(image, SKEncodedImageFormat.Png, 100);
+    public static byte[] EncodePng(Tensor image)
+    {
+        var (rgb, width, height) = ImageRgb(image);
+        return EncodePng(rgb, width, height);
+    }
 
-    /// <summary>Encodes an image tensor as JPEG bytes at <paramref name="quality"/>.</summary>
-    public static byte[] EncodeJpeg(Tensor image, int quality = 95) => Encode(image, SKEncodedImageFormat.Jpeg, quality);
+    /// <summary>
+    /// Encodes an image tensor as JPEG bytes at <paramref name="quality"/>, byte for byte as PIL does
+    /// (<see cref="PilJpegEncoder"/>, the encoder of the JPEG rewards).
+    /// </summary>
+    public static byte[] EncodeJpeg(Tensor image, int quality = 95)
+    {
+        var (rgb, width, height) = ImageRgb(image);
+        return PilJpegEncoder.Encode(rgb, width, height, quality);
+    }
 
-    private static byte[] Encode(Tensor image, SKEncodedImageFormat format, int quality)
+    private static (byte[] Rgb, int Width, int Height) ImageRgb(Tensor image)
     {
         if (image.dim() != 3 || image.shape[0] != 3)
         {
             throw new ArgumentException($"expected an image tensor [3, H, W], got [{string.Join(", ", image.shape)}]");
         }
-        return Encode(ToRgbBytes(image.unsqueeze(0)), (int)image.shape[2], (int)image.shape[1], format, quality);
+        return (ToRgbBytes(image.unsqueeze(0)), (int)image.shape[2], (int)image.shape[1]);
     }
 
     /// <summary>Writes an image tensor as a PNG file (atomically).</summary>
@@ -94,6 +106,14 @@ public static class ImageTensor
     /// <summary>Decodes a PNG/JPEG file to [3, H, W] float32 in [0, 1].</summary>
     public static Tensor Load(string path)
     {
+        var (rgb, w, h) = DecodeRgb(path);
+        using var scope = NewDisposeScope();
+        return (tensor(rgb).reshape(h, w, 3).permute(2, 0, 1).to(ScalarType.Float32) / 255).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>Decodes a PNG/JPEG file to interleaved 8-bit RGB (<c>[H, W, 3]</c>, alpha dropped).</summary>
+    public static (byte[] Rgb, int Width, int Height) DecodeRgb(string path)
+    {
         using var decoded = SKBitmap.Decode(path) ?? throw new InvalidDataException($"{path}: not a decodable image");
         using var bitmap = decoded.Copy(SKColorType.Rgba8888);
         int w = bitmap.Width, h = bitmap.Height;
@@ -105,8 +125,7 @@ public static class ImageTensor
             rgb[i * 3 + 1] = bytes[i * 4 + 1];
             rgb[i * 3 + 2] = bytes[i * 4 + 2];
         }
-        using var scope = NewDisposeScope();
-        return (tensor(rgb).reshape(h, w, 3).permute(2, 0, 1).to(ScalarType.Float32) / 255).MoveToOuterDisposeScope();
+        return (rgb, w, h);
     }
 
     /// <summary>

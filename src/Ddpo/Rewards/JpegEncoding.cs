@@ -1,5 +1,5 @@
 using Ddpo.Imaging;
-using SkiaSharp;
+using Ddpo.Imaging.Jpeg;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -7,7 +7,9 @@ namespace Ddpo.Rewards;
 
 /// <summary>
 /// Turns [B, 3, H, W] images in [0, 1] into 8-bit RGB the way ddpo-pytorch does
-/// (<c>round(x * 255)</c> clamped to [0, 255]) and encodes them as JPEG with SkiaSharp.
+/// (<c>round(x * 255)</c> clamped to [0, 255]) and encodes them as JPEG byte for byte like PIL's
+/// <c>Image.fromarray(rgb).save(buf, format="JPEG", quality=95)</c> (<see cref="PilJpegEncoder"/>). This is the one
+/// JPEG encoder of every reward.
 /// </summary>
 public static class JpegEncoding
 {
@@ -17,11 +19,14 @@ public static class JpegEncoding
     /// <summary>Quantises images [B, 3, H, W] in [0, 1] to interleaved RGB bytes (see <see cref="ImageTensor.ToRgbBytes"/>).</summary>
     public static byte[] ToRgbBytes(Tensor images) => ImageTensor.ToRgbBytes(images);
 
-    /// <summary>Encodes one image's interleaved RGB bytes as a JPEG at <paramref name="quality"/> with SkiaSharp.</summary>
+    /// <summary>Encodes one image's interleaved RGB bytes as a JPEG at <paramref name="quality"/>, exactly as PIL does.</summary>
     public static byte[] Encode(ReadOnlySpan<byte> rgb, int width, int height, int quality = RewardQuality) =>
-        ImageTensor.Encode(rgb, width, height, SKEncodedImageFormat.Jpeg, quality);
+        PilJpegEncoder.Encode(rgb, width, height, quality);
 
-    /// <summary>The JPEG size of each image in kilobytes (bytes / 1000), at <paramref name="quality"/>.</summary>
+    /// <summary>
+    /// The JPEG size of each image in kilobytes (bytes / 1000, ddpo-pytorch's <c>buf.tell() / 1000</c>), at
+    /// <paramref name="quality"/>.
+    /// </summary>
     public static float[] SizesInKilobytes(Tensor images, int quality = RewardQuality)
     {
         var rgb = ToRgbBytes(images);

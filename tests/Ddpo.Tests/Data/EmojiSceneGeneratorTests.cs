@@ -1,6 +1,7 @@
 using System.Diagnostics;
 using System.Text.RegularExpressions;
 using Ddpo.Data;
+using Ddpo.Rewards;
 using Xunit;
 using static TorchSharp.torch;
 
@@ -139,8 +140,9 @@ public class EmojiSceneGeneratorTests
         const int count = 64;
         var pixels = new byte[count * generator.ImageBytes];
         generator.GenerateBatch(count, new Random(2024), SpriteCatalog.AnimalNames, SpriteCatalog.ActivityNames, 0.25, pixels);
+        // The reward's encoder (PIL's bytes) on interleaved RGB; the generator writes planar [3, H, W].
         var sizes = Enumerable.Range(0, count)
-            .Select(i => SceneImages.EncodeJpeg(pixels.AsSpan(i * generator.ImageBytes, generator.ImageBytes), Size, 95).Length).ToArray();
+            .Select(i => JpegEncoding.Encode(SceneImages.Interleave(pixels.AsSpan(i * generator.ImageBytes, generator.ImageBytes)), Size, Size).Length).ToArray();
         double ratio = (double)sizes.Max() / sizes.Min();
         Assert.True(ratio > 2, $"JPEG sizes {sizes.Min()}..{sizes.Max()} bytes: ratio {ratio:F2}");
     }

@@ -1,5 +1,5 @@
+using Ddpo.Imaging.Jpeg;
 using Ddpo.Rewards;
-using SkiaSharp;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;
@@ -36,25 +36,27 @@ public sealed class JpegRewardTests
     }
 
     [Fact]
-    public async Task SizesAreKilobytesOfTheSameSkiaJpegEncoding()
+    public async Task SizesAreKilobytesOfThePilJpegOfTheRoundedPixels()
     {
         using var images = FlatAndNoise();
         var kb = (await new JpegIncompressibilityReward().ScoreAsync(Batch(images), CancellationToken.None)).Rewards;
         var pixels = images.contiguous().data<float>().ToArray();
         for (int b = 0; b < 2; b++)
         {
-            // Independent path: per-pixel SKColor from round(x * 255), encoded at quality 95.
-            using var bitmap = new SKBitmap(new SKImageInfo(64, 64, SKColorType.Rgba8888, SKAlphaType.Opaque));
+            // Independent path: per-pixel round(x * 255) into [H, W, 3] bytes, encoded at quality 95.
+            var rgb = new byte[64 * 64 * 3];
             for (int y = 0; y < 64; y++)
             {
                 for (int x = 0; x < 64; x++)
                 {
-                    byte C(int c) => (byte)Math.Clamp(MathF.Round(pixels[((b * 3 + c) * 64 + y) * 64 + x] * 255f), 0, 255);
-                    bitmap.SetPixel(x, y, new SKColor(C(0), C(1), C(2)));
+                    for (int c = 0; c < 3; c++)
+                    {
+                        rgb[(y * 64 + x) * 3 + c] = (byte)Math.Clamp(MathF.Round(pixels[((b * 3 + c) * 64 + y) * 64 + x] * 255f), 0, 255);
+                    }
                 }
             }
-            using var data = bitmap.Encode(SKEncodedImageFormat.Jpeg, 95);
-            Assert.Equal(data.Size / 1000.0, kb[b], 1e-5);
+            var jpeg = PilJpegEncoder.Encode(rgb, 64, 64, 95);
+            Assert.Equal((float)(jpeg.Length / 1000.0), kb[b]);
         }
     }
 

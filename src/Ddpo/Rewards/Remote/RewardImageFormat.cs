@@ -1,5 +1,4 @@
 using Ddpo.Imaging;
-using SkiaSharp;
 using static TorchSharp.torch;
 
 namespace Ddpo.Rewards.Remote;
@@ -43,5 +42,5 @@ public static class RewardImageEncoding
 
     /// <summary>Encodes one RGB image (<paramref name="width"/> x <paramref name="height"/> x 3 bytes) as PNG.</summary>
     public static byte[] EncodePng(ReadOnlySpan<byte> rgb, int width, int height) =>
-        ImageTensor.Encode(rgb, width, height, SKEncodedImageFormat.Png, 100);
+        ImageTensor.EncodePng(rgb, width, height);
 }
