@@ -44,11 +44,7 @@ public static class TrainCommand
             }
             var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
             var (device, dtypeOption) = common.Resolve(parse, deviceText);
-            var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ParseDType(cfg.Pretrained.Dtype);
-            if (device.type == TorchSharp.DeviceType.CPU && dtype == TorchSharp.torch.ScalarType.Float16)
-            {
-                dtype = TorchSharp.torch.ScalarType.Float32; // no fp16 kernels on the CPU
-            }
+            var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ResolveDType(cfg.Pretrained.Dtype, device);
             bool resuming = parse.GetValue(resume);
             var dir = parse.GetValue(runDir);
             if (dir is null)

@@ -28,6 +28,7 @@ public sealed class DdpoTrainer : IDisposable
     private readonly OptimizerHelper _optimizer;
     private readonly PerPromptStatTracker? _tracker;
     private readonly TrainingCheckpoints _checkpoints;
+    private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
     private int _startEpoch;
     private TensorBoardLogger? _tensorBoard;
@@ -40,6 +41,9 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>The trainable weights.</summary>
     public TrainableWeights Weights => _weights;
+
+    /// <summary>The dynamic loss scaler of the backward pass (disabled unless the UNet runs in fp16 or <c>train.loss_scaling = "dynamic"</c>).</summary>
+    public LossScaler Scaler => _scaler;
 
     /// <summary>The run folder.</summary>
     public RunDirectory Run => _run;
@@ -66,6 +70,7 @@ public sealed class DdpoTrainer : IDisposable
             : TrainableWeights.FullUnet(pipeline.Unet);
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
+        _scaler = LossScaler.For(t, pipeline.Unet.DType);
         _tracker = config.PerPromptStatTracking.Enabled
             ? new PerPromptStatTracker(config.PerPromptStatTracking.BufferSize, config.PerPromptStatTracking.MinCount)
             : null;
@@ -74,7 +79,7 @@ public sealed class DdpoTrainer : IDisposable
         var configText = config.ToToml();
         if (resume && _checkpoints.Latest() is { } latest)
         {
-            var state = _checkpoints.Restore(latest, _weights, _optimizer);
+            var state = _checkpoints.Restore(latest, _weights, _optimizer, _scaler);
             if (state.ConfigHash != config.ComputeHash())
             {
                 _observer.Message($"note: the configuration differs from the one checkpoint {latest.Path} was made with");
@@ -105,7 +110,7 @@ public sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler);
         using var metrics = new MetricsWriter(_run.Root);
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -122,7 +127,7 @@ public sealed class DdpoTrainer : IDisposable
             UpdateStats stats;
             if (train.Count == 0)
             {
-                stats = new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0);
+                stats = new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, LossScale: _scaler.Scale);
             }
             else
             {
@@ -137,7 +142,7 @@ public sealed class DdpoTrainer : IDisposable
             bool last = epoch == _config.NumEpochs - 1;
             if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
             {
-                var dir = _checkpoints.Save(epoch, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                var dir = _checkpoints.Save(epoch, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
@@ -173,7 +178,7 @@ public sealed class DdpoTrainer : IDisposable
                 // --resume continues exactly here, whatever save_freq is.
                 if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
                 {
-                    _checkpoints.Save(epoch - 1, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                    _checkpoints.Save(epoch - 1, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 }
                 throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
                     $"{failure.InnerException?.Message} — the epoch's {failure.Samples.Count} samples are kept in {kept}; " +

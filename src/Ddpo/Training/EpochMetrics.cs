@@ -6,7 +6,8 @@ public static class EpochMetrics
     /// <summary>
     /// The line: <c>epoch</c>, reward statistics over the finite rewards (<c>reward_mean</c>,
     /// <c>reward_std</c>, <c>reward_sem</c>, min, max), per-component means, <c>approx_kl</c>,
-    /// <c>clipfrac</c>, <c>loss</c>, counts, phase times and the per-prompt mean rewards.
+    /// <c>clipfrac</c>, <c>loss</c>, counts (with <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
+    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
     /// </summary>
     public static Dictionary<string, object?> Build(int epoch, EpochSamples trained, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
@@ -30,6 +31,8 @@ public static class EpochMetrics
             ["samples_trained"] = trained.Count,
             ["nonfinite_rewards"] = nonFinite,
             ["optimizer_steps"] = stats.OptimizerSteps,
+            ["skipped_steps"] = stats.SkippedSteps,
+            ["loss_scale"] = stats.LossScale,
             ["learning_rate"] = learningRate,
             ["sampling_s"] = Math.Round(samplingSeconds, 3),
             ["reward_s"] = Math.Round(rewardSeconds, 3),

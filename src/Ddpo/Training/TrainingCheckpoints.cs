@@ -11,8 +11,8 @@ public sealed record RestoredState(int Epoch, string ConfigHash, string? StatTra
 
 /// <summary>
 /// Saves and restores everything a DDPO run needs to continue exactly: the trainable tensors, the
-/// optimizer state (TorchSharp's binary form, stored as a byte tensor in the same safetensors file)
-/// and the stat tracker. Folders are written atomically by <see cref="CheckpointStore"/>.
+/// optimizer state (TorchSharp's binary form, stored as a byte tensor in the same safetensors file),
+/// the loss scaler's scale and growth counter (in <c>state.json</c>'s extras) and the stat tracker. Folders are written atomically by <see cref="CheckpointStore"/>.
 /// </summary>
 public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
 {
@@ -23,7 +23,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
     public CheckpointInfo? Latest() => _store.Latest();
 
     /// <summary>Writes a checkpoint for the completed <paramref name="epoch"/>; returns its folder.</summary>
-    public string Save(int epoch, TrainableWeights weights, OptimizerHelper optimizer, string? statTrackerJson, string configHash)
+    public string Save(int epoch, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler, string? statTrackerJson, string configHash)
     {
         var tensors = weights.RawState();
         using var stream = new MemoryStream();
@@ -34,14 +34,15 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
         using var optimizerBytes = tensor(stream.ToArray());
         tensors[OptimizerKey] = optimizerBytes;
         var state = new CheckpointState { Epoch = epoch, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
+        scaler.SaveTo(state.Extra);
         var path = _store.Save(state, tensors).Path;
         // Beside the exact-resume tensors, the fine-tuned weights in diffusers naming for other tools.
         weights.Export(Path.Combine(path, weights.ExportFileName));
         return path;
     }
 
-    /// <summary>Loads <paramref name="checkpoint"/> into the weights and the optimizer.</summary>
-    public RestoredState Restore(CheckpointInfo checkpoint, TrainableWeights weights, OptimizerHelper optimizer)
+    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the optimizer and the loss scaler.</summary>
+    public RestoredState Restore(CheckpointInfo checkpoint, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler)
     {
         var (state, tensors) = CheckpointStore.Load(checkpoint.Path);
         try
@@ -54,6 +55,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
             using var stream = new MemoryStream(bytes.data<byte>().ToArray());
             using var reader = new BinaryReader(stream);
             optimizer.load_state_dict(reader);
+            scaler.LoadFrom(state.Extra, Path.Combine(checkpoint.Path, CheckpointStore.StateFile));
             return new RestoredState(state.Epoch, state.ConfigHash, state.StatTrackerJson);
         }
         finally
