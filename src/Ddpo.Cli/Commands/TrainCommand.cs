@@ -57,7 +57,7 @@ public static class TrainCommand
             var reward = LearnedRewards.CreateForTraining(cfg, observer.Message);
             using var disposeReward = reward as IDisposable;
             using var trainer = new DdpoTrainer(cfg, pipeline, dir, resuming, reward, observer);
-            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
+            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
             AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");
             await observer.RunAsync(() => trainer.RunAsync(ct));
             AnsiConsole.MarkupLineInterpolated($"done: metrics in [green]{trainer.Run.MetricsFile}[/]");
