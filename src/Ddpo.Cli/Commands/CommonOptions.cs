@@ -9,8 +9,8 @@ public sealed class CommonOptions
 {
     /// <summary><c>--device cpu|cuda|cuda:N|auto</c>.</summary>
     public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };
-    /// <summary><c>--dtype fp32|fp16|bf16</c> of the frozen weights.</summary>
-    public Option<string> DType { get; } = new("--dtype") { Description = "fp32, fp16 or bf16 for the model weights", DefaultValueFactory = _ => "fp32" };
+    /// <summary><c>--dtype auto|fp32|fp16|bf16</c> of the frozen weights.</summary>
+    public Option<string> DType { get; } = new("--dtype") { Description = "auto, fp32, fp16 or bf16 for the model weights (auto: fp16 on CUDA, fp32 on the CPU)", DefaultValueFactory = _ => "auto" };
     /// <summary><c>--libtorch DIR</c>: an installed PyTorch's torch/lib to take CUDA from.</summary>
     public Option<string?> LibTorch { get; } = new("--libtorch") { Description = $"PyTorch's torch/lib folder to load CUDA libtorch from (or set {TorchRuntime.LibTorchEnvironmentVariable})" };
     /// <summary><c>--threads N</c>: CPU threads for TorchSharp.</summary>
@@ -36,11 +36,6 @@ public sealed class CommonOptions
             set_num_threads(n);
         }
         var device = TorchRuntime.ResolveDevice(deviceOverride ?? parse.GetValue(Device)!);
-        var dtype = TorchRuntime.ParseDType(parse.GetValue(DType)!);
-        if (device.type == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float16)
-        {
-            throw new ArgumentException("--dtype fp16 is not supported on the CPU (use fp32 or bf16)");
-        }
-        return (device, dtype);
+        return (device, TorchRuntime.ResolveDType(parse.GetValue(DType)!, device));
     }
 }

@@ -38,8 +38,7 @@ public static class EvalCommand
             var cfg = DdpoConfig.Load(runDir.ConfigFile, null, []);
             var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
             var (device, _) = common.Resolve(parse, deviceText);
-            var dtype = TorchRuntime.ParseDType(cfg.Pretrained.Dtype);
-            if (device.type == TorchSharp.DeviceType.CPU && dtype == ScalarType.Float16) dtype = ScalarType.Float32;
+            var dtype = TorchRuntime.ResolveDType(cfg.Pretrained.Dtype, device);
             int perPrompt = parse.GetValue(seeds);
             if (perPrompt < 1) throw new ArgumentException($"--seeds must be >= 1, got {perPrompt}");
 

@@ -30,11 +30,7 @@ public static class TrainCommand
             var (cfg, presetName) = configOptions.Load(parse, parse.GetValue(epochs) is { } e ? [$"num_epochs={e}"] : null);
             var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
             var (device, dtypeOption) = common.Resolve(parse, deviceText);
-            var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ParseDType(cfg.Pretrained.Dtype);
-            if (device.type == TorchSharp.DeviceType.CPU && dtype == TorchSharp.torch.ScalarType.Float16)
-            {
-                dtype = TorchSharp.torch.ScalarType.Float32; // no fp16 kernels on the CPU
-            }
+            var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ResolveDType(cfg.Pretrained.Dtype, device);
             bool resuming = parse.GetValue(resume);
             var dir = parse.GetValue(runDir);
             if (dir is null)
@@ -47,7 +43,7 @@ public static class TrainCommand
             var reward = LearnedRewards.CreateForTraining(cfg, observer.Message);
             using var disposeReward = reward as IDisposable;
             using var trainer = new DdpoTrainer(cfg, pipeline, dir, resuming, reward, observer);
-            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
+            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
             AnsiConsole.MarkupLineInterpolated($"[grey]{cfg.Counts.Summary()}[/]");
             AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");
             await observer.RunAsync(() => trainer.RunAsync(ct));

@@ -162,6 +162,11 @@ internal static class ConfigSchema
         Float("train.clip_range", c => c.Train.ClipRange, (c, v) => c.Train.ClipRange = v, Positive());
         Float("train.timestep_fraction", c => c.Train.TimestepFraction, (c, v) => c.Train.TimestepFraction = v,
             d => d is > 0 and <= 1 ? null : $"must be in (0, 1], got {Fmt(d)}");
+        Str("train.loss_scaling", c => c.Train.LossScaling, (c, v) => c.Train.LossScaling = v, v =>
+            v is "auto" or "dynamic" or "off" ? null : $"must be auto, dynamic or off, got '{v}'");
+        Float("train.loss_scale_init", c => c.Train.LossScaleInit, (c, v) => c.Train.LossScaleInit = v,
+            d => d is > 0 and <= 3.4e38 ? null : $"must be a positive float32 number, got {Fmt(d)}");
+        Int("train.loss_scale_growth_interval", c => c.Train.LossScaleGrowthInterval, (c, v) => c.Train.LossScaleGrowthInterval = v, 1);
 
         // [per_prompt_stat_tracking]
         Bool("per_prompt_stat_tracking.enabled", c => c.PerPromptStatTracking.Enabled, (c, v) => c.PerPromptStatTracking.Enabled = v);
@@ -186,7 +191,7 @@ internal static class ConfigSchema
 
         // [pretrained]
         Str("pretrained.dtype", c => c.Pretrained.Dtype, (c, v) => c.Pretrained.Dtype = v, v =>
-            v is "fp32" or "fp16" or "bf16" ? null : $"must be fp32, fp16 or bf16, got '{v}'");
+            v is "auto" or "fp32" or "fp16" or "bf16" ? null : $"must be auto, fp32, fp16 or bf16, got '{v}'");
 
         RewardKeys.Add(keys);
 

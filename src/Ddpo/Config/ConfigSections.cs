@@ -95,6 +95,18 @@ public sealed class TrainConfig
 
     /// <summary><c>timestep_fraction</c>: fraction of each trajectory's timesteps trained on, in (0, 1].</summary>
     public double TimestepFraction { get; set; } = 1.0;
+
+    /// <summary>
+    /// <c>loss_scaling</c>: dynamic loss scaling of the backward pass (torch's GradScaler): <c>auto</c> (on when the
+    /// UNet runs in fp16, as accelerate's <c>mixed_precision = "fp16"</c>), <c>dynamic</c> (always) or <c>off</c>.
+    /// </summary>
+    public string LossScaling { get; set; } = "auto";
+
+    /// <summary><c>loss_scale_init</c>: the initial loss scale (GradScaler's <c>init_scale</c>, 2^16).</summary>
+    public double LossScaleInit { get; set; } = 65536;
+
+    /// <summary><c>loss_scale_growth_interval</c>: good optimizer steps after which the scale doubles (GradScaler's 2000).</summary>
+    public int LossScaleGrowthInterval { get; set; } = 2000;
 }
 
 /// <summary>The <c>[per_prompt_stat_tracking]</c> section (ddpo-pytorch <c>config.per_prompt_stat_tracking</c>).</summary>
@@ -159,8 +171,9 @@ public sealed class LoggingConfig
 public sealed class PretrainedConfig
 {
     /// <summary>
-    /// <c>dtype</c> of the frozen weights (VAE, text encoder, non-LoRA UNet): <c>fp32</c>, <c>fp16</c> or <c>bf16</c>.
-    /// The default follows ddpo-pytorch's <c>mixed_precision = "fp16"</c>.
+    /// <c>dtype</c> of the frozen weights (VAE, text encoder, non-LoRA UNet): <c>fp32</c>, <c>fp16</c>, <c>bf16</c> or
+    /// <c>auto</c>: fp16 on CUDA (ddpo-pytorch's <c>mixed_precision = "fp16"</c>), fp32 on the CPU (where fp16 runs,
+    /// but slower than fp32). Trainable LoRA parameters and the optimizer state are float32 whatever this says.
     /// </summary>
-    public string Dtype { get; set; } = "fp16";
+    public string Dtype { get; set; } = "auto";
 }

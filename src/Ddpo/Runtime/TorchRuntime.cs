@@ -78,8 +78,18 @@ public static class TorchRuntime
         "fp32" or "float32" or "float" or "f32" => ScalarType.Float32,
         "fp16" or "float16" or "half" or "f16" => ScalarType.Float16,
         "bf16" or "bfloat16" => ScalarType.BFloat16,
-        _ => throw new ArgumentException($"--dtype: '{name}' is not a dtype (expected fp32, fp16 or bf16)"),
+        _ => throw new ArgumentException($"--dtype: '{name}' is not a dtype (expected auto, fp32, fp16 or bf16)"),
     };
+
+    /// <summary>
+    /// The model dtype for <paramref name="name"/> on <paramref name="device"/>: <c>auto</c> is fp16 on CUDA (ddpo-pytorch's
+    /// <c>mixed_precision = "fp16"</c>) and fp32 on the CPU (libtorch's CPU fp16 kernels work, but run slower than fp32);
+    /// any other name as <see cref="ParseDType"/>.
+    /// </summary>
+    public static ScalarType ResolveDType(string name, Device device) =>
+        name.Trim().Equals("auto", StringComparison.OrdinalIgnoreCase)
+            ? (device.type == DeviceType.CUDA ? ScalarType.Float16 : ScalarType.Float32)
+            : ParseDType(name);
 
     /// <summary>Short name of a dtype (fp32, fp16, bf16).</summary>
     public static string DTypeName(ScalarType t) => t switch

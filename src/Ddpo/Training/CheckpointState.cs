@@ -22,6 +22,12 @@ public sealed class CheckpointState
     /// <summary><see cref="PerPromptStatTracker.ToJson"/>, or null when stat tracking is off.</summary>
     public string? StatTrackerJson { get; set; }
 
+    /// <summary>The dynamic loss scale (<see cref="LossScaler"/>), or null when the run does not scale its loss.</summary>
+    public float? LossScale { get; set; }
+
+    /// <summary>Good optimizer steps since the loss scale last changed.</summary>
+    public int LossScaleGrowthTracker { get; set; }
+
     /// <summary>Writes the state as a JSON document (the stat tracker embedded as an object).</summary>
     public string ToJson()
     {
@@ -32,6 +38,11 @@ public sealed class CheckpointState
             ["config_hash"] = ConfigHash,
             ["stat_tracker"] = StatTrackerJson is null ? null : JsonNode.Parse(StatTrackerJson),
         };
+        if (LossScale is { } scale)
+        {
+            root["loss_scale"] = scale;
+            root["loss_scale_growth_tracker"] = LossScaleGrowthTracker;
+        }
         return root.ToJsonString(new JsonSerializerOptions { WriteIndented = true });
     }
 
@@ -50,6 +61,8 @@ public sealed class CheckpointState
                 GlobalStep = root["global_step"]?.GetValue<long>() ?? 0,
                 ConfigHash = root["config_hash"]?.GetValue<string>() ?? "",
                 StatTrackerJson = root["stat_tracker"]?.ToJsonString(),
+                LossScale = root["loss_scale"]?.GetValue<float>(),
+                LossScaleGrowthTracker = root["loss_scale_growth_tracker"]?.GetValue<int>() ?? 0,
             };
         }
         catch (Exception e) when (e is JsonException or InvalidOperationException or FormatException)

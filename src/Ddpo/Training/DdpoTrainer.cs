@@ -30,6 +30,7 @@ public sealed class DdpoTrainer : IDisposable
     private readonly OptimizerHelper _optimizer;
     private readonly PerPromptStatTracker? _tracker;
     private readonly TrainingCheckpoints _checkpoints;
+    private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
     private int _startEpoch;
     private long _globalStep;
@@ -43,6 +44,9 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>The trainable weights.</summary>
     public TrainableWeights Weights => _weights;
+
+    /// <summary>The dynamic loss scaler of the backward pass (disabled unless the UNet runs in fp16 or <c>train.loss_scaling = "dynamic"</c>).</summary>
+    public LossScaler Scaler => _scaler;
 
     /// <summary>The run folder.</summary>
     public RunDirectory Run => _run;
@@ -73,6 +77,7 @@ public sealed class DdpoTrainer : IDisposable
             : TrainableWeights.FullUnet(pipeline.Unet);
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
+        _scaler = LossScaler.For(t, pipeline.Unet.DType);
         _tracker = config.PerPromptStatTracking.Enabled
             ? new PerPromptStatTracker(config.PerPromptStatTracking.BufferSize, config.PerPromptStatTracking.MinCount)
             : null;
@@ -81,7 +86,7 @@ public sealed class DdpoTrainer : IDisposable
         var configText = config.ToToml();
         if (resume && _checkpoints.Latest() is { } latest)
         {
-            var state = _checkpoints.Restore(latest, _weights, _optimizer);
+            var state = _checkpoints.Restore(latest, _weights, _optimizer, _scaler);
             if (state.ConfigHash != config.ComputeHash())
             {
                 _observer.Message($"note: the configuration differs from the one checkpoint {latest.Path} was made with");
@@ -120,7 +125,7 @@ public sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler);
         using var metrics = new MetricsWriter(_run.Root);
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -151,7 +156,7 @@ public sealed class DdpoTrainer : IDisposable
             if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
             {
                 using var scope = NewDisposeScope();
-                var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
@@ -189,7 +194,7 @@ public sealed class DdpoTrainer : IDisposable
                 if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
                 {
                     using var scope = NewDisposeScope();
-                    _checkpoints.Save(epoch - 1, _globalStep, _weights, _optimizer, _tracker?.ToJson(), _config.ComputeHash());
+                    _checkpoints.Save(epoch - 1, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 }
                 throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
                     $"{failure.InnerException?.Message} — the epoch's {failure.Samples.Count} samples are kept in {kept}; " +
@@ -236,7 +241,7 @@ public sealed class DdpoTrainer : IDisposable
     /// </summary>
     private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {
-        if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0);
+        if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0, LossScale: _scaler.Scale);
         switch (_config.Algorithm)
         {
             case TrainingAlgorithm.Rwr:

@@ -8,7 +8,8 @@ public static class EpochMetrics
     /// (<c>reward_mean</c>; <c>reward_std</c> with n in the denominator, as ddpo-pytorch logs numpy's
     /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
     /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
-    /// the samples the update used), phase times and the per-prompt mean rewards.
+    /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
+    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
     /// </summary>
     public static Dictionary<string, object?> Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
@@ -32,6 +33,8 @@ public static class EpochMetrics
             ["samples_trained"] = stats.Samples,
             ["nonfinite_rewards"] = nonFinite,
             ["optimizer_steps"] = stats.OptimizerSteps,
+            ["skipped_steps"] = stats.SkippedSteps,
+            ["loss_scale"] = stats.LossScale,
             ["learning_rate"] = learningRate,
             ["sampling_s"] = Math.Round(samplingSeconds, 3),
             ["reward_s"] = Math.Round(rewardSeconds, 3),

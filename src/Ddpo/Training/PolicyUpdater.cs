@@ -18,18 +18,24 @@ namespace Ddpo.Training;
 /// <param name="MicroSteps">Number of forward/backward passes.</param>
 /// <param name="Seconds">Wall time of the phase.</param>
 /// <param name="Samples">Samples trained on (for sparse RWR, those at or above the percentile).</param>
+/// <param name="SkippedSteps">Optimizer steps skipped by the <see cref="LossScaler"/> (non-finite gradients).</param>
+/// <param name="LossScale">The loss scale at the end of the phase (1 without loss scaling).</param>
 public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
-    int OptimizerSteps, int MicroSteps, double Seconds, int Samples);
+    int OptimizerSteps, int MicroSteps, double Seconds, int Samples, int SkippedSteps = 0, double LossScale = 1);
 
 /// <summary>
 /// The training phase of a DDPO epoch: re-evaluates each recorded action's log-probability under the
 /// current policy (same guidance as sampling) and takes policy-gradient steps: DDPO-IS (clipped
 /// importance ratio, as ddpo-pytorch), DDPO-SF (REINFORCE, one step per sampling round), or
 /// reward-weighted regression on the denoising loss (RWR, sparse RWR: <see cref="RewardWeightedRegression"/>).
+/// With an enabled <see cref="LossScaler"/> (fp16 models) the backward pass runs on the scaled loss and the
+/// gradients are unscaled before clipping, as accelerate does; a step with non-finite gradients is skipped.
 /// </summary>
 public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
-    DdpoConfig config, ITrainingObserver observer)
+    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null)
 {
+    private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
+
     /// <summary>
     /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
     /// weights, <see cref="RwrWeights"/>; for sparse RWR the kept samples with weight 1).
@@ -69,7 +75,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                         var loss = rwr
                             ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
                             : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
-                        (loss / microPerStep).backward();
+                        _scaler.Scaled(loss / microPerStep).backward();
                         acc.Loss += loss.item<float>();
                         acc.Micro++;
                         if (acc.Micro % microPerStep == 0) StepOptimizer(acc);
@@ -86,7 +92,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         }
         int n = Math.Max(acc.Micro, 1);
         return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
-            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count);
+            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale);
     }
 
     /// <summary>Each sample's policy steps (the first <paramref name="policySteps"/>) in its own random order.</summary>
@@ -160,19 +166,20 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
 
     private void StepOptimizer(Accumulator acc)
     {
-        if (config.Train.MaxGradNorm > 0)
+        if (_scaler.Step(weights.Parameters, optimizer, config.Train.MaxGradNorm))
         {
-            nn.utils.clip_grad_norm_(weights.Parameters, config.Train.MaxGradNorm);
+            acc.OptimizerSteps++;
         }
-        optimizer.step();
-        optimizer.zero_grad();
-        acc.OptimizerSteps++;
+        else
+        {
+            acc.SkippedSteps++;
+        }
     }
 
     private sealed class Accumulator
     {
         public double Loss, Kl, ClipFrac;
-        public int Micro, OptimizerSteps;
+        public int Micro, OptimizerSteps, SkippedSteps;
         public double? FirstRatioDeviation;
     }
 }

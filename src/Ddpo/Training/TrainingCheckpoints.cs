@@ -13,8 +13,8 @@ public sealed record RestoredState(int Epoch, string ConfigHash, string? StatTra
 
 /// <summary>
 /// Saves and restores everything a DDPO run needs to continue exactly: the trainable tensors, the
-/// optimizer state (TorchSharp's binary form, stored as a byte tensor in the same safetensors file)
-/// and the stat tracker. Folders are written atomically by <see cref="CheckpointStore"/>.
+/// optimizer state (TorchSharp's binary form, stored as a byte tensor in the same safetensors file),
+/// the loss scaler's scale and growth counter (in <c>state.json</c>'s extras) and the stat tracker. Folders are written atomically by <see cref="CheckpointStore"/>.
 /// </summary>
 public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
 {
@@ -25,7 +25,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
     public CheckpointInfo? Latest() => _store.Latest();
 
     /// <summary>Writes a checkpoint for the completed <paramref name="epoch"/> after <paramref name="globalStep"/> optimizer steps; returns its folder.</summary>
-    public string Save(int epoch, long globalStep, TrainableWeights weights, OptimizerHelper optimizer, string? statTrackerJson, string configHash)
+    public string Save(int epoch, long globalStep, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler, string? statTrackerJson, string configHash)
     {
         var tensors = weights.RawState();
         using var stream = new MemoryStream();
@@ -36,14 +36,15 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
         using var optimizerBytes = tensor(stream.ToArray());
         tensors[OptimizerKey] = optimizerBytes;
         var state = new CheckpointState { Epoch = epoch, GlobalStep = globalStep, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
+        scaler.SaveTo(state);
         var path = _store.Save(state, tensors).Path;
         // Beside the exact-resume tensors, the fine-tuned weights in diffusers naming for other tools.
         weights.Export(Path.Combine(path, weights.ExportFileName));
         return path;
     }
 
-    /// <summary>Loads <paramref name="checkpoint"/> into the weights and the optimizer.</summary>
-    public RestoredState Restore(CheckpointInfo checkpoint, TrainableWeights weights, OptimizerHelper optimizer)
+    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the optimizer and the loss scaler.</summary>
+    public RestoredState Restore(CheckpointInfo checkpoint, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler)
     {
         var (state, tensors) = CheckpointStore.Load(checkpoint.Path);
         try
@@ -71,6 +72,7 @@ public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
             {
                 throw new ModelLoadException($"{checkpoint.Path}: the optimizer state ('{OptimizerKey}') is unreadable ({e.GetType().Name}: {e.Message}); the checkpoint is corrupt or from another optimizer", e);
             }
+            scaler.LoadFrom(state, Path.Combine(checkpoint.Path, CheckpointStore.StateFile));
             return new RestoredState(state.Epoch, state.ConfigHash, state.StatTrackerJson, state.GlobalStep);
         }
         finally

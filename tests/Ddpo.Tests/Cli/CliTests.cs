@@ -32,6 +32,21 @@ public sealed class CliTests
     }
 
     [Fact]
+    public void SampleRunsInHalfPrecisionOnTheCpu()
+    {
+        // libtorch's CPU has fp16 and bf16 kernels: --dtype fp16 on the CPU is no longer refused.
+        var root = TestPaths.NewTempDir();
+        foreach (var dtype in new[] { "fp16", "bf16" })
+        {
+            var output = Path.Combine(root, dtype);
+            var (code, text) = Capture(() => CliApp.Run(["sample", "--model", TinyModels.Pixel, "--prompt", "a cat", "--steps", "2", "--batch", "1", "--out", output, "--dtype", dtype, "--device", "cpu"]));
+            Assert.True(code == 0, text);
+            Assert.True(File.Exists(Path.Combine(output, "grid.png")), dtype);
+        }
+        Directory.Delete(root, true);
+    }
+
+    [Fact]
     public void BadInputGivesExitCode2AndAMessage()
     {
         var root = TestPaths.NewTempDir();

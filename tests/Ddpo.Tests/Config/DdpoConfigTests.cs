@@ -1,7 +1,9 @@
 using Ddpo.Config;
 using Ddpo.Models.Loading;
+using Ddpo.Runtime;
 using Ddpo.Tests.Support;
 using Xunit;
+using static TorchSharp.torch;
 
 namespace Ddpo.Tests.Config;
 
@@ -33,7 +35,15 @@ public sealed class DdpoConfigTests : IDisposable
         Assert.Empty(c.PromptFnKwargs);
         Assert.Equal("jpeg_compressibility", c.RewardFn);
         Assert.Empty(c.Rewards);
-        Assert.Equal("fp16", c.Pretrained.Dtype); // base.py mixed_precision = "fp16"
+        // base.py mixed_precision = "fp16" on CUDA; "auto" keeps that there and is fp32 on the CPU
+        // (the old default "fp16" was silently replaced by fp32 on the CPU).
+        Assert.Equal("auto", c.Pretrained.Dtype);
+        Assert.Equal(ScalarType.Float16, TorchRuntime.ResolveDType(c.Pretrained.Dtype, new Device("cuda")));
+        Assert.Equal(ScalarType.Float32, TorchRuntime.ResolveDType(c.Pretrained.Dtype, CPU));
+        Assert.Equal(ScalarType.Float16, TorchRuntime.ResolveDType("fp16", CPU));
+        Assert.Equal("auto", c.Train.LossScaling);
+        Assert.Equal(65536, c.Train.LossScaleInit);
+        Assert.Equal(2000, c.Train.LossScaleGrowthInterval);
 
         Assert.Equal(50, c.Sample.NumSteps);
         Assert.Equal(1.0, c.Sample.Eta);
@@ -193,6 +203,10 @@ public sealed class DdpoConfigTests : IDisposable
     [InlineData("algorithm = \"ppo\"", "algorithm")]
     [InlineData("device = \"tpu\"", "device")]
     [InlineData("pretrained.dtype = \"fp8\"", "pretrained.dtype")]
+    [InlineData("train.loss_scaling = \"static\"", "train.loss_scaling")]
+    [InlineData("train.loss_scale_init = 0.0", "train.loss_scale_init")]
+    [InlineData("train.loss_scale_init = 1e40", "train.loss_scale_init")]
+    [InlineData("train.loss_scale_growth_interval = 0", "train.loss_scale_growth_interval")]
     [InlineData("prompt_fn = \"no_such_prompts\"", "prompt_fn")]
     [InlineData("train.adam_beta2 = 1.0", "train.adam_beta2")]
     [InlineData("rwr.percentile = 101.0", "rwr.percentile")]

@@ -38,11 +38,11 @@ public sealed class CorruptCheckpointTests
                 optimizer.step();
             }
             var checkpoints = new TrainingCheckpoints(new RunDirectory(root), 2);
-            var path = checkpoints.Save(0, 1, weights, optimizer, null, "hash");
+            var path = checkpoints.Save(0, 1, weights, optimizer, new LossScaler(enabled: false), null, "hash");
             var file = Path.Combine(path, CheckpointStore.TensorsFile);
             Damage(file, corruption);
 
-            var e = Assert.Throws<ModelLoadException>(() => checkpoints.Restore(checkpoints.Latest()!, weights, optimizer));
+            var e = Assert.Throws<ModelLoadException>(() => checkpoints.Restore(checkpoints.Latest()!, weights, optimizer, new LossScaler(enabled: false)));
             Assert.Contains(path, e.Message);
             Assert.Contains(corruption switch
             {
