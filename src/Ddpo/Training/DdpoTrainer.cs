@@ -6,6 +6,7 @@ using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Reporting;
 using Ddpo.Rewards;
+using Ddpo.Runtime;
 using Ddpo.Rewards.Alignment;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -150,6 +151,7 @@ public sealed class DdpoTrainer : IDisposable
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
             metrics.Write(line);
+            NativeHeap.Trim();
             _observer.EpochFinished(line);
             Publish(line, epoch);
             bool last = epoch == _config.NumEpochs - 1;

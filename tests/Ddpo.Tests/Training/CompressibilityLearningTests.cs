@@ -4,14 +4,29 @@ using Ddpo.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;
+using Xunit.Abstractions;
 
 namespace Ddpo.Tests.Training;
 
 [Collection("training")]
-public sealed class CompressibilityLearningTests
+public sealed class CompressibilityLearningTests(ITestOutputHelper output)
 {
-    [Fact]
-    public async Task ShortDdpoRunOnAnInitTinyModelRaisesJpegCompressibility()
+    /// <summary>
+    /// Learning must hold on any CPU, not on one lucky trajectory: floating point differs between machines and a
+    /// training curve drifts after a few epochs, so the test runs five model/sampling seeds. The design makes the
+    /// signal strong rather than the threshold loose: each epoch's 16 samples give one optimizer step (the whole
+    /// epoch's gradient accumulated, as ddpo-pytorch takes few large steps), so the step sees importance ratios of
+    /// exactly 1 and nothing is clipped away. On the session that wrote it the weakest seed's gain was far above
+    /// the 3 SE asked for (see the issue notes); with one step per 4 samples instead, two of the five seeds went
+    /// the wrong way.
+    /// </summary>
+    [Theory]
+    [InlineData(1)]
+    [InlineData(2)]
+    [InlineData(3)]
+    [InlineData(4)]
+    [InlineData(5)]
+    public async Task ShortDdpoRunOnAnInitTinyModelRaisesJpegCompressibility(int seed)
     {
         // A random 32-pixel model (x0-prediction, so its output is the image) makes busy, hard-to-compress
         // images; a few epochs of DDPO-IS must make them clearly more compressible.
@@ -19,14 +34,14 @@ public sealed class CompressibilityLearningTests
         var model = Path.Combine(root, "model");
         TinyPipelineWriter.Write(new TinyPipelineOptions
         {
-            WithVae = false, SampleSize = 32, UnetChannels = [16, 32], TextHiddenSize = 16, Seed = 3, PredictionType = "sample",
+            WithVae = false, SampleSize = 32, UnetChannels = [16, 32], TextHiddenSize = 16, PredictionType = "sample", Seed = seed,
         }, model);
         var config = DdpoConfig.Load(null, "compressibility",
         [
             "prompt_fn=\"animals\"", "sample.num_steps=6", "sample.batch_size=16", "sample.num_batches_per_epoch=1",
-            "train.batch_size=4", "train.gradient_accumulation_steps=1", "num_epochs=6", "pretrained.dtype=\"fp32\"",
-            "logging.num_eval_images=0", "train.learning_rate=1e-3", "use_lora=false", "per_prompt_stat_tracking.enabled=false",
-            "device=\"cpu\"", "save_freq=100",
+            "train.batch_size=4", "train.gradient_accumulation_steps=4", "num_epochs=8", "pretrained.dtype=\"fp32\"",
+            "logging.num_eval_images=0", "train.learning_rate=3e-3", "use_lora=false", "per_prompt_stat_tracking.enabled=false",
+            "device=\"cpu\"", "save_freq=100", $"seed={seed}",
         ]);
         using (var pipeline = TextToImagePipeline.FromPretrained(model))
         using (var trainer = new DdpoTrainer(config, pipeline, Path.Combine(root, "run"), false, new JpegCompressibilityReward()))
@@ -39,6 +54,7 @@ public sealed class CompressibilityLearningTests
         double lastMean = last.Average(x => (double)x["reward_mean"]!);
         double lastSem = Math.Sqrt(last.Sum(x => Math.Pow((double)x["reward_sem"]!, 2))) / last.Length;
         double gain = lastMean - first, se = Math.Sqrt(firstSem * firstSem + lastSem * lastSem);
+        output.WriteLine($"seed {seed}: {first:F4} -> {lastMean:F4} gain {gain:F4} = {gain / se:F2} SE");
         Assert.True(gain > 3 * se, $"reward went from {first:F4} ± {firstSem:F4} to {lastMean:F4} ± {lastSem:F4}: gain {gain:F4} is not above 3 SE ({3 * se:F4})");
         Directory.Delete(root, true);
     }
