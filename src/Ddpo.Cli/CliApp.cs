@@ -31,6 +31,8 @@ public static class CliApp
     /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
     public static int Run(string[] args)
     {
+        // Resident memory stays near what is live instead of glibc's high-water mark (see NativeHeap).
+        Ddpo.Runtime.NativeHeap.ReturnLargeBlocksToTheSystem();
         try
         {
             var parse = BuildRoot().Parse(args);

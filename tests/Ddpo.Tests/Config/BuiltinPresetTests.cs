@@ -16,7 +16,7 @@ public sealed class BuiltinPresetTests
         Assert.Equal(promptFn, c.PromptFn);
         Assert.Equal(rewardFn, c.RewardFn);
         Assert.Equal("builtin", c.Model);
-        Assert.Equal(20, c.Sample.NumSteps);
+        Assert.Equal(10, c.Sample.NumSteps);
         Assert.Equal("fp32", c.Pretrained.Dtype);
         Assert.Equal(["image_contrast", "colorfulness"], c.WatchRewardNames);
     }

@@ -128,12 +128,12 @@ public sealed class PresetTotalsTests : IDisposable
     [InlineData("incompressibility+builtin")]
     [InlineData("aesthetic+builtin")]
     [InlineData("prompt_image_alignment+builtin")]
-    public void BuiltinLayerKeepsItsSizesOnOneDevice(string preset)
+    public void BuiltinLayerTakesOneOptimizerStepPerEpochOnOneDevice(string preset)
     {
         var c = DdpoConfig.Load(null, preset, null);
-        Assert.Equal((48, 4), (c.Sample.SamplesPerEpoch, c.Train.TotalBatchSize));
-        Assert.Equal((16, 3, 4, 1), (c.Sample.BatchSize, c.Sample.NumBatchesPerEpoch, c.Train.BatchSize, c.Train.GradientAccumulationSteps));
-        Assert.Equal(12, c.Counts.OptimizerStepsPerEpoch);
+        Assert.Equal((48, 48), (c.Sample.SamplesPerEpoch, c.Train.TotalBatchSize));
+        Assert.Equal((16, 3, 4, 12), (c.Sample.BatchSize, c.Sample.NumBatchesPerEpoch, c.Train.BatchSize, c.Train.GradientAccumulationSteps));
+        Assert.Equal(1, c.Counts.OptimizerStepsPerEpoch);
     }
 
     [Fact]
