@@ -142,6 +142,7 @@ internal static class ConfigSchema
         Int(SampleCounts.SamplesPerEpochKey, c => c.Sample.SamplesPerEpoch, (c, v) => c.Sample.SamplesPerEpoch = v, 0);
         Int("sample.batch_size", c => c.Sample.BatchSize, (c, v) => c.Sample.BatchSize = v, 1);
         Int("sample.num_batches_per_epoch", c => c.Sample.NumBatchesPerEpoch, (c, v) => c.Sample.NumBatchesPerEpoch = v, 1);
+        Int("sample.group_size", c => c.Sample.GroupSize, (c, v) => c.Sample.GroupSize = v, 1);
         Str("sample.final_step", c => c.Sample.FinalStep.ToConfigName(),
             (c, v) => c.Sample.FinalStep = Schedulers.DdimFinalSteps.TryParse(v) ?? throw new ConfigValueException(UnknownName(v, Schedulers.DdimFinalSteps.Names)),
             v => Schedulers.DdimFinalSteps.TryParse(v) is null ? UnknownName(v, Schedulers.DdimFinalSteps.Names) : null);

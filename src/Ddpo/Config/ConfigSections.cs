@@ -30,6 +30,14 @@ public sealed class SampleConfig
     public int NumBatchesPerEpoch { get; set; } = 2;
 
     /// <summary>
+    /// Images per prompt within an epoch (ours; 1 = every sample draws its own prompt, as ddpo-pytorch): the
+    /// epoch draws samples / group_size prompts and samples each group_size times in a row. With per-prompt
+    /// stat tracking the advantages are then relative to the prompt's own images, which removes what the policy
+    /// cannot change (which prompt it drew) from the learning signal.
+    /// </summary>
+    public int GroupSize { get; set; } = 1;
+
+    /// <summary>
     /// <c>final_step</c>: what the last DDIM step of the trajectories trained on (and of the eval images) steps to.
     /// <c>"ddpo"</c> (default, ddpo-pytorch): the previous timestep is clamped at 0, so the last step uses
     /// alphas_cumprod[0] and is a stochastic action with a log-probability. <c>"diffusers"</c>: diffusers'

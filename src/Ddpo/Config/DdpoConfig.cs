@@ -231,6 +231,11 @@ public sealed class DdpoConfig
                 $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
         }
         var counts = Counts;
+        if (counts.SamplesPerEpochPerProcess % Sample.GroupSize != 0)
+        {
+            throw Problem("sample.group_size",
+                $"samples per epoch per process ({counts.SamplesPerEpochPerProcess}) must be a multiple of sample.group_size = {Sample.GroupSize}");
+        }
         if (counts.SamplesPerEpochPerProcess % counts.SamplesPerStepPerProcess != 0)
         {
             throw Train.TotalBatchSize > 0

@@ -79,7 +79,8 @@ public sealed record DdimSchedulerConfig
         ConfigException Bad(string field, object value, string expected) => new($"{source}: field '{field}' = {value}, expected {expected}");
         if (NumTrainTimesteps is < 1 or > 100_000) throw Bad("num_train_timesteps", NumTrainTimesteps, "an integer from 1 to 100000");
         if (!(BetaStart is > 0 and < 1)) throw Bad("beta_start", BetaStart, "a number in (0, 1)");
-        if (!(BetaEnd is > 0 and < 1) || BetaEnd < BetaStart) throw Bad("beta_end", BetaEnd, $"a number in [beta_start = {BetaStart}, 1)");
+        // diffusers accepts beta_end >= 1 (its own tests use 2); only the order and finiteness are checked here.
+        if (!double.IsFinite(BetaEnd) || BetaEnd <= 0 || BetaEnd < BetaStart) throw Bad("beta_end", BetaEnd, $"a finite number >= beta_start = {BetaStart}");
         if (!(ClipSampleRange > 0) || double.IsInfinity(ClipSampleRange)) throw Bad("clip_sample_range", ClipSampleRange, "a positive number");
         if (StepsOffset < 0 || StepsOffset >= NumTrainTimesteps) throw Bad("steps_offset", StepsOffset, $"an integer from 0 to num_train_timesteps - 1 = {NumTrainTimesteps - 1}");
     }

@@ -26,6 +26,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         var s = config.Sample;
         var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true };
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
+        var epochPrompts = DrawPrompts(rng, s.BatchSize * s.NumBatchesPerEpoch, s.GroupSize);
         var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
         var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();
         var images = new List<Tensor>();
@@ -37,7 +38,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             for (int b = 0; b < s.NumBatchesPerEpoch; b++)
             {
                 ct.ThrowIfCancellationRequested();
-                var chosen = Enumerable.Range(0, s.BatchSize).Select(_ => prompts.Next(rng)).ToArray();
+                var chosen = epochPrompts[(b * s.BatchSize)..((b + 1) * s.BatchSize)];
                 var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", b));
                 int offset = b * s.NumSteps;
                 var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
@@ -73,6 +74,15 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             foreach (var t in images) t.Dispose();
         }
     }
+
+    /// <summary>
+    /// The epoch's prompts in sampling order: <paramref name="count"/> / <paramref name="groupSize"/> draws, each
+    /// repeated <paramref name="groupSize"/> times in a row (groups may span two batches). With a group size of 1
+    /// the draws are the ones ddpo-pytorch's per-sample prompt_fn calls make, in the same order.
+    /// </summary>
+    private PromptSample[] DrawPrompts(Random rng, int count, int groupSize) =>
+        Enumerable.Range(0, count / groupSize).Select(_ => prompts.Next(rng))
+            .SelectMany(p => Enumerable.Repeat(p, groupSize)).ToArray();
 
     /// <summary>
     /// Scores the images of trajectories sampled earlier (kept when their rewards failed), in batches

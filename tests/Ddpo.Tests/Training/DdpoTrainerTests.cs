@@ -31,6 +31,25 @@ public sealed class DdpoTrainerTests
         return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
     }
 
+    /// <summary>
+    /// sample.group_size = 4: each drawn prompt is sampled 4 times in a row (here across the two batches of 4),
+    /// and with a one-group buffer the advantages are relative to the prompt's own images, so each group's
+    /// advantages sum to zero.
+    /// </summary>
+    [Fact]
+    public void GroupsSampleEachDrawnPromptSeveralTimes()
+    {
+        var dir = TestPaths.NewTempDir();
+        var line = Assert.Single(Train(TinyConfig("num_epochs=1", "sample.num_batches_per_epoch=2", "sample.group_size=4",
+            "per_prompt_stat_tracking.enabled=true", "per_prompt_stat_tracking.buffer_size=4", "per_prompt_stat_tracking.min_count=4"), dir));
+        var counts = ((System.Text.Json.Nodes.JsonObject)line["prompt_rewards"]!).Select(kv => (int)kv.Value!["n"]!).ToArray();
+        Assert.Equal(8, counts.Sum());
+        Assert.All(counts, n => Assert.Equal(0, n % 4));
+        var bad = Assert.Throws<ConfigException>(() => TinyConfig("sample.group_size=3"));
+        Assert.Contains("sample.group_size", bad.Message);
+        Directory.Delete(dir, true);
+    }
+
     [Fact]
     public void FirstImportanceRatioOfAnEpochIsExactlyOne()
     {
