@@ -42,7 +42,8 @@ public sealed class DdpoTrainerTests
         var dir = TestPaths.NewTempDir();
         var line = Assert.Single(Train(TinyConfig("num_epochs=1", "sample.num_batches_per_epoch=2", "sample.group_size=4",
             "per_prompt_stat_tracking.enabled=true", "per_prompt_stat_tracking.buffer_size=4", "per_prompt_stat_tracking.min_count=4"), dir));
-        var counts = ((System.Text.Json.Nodes.JsonObject)line["prompt_rewards"]!).Select(kv => (int)kv.Value!["n"]!).ToArray();
+        var counts = ((Dictionary<string, object?>)line["prompt_rewards"]!).Values
+            .Select(v => (int)Convert.ToDouble(((Dictionary<string, object?>)v!)["n"])).ToArray();
         Assert.Equal(8, counts.Sum());
         Assert.All(counts, n => Assert.Equal(0, n % 4));
         var bad = Assert.Throws<ConfigException>(() => TinyConfig("sample.group_size=3"));
