@@ -60,8 +60,8 @@ public static class ConfigPresets
     /// (e.g. <c>compressibility+builtin</c>).
     /// </summary>
     private const string BuiltinCpu = """
-        num_epochs = 10
-        save_freq = 5
+        num_epochs = 12
+        save_freq = 4
         watch_rewards = "image_contrast,colorfulness"
         model = "builtin"
 
@@ -77,7 +77,7 @@ public static class ConfigPresets
         [train]
         total_batch_size = 48
         batch_size = 4
-        learning_rate = 1e-2
+        learning_rate = 5e-3
         timestep_fraction = 0.5
 
         [lora]

@@ -9,7 +9,18 @@ using static TorchSharp.torch;
 
 namespace Ddpo.Tests.Training;
 
-[Collection("training")]
+/// <summary>
+/// Runs alone: <see cref="Tensor.TotalCount"/> counts the tensors of the whole process, so tests running in parallel
+/// would change it.
+/// </summary>
+[CollectionDefinition(Name, DisableParallelization = true)]
+public sealed class AloneCollection
+{
+    /// <summary>The collection's name.</summary>
+    public const string Name = "alone";
+}
+
+[Collection(AloneCollection.Name)]
 public sealed class MemoryGrowthTests(ITestOutputHelper output)
 {
     /// <summary>Every tensor made per step or per epoch is disposed: sampling, rewards, the update, checkpoints, images, report.</summary>
