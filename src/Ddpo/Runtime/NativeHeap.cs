@@ -17,37 +17,25 @@ public static partial class NativeHeap
     /// Returns free C-heap memory to the system (glibc <c>malloc_trim(0)</c>); false where there is no glibc
     /// (nothing is done then).
     /// </summary>
-    public static bool Trim()
-    {
-        if (_unavailable) return false;
-        try
-        {
-            MallocTrim(0);
-            return true;
-        }
-        catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
-        {
-            _unavailable = true; // musl or another C library: nothing to trim
-            return false;
-        }
-    }
+    public static bool Trim() => CallGlibc(() => { MallocTrim(0); return true; });
 
     /// <summary>
     /// Fixes glibc's mmap threshold at <paramref name="bytes"/> (default 1 MiB): tensors of that size or more get
     /// their own mapping, returned to the system when freed, instead of heap space that stays resident.
-    /// Costs page faults on the CPU (measured in the README's default run). Call once at start-up;
-    /// returns false where there is no glibc.
+    /// Costs a page fault per fresh page of such tensors. Call once at start-up; returns false where there is no glibc.
     /// </summary>
-    public static bool ReturnLargeBlocksToTheSystem(int bytes = 1 << 20)
+    public static bool ReturnLargeBlocksToTheSystem(int bytes = 1 << 20) => CallGlibc(() => MallOpt(MmapThreshold, bytes) == 1);
+
+    private static bool CallGlibc(Func<bool> call)
     {
         if (_unavailable) return false;
         try
         {
-            return MallOpt(MmapThreshold, bytes) == 1;
+            return call();
         }
         catch (Exception e) when (e is DllNotFoundException or EntryPointNotFoundException)
         {
-            _unavailable = true;
+            _unavailable = true; // musl or another C library: nothing to do
             return false;
         }
     }
