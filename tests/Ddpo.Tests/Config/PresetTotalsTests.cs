@@ -131,8 +131,8 @@ public sealed class PresetTotalsTests : IDisposable
     public void BuiltinLayerTakesOneOptimizerStepPerEpochOnOneDevice(string preset)
     {
         var c = DdpoConfig.Load(null, preset, null);
-        Assert.Equal((48, 48), (c.Sample.SamplesPerEpoch, c.Train.TotalBatchSize));
-        Assert.Equal((16, 3, 4, 12), (c.Sample.BatchSize, c.Sample.NumBatchesPerEpoch, c.Train.BatchSize, c.Train.GradientAccumulationSteps));
+        Assert.Equal((96, 96), (c.Sample.SamplesPerEpoch, c.Train.TotalBatchSize));
+        Assert.Equal((16, 6, 4, 24), (c.Sample.BatchSize, c.Sample.NumBatchesPerEpoch, c.Train.BatchSize, c.Train.GradientAccumulationSteps));
         Assert.Equal(1, c.Counts.OptimizerStepsPerEpoch);
     }
 
