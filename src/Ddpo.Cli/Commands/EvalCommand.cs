@@ -72,15 +72,15 @@ public static class EvalCommand
             var tunedScores = Score(pipeline, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}");
 
             var rows = new List<EvaluationRow>();
-            var table = new Table().AddColumns("prompts", "n", "reward", "base", $"fine-tuned (epoch {info.Epoch})", "change");
+            var table = new Table().AddColumns("prompts", "n", "reward", "base", $"fine-tuned (epoch {info.Epoch})", "change ± paired SE");
             foreach (var (set, _) in sets)
             {
                 foreach (var (name, _) in scorers)
                 {
-                    var row = new EvaluationRow(set, name, baseScores[(set, name)], tunedScores[(set, name)]);
+                    var row = EvaluationRow.Of(set, name, baseScores[(set, name)], tunedScores[(set, name)]);
                     rows.Add(row);
                     table.AddRow(set, row.Base.Count.ToString(), name, $"{row.Base.Mean:F4} ± {row.Base.Sem:F4}",
-                        $"{row.FineTuned.Mean:F4} ± {row.FineTuned.Sem:F4}", $"{row.Change:+0.0000;-0.0000}");
+                        $"{row.FineTuned.Mean:F4} ± {row.FineTuned.Sem:F4}", $"{row.Change:+0.0000;-0.0000} ± {row.ChangeSem:F4} ({row.ChangeInSems:+0.0;-0.0} SE)");
                 }
             }
             AnsiConsole.Write(table);
@@ -97,7 +97,7 @@ public static class EvalCommand
                 {
                     prompts = r.PromptSet, reward = r.Reward,
                     base_mean = r.Base.Mean, base_sem = r.Base.Sem, finetuned_mean = r.FineTuned.Mean, finetuned_sem = r.FineTuned.Sem,
-                    change = r.Change, n = r.Base.Count,
+                    change = r.Change, change_sem = r.ChangeSem, n = r.Base.Count,
                 }),
             }, new JsonSerializerOptions { WriteIndented = true, NumberHandling = System.Text.Json.Serialization.JsonNumberHandling.AllowNamedFloatingPointLiterals }));
             AnsiConsole.MarkupLineInterpolated($"wrote [green]{outFile}[/]");
@@ -106,10 +106,10 @@ public static class EvalCommand
         return command;
     }
 
-    private static Dictionary<(string, string), RewardSummary> Score(TextToImagePipeline pipeline, List<(string Name, IReadOnlyList<PromptSample> Prompts)> sets,
+    private static Dictionary<(string, string), float[]> Score(TextToImagePipeline pipeline, List<(string Name, IReadOnlyList<PromptSample> Prompts)> sets,
         List<(string Name, IRewardFunction Reward)> scorers, int perPrompt, SamplingOptions options, long seed, string label)
     {
-        var result = new Dictionary<(string, string), RewardSummary>();
+        var result = new Dictionary<(string, string), float[]>();
         foreach (var (set, prompts) in sets)
         {
             var (images, all) = ProgressReporter.Run($"{label}: sampling '{set}' ({prompts.Count} prompts x {perPrompt})", 1,
@@ -118,7 +118,7 @@ public static class EvalCommand
             {
                 foreach (var (name, reward) in scorers)
                 {
-                    result[(set, name)] = RewardSummary.Of(PolicyEvaluator.Score(reward, images, all));
+                    result[(set, name)] = PolicyEvaluator.Score(reward, images, all);
                 }
             }
         }

@@ -26,10 +26,36 @@ public sealed record RewardSummary(double Mean, double Sem, int Count)
 /// <param name="Reward">The reward's name.</param>
 /// <param name="Base">The base model.</param>
 /// <param name="FineTuned">The fine-tuned model.</param>
-public sealed record EvaluationRow(string PromptSet, string Reward, RewardSummary Base, RewardSummary FineTuned)
+/// <param name="ChangeSem">
+/// Standard error of the change, paired: both models sample the same prompts from the same initial noise, so the
+/// change is the mean of per-image differences and its standard error is theirs (<see cref="StandardError.OfMean"/>
+/// over the images both models scored). What a prompt adds to both images (a tiger is harder to compress than a
+/// frog) cancels, which the unpaired sqrt(base sem^2 + fine-tuned sem^2) counts as noise.
+/// </param>
+public sealed record EvaluationRow(string PromptSet, string Reward, RewardSummary Base, RewardSummary FineTuned, double ChangeSem)
 {
     /// <summary>Fine-tuned minus base mean.</summary>
     public double Change => FineTuned.Mean - Base.Mean;
+
+    /// <summary>The change in standard errors (<see cref="Change"/> / <see cref="ChangeSem"/>).</summary>
+    public double ChangeInSems => Change / ChangeSem;
+
+    /// <summary>
+    /// Summarises the rewards of the same images (prompt and seed) under the base and the fine-tuned model;
+    /// non-finite rewards are left out of their model's mean and, pairwise, out of the change's standard error.
+    /// </summary>
+    public static EvaluationRow Of(string promptSet, string reward, IReadOnlyList<float> baseRewards, IReadOnlyList<float> fineTunedRewards)
+    {
+        if (baseRewards.Count != fineTunedRewards.Count)
+        {
+            throw new ArgumentException($"paired rewards: {baseRewards.Count} base vs {fineTunedRewards.Count} fine-tuned images");
+        }
+        var differences = baseRewards.Zip(fineTunedRewards)
+            .Where(p => float.IsFinite(p.First) && float.IsFinite(p.Second))
+            .Select(p => (double)p.Second - p.First).ToArray();
+        return new EvaluationRow(promptSet, reward, RewardSummary.Of(baseRewards), RewardSummary.Of(fineTunedRewards),
+            StandardError.OfMean(differences));
+    }
 }
 
 /// <summary>

@@ -38,4 +38,24 @@ public sealed class StandardErrorTests
         Assert.Equal(sem, (double)line["reward_sem"]!, 12);
         Assert.Equal(Math.Sqrt(1.25), (double)line["reward_std"]!, 12); // ddpo-pytorch logs numpy's std() (n)
     }
+
+    [Fact]
+    public void EvalChangeIsPairedOverTheSameImages()
+    {
+        // Two prompts far apart (1 vs 5) and a fine-tuned model that adds 0.1 +- 0.01 to every image: the unpaired
+        // errors are dominated by the prompts, the paired one is the differences' own (0.11, 0.09, 0.10, 0.10).
+        float[] baseRewards = [1f, 5f, 1.2f, 5.2f, float.NaN];
+        float[] tuned = [1.11f, 5.09f, 1.3f, 5.3f, float.NaN];
+        var row = EvaluationRow.Of("held-out", "jpeg", baseRewards, tuned);
+        double[] differences = [1.11 - 1.0, 5.09 - 5.0, 1.3 - 1.2, 5.3 - 5.2];
+        Assert.Equal(StandardError.OfMean(differences), row.ChangeSem, 5);
+        Assert.Equal(0.1, row.Change, 5);
+        double unpaired = Math.Sqrt(row.Base.Sem * row.Base.Sem + row.FineTuned.Sem * row.FineTuned.Sem);
+        Assert.True(row.ChangeSem < unpaired / 100, $"paired {row.ChangeSem} vs unpaired {unpaired}");
+        Assert.Equal(row.Change / row.ChangeSem, row.ChangeInSems, 9);
+        // An image scored by one model only is left out of the pairs.
+        var oneSided = EvaluationRow.Of("held-out", "jpeg", [1f, 5f, 1.2f, 5.2f, 3f], [1.11f, 5.09f, 1.3f, 5.3f, float.NaN]);
+        Assert.Equal(row.ChangeSem, oneSided.ChangeSem, 9);
+        Assert.Throws<ArgumentException>(() => EvaluationRow.Of("x", "y", [1f], [1f, 2f]));
+    }
 }
