@@ -2,6 +2,8 @@ using System.Globalization;
 using System.Text;
 using static Ddpo.Reporting.ReportFormat;
 
+using Ddpo.Training;
+
 namespace Ddpo.Reporting;
 
 /// <summary>
