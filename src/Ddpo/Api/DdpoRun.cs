@@ -23,7 +23,7 @@ namespace Ddpo;
 /// using var run = DdpoRun.Create(new DdpoTrainingOptions
 /// {
 ///     PromptList = ["a cat", "a dog"],
-///     Reward = DelegateReward.PerImage("brightness", (image, prompt, metadata) => image.mean().ToSingle()),
+///     Reward = DelegateReward.PerImage("brightness", (image, prompt, metadata) => image.mean().item&lt;float&gt;()),
 ///     OnEpoch = m => Console.WriteLine($"epoch {m.Epoch}: {m.RewardMean:F4}"),
 /// });
 /// await run.RunAsync();
