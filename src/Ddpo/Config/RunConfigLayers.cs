@@ -18,7 +18,7 @@ public static class RunConfigLayers
     /// <c>key=value</c> overrides (values read as TOML, as <c>--set</c>). Returns it with the preset name actually
     /// applied (e.g. <c>compressibility+builtin</c>; null when only a file was given).
     /// </summary>
-    /// <exception cref="Ddpo.Models.Loading.ConfigException">A key, value, file or preset is wrong; the message names it and where it was set.</exception>
+    /// <exception cref="ConfigException">A key, value, file or preset is wrong; the message names it and where it was set.</exception>
     public static (DdpoConfig Config, string? Preset) Load(string? configFile, string? preset, IEnumerable<string>? overrides, int worldSize = 1)
     {
         var sets = overrides?.ToList() ?? [];
