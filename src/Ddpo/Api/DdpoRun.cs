@@ -87,6 +87,12 @@ public sealed class DdpoRun : IDisposable
         config.Pretrained.Dtype = TorchRuntime.DTypeName(dtype);
 
         var runDirectory = options.RunDirectory ?? DefaultRunDirectory(preset, options.ConfigFile);
+        var metrics = Path.Combine(Path.GetFullPath(runDirectory), MetricsWriter.FileName);
+        if (!options.Resume && File.Exists(metrics))
+        {
+            // Checked before anything is written or loaded: an existing run is never touched without Resume.
+            throw new ArgumentException($"{Path.GetFullPath(runDirectory)}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
+        }
         var prompts = RecordPrompts(options, config, runDirectory);
         var observer = Observers(options, runDirectory);
         var (reward, owned) = CreateReward(options, config, observer.Message);

@@ -1,8 +1,7 @@
 using System.Globalization;
 using System.Text;
-using static Ddpo.Reporting.ReportFormat;
-
 using Ddpo.Training;
+using static Ddpo.Reporting.ReportFormat;
 
 namespace Ddpo.Reporting;
 

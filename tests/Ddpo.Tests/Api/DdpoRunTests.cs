@@ -105,6 +105,12 @@ public sealed class DdpoRunTests
         Assert.Contains("reward_fn: 'code:brightness' was an object given in C# code", output.Replace("\n", ""));
         Assert.Equal(0, CliApp.Run(["eval", "--run", dir, "--seeds", "1", "--prompts", "train", "--reward", "image_contrast", "--device", "cpu"]));
         Assert.True(File.Exists(Path.Combine(dir, "eval", "eval-epoch-0000.json")));
+
+        // An existing run is never touched without Resume: the recorded prompt list stays as it was.
+        options.PromptList = ["a fish"];
+        var exists = Assert.Throws<ArgumentException>(() => DdpoRun.Create(options));
+        Assert.Contains("already has metrics.jsonl", exists.Message);
+        Assert.Equal(prompts, PromptSources.Create(recorded.PromptFn).All);
         Directory.Delete(Path.GetDirectoryName(dir)!, true);
     }
 
