@@ -28,6 +28,14 @@ public sealed class CommonOptions
     /// <summary>Loads libtorch if asked, sets threads, and resolves the device and dtype.</summary>
     public (Device Device, ScalarType DType) Resolve(ParseResult parse, string? deviceOverride = null)
     {
+        ApplyRuntime(parse);
+        var device = TorchRuntime.ResolveDevice(deviceOverride ?? parse.GetValue(Device)!);
+        return (device, TorchRuntime.ResolveDType(parse.GetValue(DType)!, device));
+    }
+
+    /// <summary>Loads libtorch from <c>--libtorch</c> if given and sets <c>--threads</c>.</summary>
+    public void ApplyRuntime(ParseResult parse)
+    {
         TorchRuntime.UseLibTorchFrom(parse.GetValue(LibTorch));
         var threads = parse.GetValue(Threads);
         if (threads is { } n)
@@ -35,7 +43,11 @@ public sealed class CommonOptions
             if (n < 1) throw new ArgumentException($"--threads must be >= 1, got {n}");
             set_num_threads(n);
         }
-        var device = TorchRuntime.ResolveDevice(deviceOverride ?? parse.GetValue(Device)!);
-        return (device, TorchRuntime.ResolveDType(parse.GetValue(DType)!, device));
     }
+
+    /// <summary>The <c>--device</c> value when given on the command line; null when left at its default (the config decides).</summary>
+    public string? ExplicitDevice(ParseResult parse) => parse.GetResult(Device) is { Implicit: false } ? parse.GetValue(Device) : null;
+
+    /// <summary>The <c>--dtype</c> value when given on the command line; null when left at its default (the config decides).</summary>
+    public string? ExplicitDType(ParseResult parse) => parse.GetResult(DType) is { Implicit: false } ? parse.GetValue(DType) : null;
 }

@@ -38,16 +38,14 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     }
 
     /// <inheritdoc />
-    public void EpochFinished(IReadOnlyDictionary<string, object?> m)
+    public void EpochFinished(EpochMetrics m)
     {
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
         AnsiConsole.MarkupLineInterpolated(
-            $"epoch {m["epoch"],3}  reward {Num(m["reward_mean"]):F4} ± {Num(m["reward_std"]):F4}  kl {Num(m["approx_kl"]):E2}  clipfrac {Num(m["clipfrac"]):F3}  loss {Num(m["loss"]):E2}  sample {Num(m["sampling_s"]):F1}s  reward {Num(m["reward_s"]):F1}s  train {Num(m["training_s"]):F1}s");
+            $"epoch {m.Epoch,3}  reward {m.RewardMean:F4} ± {m.RewardStd:F4}  kl {m.ApproxKl:E2}  clipfrac {m.ClipFrac:F3}  loss {m.Loss:E2}  sample {m.SamplingSeconds:F1}s  reward {m.RewardSeconds:F1}s  train {m.TrainingSeconds:F1}s");
     }
 
     /// <inheritdoc />
     public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
-
-    private static double Num(object? value) => Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
 }

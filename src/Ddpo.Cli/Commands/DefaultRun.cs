@@ -4,5 +4,5 @@ namespace Ddpo.Cli.Commands;
 public static class DefaultRun
 {
     /// <summary>The preset of the default run.</summary>
-    public const string Preset = "compressibility";
+    public const string Preset = Ddpo.Config.RunConfigLayers.DefaultPreset;
 }

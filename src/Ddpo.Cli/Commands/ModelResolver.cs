@@ -7,8 +7,7 @@ namespace Ddpo.Cli.Commands;
 public static class ModelResolver
 {
     /// <summary>The folder of <paramref name="model"/>: the built-in model when null/empty or "builtin".</summary>
-    public static string Folder(string? model) =>
-        string.IsNullOrEmpty(model) || model == "builtin" ? BuiltinModel.Directory : model;
+    public static string Folder(string? model) => DdpoRun.ModelFolder(model ?? "");
 
     /// <summary>Loads the pipeline on the device in the dtype.</summary>
     public static TextToImagePipeline LoadPipeline(string? model, Device device, ScalarType dtype) =>

@@ -1,14 +1,12 @@
 using System.CommandLine;
 using Ddpo.Config;
-using Ddpo.Pipelines;
 
 namespace Ddpo.Cli.Commands;
 
 /// <summary>
 /// The options that make a run's config (<c>--preset</c>, <c>--config</c>, <c>--model</c>, <c>--set</c>) and their
 /// layering, shared by <c>ddpo train</c> and <c>ddpo config</c> so that the printed config is the one a run uses:
-/// defaults → preset (<see cref="DefaultRun.Preset"/> when neither a preset nor a file is given) → the
-/// <see cref="ConfigPresets.BuiltinLayer"/> layer when the model is the built-in one → file → <c>--set</c>.
+/// <see cref="RunConfigLayers"/> (the library applies the built-in layer).
 /// </summary>
 public sealed class RunConfigOptions
 {
@@ -41,22 +39,20 @@ public sealed class RunConfigOptions
     public (DdpoConfig Config, string? Preset) Load(ParseResult parse, IEnumerable<string>? extraOverrides = null, int worldSize = 1)
     {
         var overrides = (parse.GetValue(Set) ?? []).ToList();
-        if (parse.GetValue(Model) is { } m) overrides.Add($"model={Quote(m)}");
+        if (parse.GetValue(Model) is { } m) overrides.Add($"model={RunConfigLayers.Quote(m)}");
         overrides.AddRange(extraOverrides ?? []);
-        var presetName = parse.GetValue(Preset);
-        var configFile = parse.GetValue(Config);
-        if (presetName is null && configFile is null) presetName = DefaultRun.Preset;
-        var model = DdpoConfig.Layered(configFile, presetName, overrides).Model;
-        if (model == BuiltinModel.Name && !(presetName ?? "").Split('+').Contains(ConfigPresets.BuiltinLayer))
-        {
-            // The built-in model is small and pixel-space: size the task for it (file and --set still win).
-            presetName = presetName is null ? ConfigPresets.BuiltinLayer : $"{presetName}+{ConfigPresets.BuiltinLayer}";
-        }
-        return (DdpoConfig.Load(configFile, presetName, overrides, worldSize), presetName);
+        return RunConfigLayers.Load(parse.GetValue(Config), parse.GetValue(Preset), overrides, worldSize);
     }
 
     /// <summary>The config file given, if any.</summary>
     public string? ConfigFile(ParseResult parse) => parse.GetValue(Config);
 
-    private static string Quote(string text) => "\"" + text.Replace("\\", "\\\\").Replace("\"", "\\\"") + "\"";
+    /// <summary>The front door's options for these command-line options (preset, file, <c>--set</c>, <c>--model</c>).</summary>
+    public DdpoTrainingOptions ToTrainingOptions(ParseResult parse) => new()
+    {
+        Preset = parse.GetValue(Preset),
+        ConfigFile = parse.GetValue(Config),
+        Set = (parse.GetValue(Set) ?? []).ToList(),
+        Model = parse.GetValue(Model),
+    };
 }

@@ -1,9 +1,6 @@
 using System.CommandLine;
 using Ddpo.Config;
-using Ddpo.Pipelines;
-using Ddpo.Rewards;
 using Ddpo.Runtime;
-using Ddpo.Training;
 using Spectre.Console;
 
 namespace Ddpo.Cli.Commands;
@@ -27,26 +24,24 @@ public static class TrainCommand
         common.AddTo(command);
         command.SetAction(async (parse, ct) =>
         {
-            var (cfg, presetName) = configOptions.Load(parse, parse.GetValue(epochs) is { } e ? [$"num_epochs={e}"] : null);
-            var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
-            var (device, dtypeOption) = common.Resolve(parse, deviceText);
-            var dtype = parse.GetResult(common.DType) is { Implicit: false } ? dtypeOption : TorchRuntime.ResolveDType(cfg.Pretrained.Dtype, device);
             bool resuming = parse.GetValue(resume);
             var dir = parse.GetValue(runDir);
-            if (dir is null)
-            {
-                if (resuming) throw new ArgumentException("--resume needs --run-dir (the run to continue)");
-                dir = Path.Combine("runs", $"{presetName ?? Path.GetFileNameWithoutExtension(configOptions.ConfigFile(parse))}-{DateTime.Now:yyyyMMdd-HHmmss}");
-            }
-            using var pipeline = ModelResolver.LoadPipeline(cfg.Model, device, dtype);
+            if (dir is null && resuming) throw new ArgumentException("--resume needs --run-dir (the run to continue)");
+            common.ApplyRuntime(parse);
             var observer = new ConsoleTrainingObserver();
-            var reward = LearnedRewards.CreateForTraining(cfg, observer.Message);
-            using var disposeReward = reward as IDisposable;
-            using var trainer = new DdpoTrainer(cfg, pipeline, dir, resuming, reward, observer);
-            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{pipeline.Source}' ({TorchRuntime.DTypeName(dtype)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
+            var options = configOptions.ToTrainingOptions(parse);
+            options.Epochs = parse.GetValue(epochs);
+            options.Device = common.ExplicitDevice(parse);
+            options.DType = common.ExplicitDType(parse);
+            options.RunDirectory = dir;
+            options.Resume = resuming;
+            options.Observers.Add(observer);
+            using var run = DdpoRun.Create(options);
+            var (cfg, trainer) = (run.Config, run.Trainer);
+            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{run.Pipeline.Source}' ({TorchRuntime.DTypeName(run.DType)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {run.Device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
             AnsiConsole.MarkupLineInterpolated($"[grey]{cfg.Counts.Summary()}[/]");
             AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");
-            await observer.RunAsync(() => trainer.RunAsync(ct));
+            await observer.RunAsync(() => run.RunAsync(ct));
             AnsiConsole.MarkupLineInterpolated($"done: metrics in [green]{trainer.Run.MetricsFile}[/]");
             return 0;
         });

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ddpo.Models.Loading;
 using static TorchSharp.torch;
+using Ddpo.Runtime;
 
 namespace Ddpo.Data;
 
@@ -101,9 +102,7 @@ public sealed class EmojiDataset : IDisposable
             ["captions"] = new JsonArray(captions.Select(c => (JsonNode?)JsonValue.Create(c)).ToArray()),
         };
         var captionsPath = Path.Combine(folder, CaptionsFile);
-        var temp = captionsPath + $".{Environment.ProcessId}.tmp";
-        File.WriteAllText(temp, json.ToJsonString());
-        File.Move(temp, captionsPath, overwrite: true);
+        AtomicFile.WriteAllText(captionsPath, json.ToJsonString());
     }
 
     /// <summary>

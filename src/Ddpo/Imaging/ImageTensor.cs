@@ -1,6 +1,7 @@
 using Ddpo.Imaging.Jpeg;
 using SkiaSharp;
 using static TorchSharp.torch;
+using Ddpo.Runtime;
 
 namespace Ddpo.Imaging;
 
@@ -96,11 +97,7 @@ public static class ImageTensor
     /// <summary>Writes an image tensor as a PNG file (atomically).</summary>
     public static void SavePng(Tensor image, string path)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var temp = path + ".tmp";
-        File.WriteAllBytes(temp, EncodePng(image));
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.WriteAllBytes(path, EncodePng(image));
     }
 
     /// <summary>Decodes a PNG/JPEG file to [3, H, W] float32 in [0, 1].</summary>

@@ -1,6 +1,7 @@
 using System.Globalization;
 using System.Net;
 using System.Text;
+using Ddpo.Runtime;
 
 namespace Ddpo.Reporting;
 
@@ -44,20 +45,5 @@ internal static class ReportFormat
     /// Writes <paramref name="text"/> (UTF-8, no BOM) to a temporary file beside <paramref name="path"/> and
     /// renames it over <paramref name="path"/>, so readers never see a half-written file.
     /// </summary>
-    public static void WriteAtomic(string path, string text)
-    {
-        var full = Path.GetFullPath(path);
-        var dir = Path.GetDirectoryName(full)!;
-        Directory.CreateDirectory(dir);
-        var temp = Path.Combine(dir, $".{Path.GetFileName(full)}.{Environment.ProcessId}.{Guid.NewGuid():N}.tmp");
-        try
-        {
-            File.WriteAllText(temp, text, new UTF8Encoding(false));
-            File.Move(temp, full, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    public static void WriteAtomic(string path, string text) => AtomicFile.WriteAllText(path, text);
 }

@@ -97,7 +97,7 @@ public sealed partial class RunData
         var lines = ReadMetrics(metricsPath);
         for (int i = 0; i < lines.Count; i++)
         {
-            var e = new EpochMetrics(lines[i], $"{metricsPath} record {i + 1}");
+            var e = EpochMetrics.FromValues(lines[i], $"{metricsPath} record {i + 1}");
             byEpoch[e.Epoch] = e;
         }
 

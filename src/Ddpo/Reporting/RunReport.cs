@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Ddpo.Training;
 using static Ddpo.Reporting.ReportFormat;
 
 namespace Ddpo.Reporting;

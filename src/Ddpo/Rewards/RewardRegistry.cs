@@ -34,10 +34,15 @@ public sealed class RewardRegistry
     }
 
     /// <summary>Creates the reward <paramref name="name"/>; an unknown name is a <see cref="ConfigException"/> naming <c>reward_fn</c>.</summary>
-    public IRewardFunction Create(string name) =>
-        _factories.TryGetValue(name, out var factory)
-            ? factory()
-            : throw new ConfigException($"reward_fn: unknown reward '{name}' (registered: {string.Join(", ", Names)})");
+    public IRewardFunction Create(string name)
+    {
+        if (_factories.TryGetValue(name, out var factory)) return factory();
+        if (Config.CodeObjects.IsCodeObject(name))
+        {
+            throw Config.CodeObjects.NotReconstructible("reward_fn", name, "give the same IRewardFunction in code, or score with a registered reward: --reward NAME");
+        }
+        throw new ConfigException($"reward_fn: unknown reward '{name}' (registered: {string.Join(", ", Names)})");
+    }
 
     /// <summary>
     /// Creates the reward a config asks for: <paramref name="rewardFn"/> by name, or, when it is

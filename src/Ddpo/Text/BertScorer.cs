@@ -1,3 +1,4 @@
+using Ddpo.Tokenizers;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -1,6 +1,7 @@
 using System.Reflection.Metadata;
 using System.Reflection.PortableExecutable;
 using Ddpo.Models.Loading;
+using Ddpo.Tokenizers;
 using static TorchSharp.torch;
 
 namespace Ddpo.Text;

@@ -4,7 +4,6 @@ using Ddpo.Imaging;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
-using Ddpo.Reporting;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
 using Ddpo.Rewards.Alignment;
@@ -33,9 +32,9 @@ public sealed class DdpoTrainer : IDisposable
     private readonly TrainingCheckpoints _checkpoints;
     private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
+    private readonly RunOutputs _outputs;
     private int _startEpoch;
     private long _globalStep;
-    private TensorBoardLogger? _tensorBoard;
 
     /// <summary>The resolved configuration.</summary>
     public DdpoConfig Config => _config;
@@ -61,13 +60,24 @@ public sealed class DdpoTrainer : IDisposable
     /// </summary>
     public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
         IRewardFunction reward, ITrainingObserver? observer = null)
+        : this(config, pipeline, runDirectory, resume, reward, observer, prompts: null, outputs: null)
+    {
+    }
+
+    /// <summary>
+    /// As the constructor above, with the prompts given as an object (null: <c>prompt_fn</c>) and a choice of what is
+    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are observers, see <see cref="Ddpo.DdpoRun"/>).
+    /// </summary>
+    public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
+        IRewardFunction reward, ITrainingObserver? observer, IPromptSource? prompts, RunOutputs? outputs)
     {
         config.Validate();
         _config = config;
         _pipeline = pipeline;
         _observer = observer ?? NullTrainingObserver.Instance;
+        _outputs = outputs ?? RunOutputs.All;
         _run = new RunDirectory(runDirectory);
-        _prompts = PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+        _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
         if (config.RewardNamesUsed().Contains(RewardNames.VlmStrictSatisfaction))
         {
             StrictSatisfactionReward.CheckPrompts(_prompts.Samples, $"prompt_fn '{config.PromptFn}'");
@@ -150,23 +160,22 @@ public sealed class DdpoTrainer : IDisposable
             _globalStep += stats.OptimizerSteps;
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
-            metrics.Write(line);
+            metrics.Write(line.Values);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
-            Publish(line, epoch);
             bool last = epoch == _config.NumEpochs - 1;
-            if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
+            if (_outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
             {
                 using var scope = NewDisposeScope();
                 var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
-        if (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs)))
+        if (_outputs.ImageGrids && (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs))))
         {
             WriteEvalImages(_config.NumEpochs);
-            WriteReport();
         }
+        _observer.RunFinished();
         using var exportScope = NewDisposeScope();
         _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
     }
@@ -206,38 +215,6 @@ public sealed class DdpoTrainer : IDisposable
     }
 
     /// <summary>
-    /// TensorBoard scalars and image grid, and the HTML report, after every epoch. A reporting
-    /// problem is reported but never stops training.
-    /// </summary>
-    private void Publish(IReadOnlyDictionary<string, object?> line, int epoch)
-    {
-        using var scope = NewDisposeScope();
-        try
-        {
-            _tensorBoard ??= new TensorBoardLogger(_run.Root);
-            var grid = Path.Combine(_run.EpochImagesDir(epoch), "grid.png");
-            _tensorBoard.LogEpoch(line, File.Exists(grid) ? grid : null);
-        }
-        catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)
-        {
-            _observer.Message($"warning: TensorBoard logging failed: {e.Message}");
-        }
-        WriteReport();
-    }
-
-    private void WriteReport()
-    {
-        try
-        {
-            RunReport.Write(_run.Root);
-        }
-        catch (Exception e) when (e is IOException or FormatException or InvalidDataException or ArgumentException or UnauthorizedAccessException)
-        {
-            _observer.Message($"warning: could not write report.html: {e.Message}");
-        }
-    }
-
-    /// <summary>
     /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
     /// advantages; RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
     /// </summary>
@@ -264,7 +241,7 @@ public sealed class DdpoTrainer : IDisposable
     private double MaybeWriteEvalImages(int epoch)
     {
         int every = Math.Max(1, _config.Logging.ImageEvery);
-        if (epoch % every != 0 || _config.Logging.NumEvalImages <= 0) return 0;
+        if (!_outputs.ImageGrids || epoch % every != 0 || _config.Logging.NumEvalImages <= 0) return 0;
         return WriteEvalImages(epoch);
     }
 

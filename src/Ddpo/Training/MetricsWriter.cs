@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using Ddpo.Runtime;
 
 namespace Ddpo.Training;
 
@@ -80,9 +81,7 @@ public sealed class MetricsWriter : IDisposable
             }
             if (e <= lastEpoch) kept.Add(line.TrimEnd('\r'));
         }
-        var temp = path + ".tmp";
-        File.WriteAllLines(temp, kept);
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.WriteAllLines(path, kept);
     }
 }
 

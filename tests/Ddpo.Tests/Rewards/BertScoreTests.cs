@@ -1,6 +1,7 @@
 using Ddpo.Models.Loading;
 using Ddpo.Tests.Support;
 using Ddpo.Text;
+using Ddpo.Tokenizers;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

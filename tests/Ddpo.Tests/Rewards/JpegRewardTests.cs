@@ -93,7 +93,7 @@ public sealed class JpegRewardTests
         var registry = new RewardRegistry();
         Assert.IsType<JpegCompressibilityReward>(registry.Create("jpeg_compressibility"));
         Assert.IsType<JpegIncompressibilityReward>(registry.Create("jpeg_incompressibility"));
-        var e = Assert.Throws<Ddpo.Models.Loading.ConfigException>(() => registry.Create("aesthetic_score"));
+        var e = Assert.Throws<ConfigException>(() => registry.Create("aesthetic_score"));
         Assert.Contains("aesthetic_score", e.Message);
         registry.Register("aesthetic_score", () => new ConstantReward("aesthetic_score", [5f]));
         Assert.Equal("aesthetic_score", registry.Create("aesthetic_score").Name);
@@ -103,7 +103,7 @@ public sealed class JpegRewardTests
             ["jpeg_compressibility"] = 0.1,
         }));
         Assert.Equal(2, combo.Components.Count);
-        Assert.Throws<Ddpo.Models.Loading.ConfigException>(() => registry.Create("weighted", new Dictionary<string, double> { ["nope"] = 1 }));
+        Assert.Throws<ConfigException>(() => registry.Create("weighted", new Dictionary<string, double> { ["nope"] = 1 }));
     }
 
     [Fact]

@@ -64,7 +64,7 @@ public sealed class MemoryGrowthTests(ITestOutputHelper output)
     {
         public void PhaseStarted(int epoch, string phase, int total) { }
         public void PhaseProgress(string phase, int done) { }
-        public void EpochFinished(IReadOnlyDictionary<string, object?> metrics) => counts.Add(Tensor.TotalCount);
+        public void EpochFinished(EpochMetrics metrics) => counts.Add(Tensor.TotalCount);
         public void Message(string text) { }
     }
 }

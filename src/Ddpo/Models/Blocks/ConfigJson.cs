@@ -1,6 +1,7 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 using Ddpo.Models.Loading;
+using Ddpo.Runtime;
 
 namespace Ddpo.Models.Blocks;
 
@@ -59,19 +60,5 @@ internal static class ConfigJson
     }
 
     /// <summary>Writes text to a file atomically (temporary file in the same folder, then renamed).</summary>
-    public static void WriteFileAtomic(string path, string text)
-    {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
-        try
-        {
-            File.WriteAllText(temp, text);
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
-    }
+    public static void WriteFileAtomic(string path, string text) => AtomicFile.WriteAllText(path, text);
 }

@@ -2,6 +2,7 @@ using System.Text.Json;
 using System.Text.Json.Nodes;
 using TorchSharp;
 using static TorchSharp.torch;
+using Ddpo.Runtime;
 
 namespace Ddpo.Models.Loading;
 
@@ -64,22 +65,11 @@ public static class SafetensorsFile
     /// </summary>
     public static void SaveAtomic(string path, IDictionary<string, Tensor> tensors)
     {
-        var dir = Path.GetDirectoryName(Path.GetFullPath(path))!;
-        Directory.CreateDirectory(dir);
-        var temp = Path.Combine(dir, $".{Path.GetFileName(path)}.{Environment.ProcessId}.tmp");
         // The CPU copies (and the aliases detach() makes on the way) die with the scope; the caller's tensors,
         // made outside it, are not touched.
         using var scope = NewDisposeScope();
         var contiguous = tensors.ToDictionary(kv => kv.Key, kv => kv.Value.detach().cpu().contiguous());
-        try
-        {
-            TorchSharp.PyBridge.Safetensors.SaveStateDict(temp, contiguous);
-            File.Move(temp, path, overwrite: true);
-        }
-        finally
-        {
-            if (File.Exists(temp)) File.Delete(temp);
-        }
+        AtomicFile.Write(path, temp => TorchSharp.PyBridge.Safetensors.SaveStateDict(temp, contiguous));
     }
 
     /// <summary>

@@ -2,7 +2,7 @@ using System.Text.Json.Nodes;
 using Ddpo.Models.Loading;
 using Microsoft.ML.Tokenizers;
 
-namespace Ddpo.Text;
+namespace Ddpo.Tokenizers;
 
 /// <summary>
 /// The WordPiece tokenizer of a BERT model (<c>vocab.txt</c>; basic tokenization, optional lower-casing and
