@@ -43,11 +43,16 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
         AnsiConsole.MarkupLineInterpolated(
-            $"epoch {m["epoch"],3}  reward {Num(m["reward_mean"]):F4} ± {Num(m["reward_std"]):F4}  kl {Num(m["approx_kl"]):E2}  clipfrac {Num(m["clipfrac"]):F3}  loss {Num(m["loss"]):E2}  sample {Num(m["sampling_s"]):F1}s  reward {Num(m["reward_s"]):F1}s  train {Num(m["training_s"]):F1}s");
+            $"epoch {m["epoch"],3}  reward {Num(m["reward_mean"]):F4} ± {Num(m["reward_std"]):F4}  kl {Num(m["approx_kl"]):E2}  clipfrac {Num(m["clipfrac"]):F3}  loss {Num(m["loss"]):E2}  sample {Num(m["sampling_s"]):F1}s  reward {Num(m["reward_s"]):F1}s  train {Num(m["training_s"]):F1}s{Extras(m)}");
     }
 
     /// <inheritdoc />
     public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+
+    /// <summary>The optional columns: the KL to the base model (train.kl_coef &gt; 0) and GRPO's groups without signal.</summary>
+    private static string Extras(IReadOnlyDictionary<string, object?> m) =>
+        (m.TryGetValue("kl_mean", out var kl) ? FormattableString.Invariant($"  kl_base {Num(kl):E2}") : "") +
+        (m.TryGetValue("zero_std_groups", out var z) ? FormattableString.Invariant($"  zero_std_groups {Num(z):F0}/{Num(m["groups"]):F0}") : "");
 
     private static double Num(object? value) => Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
 }

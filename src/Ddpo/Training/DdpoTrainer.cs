@@ -33,6 +33,8 @@ public sealed class DdpoTrainer : IDisposable
     private readonly TrainingCheckpoints _checkpoints;
     private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
+    private readonly ReferencePolicy? _reference;
+    private IReadOnlyDictionary<string, object?> _advantageMetrics = new Dictionary<string, object?>();
     private int _startEpoch;
     private long _globalStep;
     private TensorBoardLogger? _tensorBoard;
@@ -76,6 +78,7 @@ public sealed class DdpoTrainer : IDisposable
         _weights = config.UseLora
             ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init)
             : TrainableWeights.FullUnet(pipeline.Unet);
+        _reference = ReferencePolicy.Create(config, pipeline, _weights); // the initial weights, before any restore
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
         _scaler = LossScaler.For(t, pipeline.Unet.DType);
@@ -126,7 +129,7 @@ public sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference);
         using var metrics = new MetricsWriter(_run.Root);
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -150,6 +153,7 @@ public sealed class DdpoTrainer : IDisposable
             _globalStep += stats.OptimizerSteps;
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
+            foreach (var (key, value) in _advantageMetrics) line[key] = value;
             metrics.Write(line);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
@@ -239,7 +243,7 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>
     /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
-    /// advantages; RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
+    /// advantages, GRPO with group-relative ones (<see cref="EpochAdvantages"/>); RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
     /// </summary>
     private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {
@@ -254,9 +258,7 @@ public sealed class DdpoTrainer : IDisposable
                     return updater.Train(kept, Enumerable.Repeat(1f, kept.Count).ToArray(), epoch);
                 }
             default:
-                var advantages = _tracker is not null
-                    ? _tracker.Update(samples.Prompts, samples.Rewards)
-                    : GlobalNormalizer.Normalize(samples.Rewards);
+                (var advantages, _advantageMetrics) = EpochAdvantages.Compute(_config, samples, _tracker);
                 return updater.Train(samples, advantages, epoch);
         }
     }
@@ -309,5 +311,6 @@ public sealed class DdpoTrainer : IDisposable
     public void Dispose()
     {
         _optimizer.Dispose();
+        _reference?.Dispose();
     }
 }

@@ -9,7 +9,8 @@ public static class EpochMetrics
     /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
     /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
     /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
-    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
+    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times, the per-prompt mean rewards and,
+    /// with <c>train.kl_coef</c> &gt; 0, <c>kl_mean</c> (the mean KL to the base model over the trained steps).
     /// </summary>
     public static Dictionary<string, object?> Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate)
@@ -42,6 +43,7 @@ public static class EpochMetrics
             ["eval_images_s"] = Math.Round(evalSeconds, 3),
             ["time"] = DateTimeOffset.UtcNow.ToString("O"),
         };
+        if (stats.KlMean is { } klMean) line["kl_mean"] = klMean;
         foreach (var (name, values) in samples.RewardDetails)
         {
             var finite = values.Where(float.IsFinite).ToArray();
