@@ -247,6 +247,7 @@ public sealed class DdpoTrainer : IDisposable
     /// </summary>
     private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {
+        _advantageMetrics = new Dictionary<string, object?>();
         if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0, LossScale: _scaler.Scale);
         switch (_config.Algorithm)
         {
