@@ -243,7 +243,8 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>
     /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
-    /// advantages, GRPO with group-relative ones (<see cref="EpochAdvantages"/>); RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
+    /// advantages, GRPO with group-relative ones (<see cref="EpochAdvantages"/>); RWR with softmax weights over
+    /// all of them; sparse RWR on those at or above the percentile.
     /// </summary>
     private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {

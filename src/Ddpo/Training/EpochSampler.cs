@@ -150,6 +150,8 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             LogProbs = cat(all.Select(t => t.LogProbs).ToList(), 0).MoveToOuterDisposeScope(),
             Rewards = scored.SelectMany(r => r.Rewards).ToArray(),
             RewardDetails = details,
+            // Ids count this process's groups from 0; once an epoch is split over processes, each offsets its ids
+            // (firstGroup = rank x groups per process) so that the gathered epoch's ids stay unique.
             Groups = GroupAdvantages.ConsecutiveGroups((int)n, config.Sample.GroupSize),
         };
         return samples;
