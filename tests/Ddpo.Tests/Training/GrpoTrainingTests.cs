@@ -145,6 +145,41 @@ public sealed class GrpoTrainingTests
         }
     }
 
+    [Fact]
+    public void PendingEpochsKeepTheGroupIds()
+    {
+        // An epoch whose rewards failed is kept on disk and scored on --resume: GRPO needs its group ids back.
+        var dir = TestPaths.NewTempDir();
+        try
+        {
+            var run = new RunDirectory(dir);
+            using var samples = new EpochSamples
+            {
+                Prompts = ["a cat", "a cat", "a cat", "a cat"],
+                Metadata = Enumerable.Range(0, 4).Select(_ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>()).ToArray(),
+                PromptEmbeds = zeros(new long[] { 4, 2, 3 }),
+                Timesteps = zeros(new long[] { 4, 2 }, ScalarType.Int64),
+                Latents = zeros(new long[] { 4, 2, 3, 4, 4 }),
+                NextLatents = zeros(new long[] { 4, 2, 3, 4, 4 }),
+                LogProbs = zeros(new long[] { 4, 2 }),
+                Rewards = [float.NaN, float.NaN, float.NaN, float.NaN],
+                Groups = [0, 0, 1, 1], // two groups drew the same prompt
+            };
+            using var images = zeros(new long[] { 4, 3, 4, 4 });
+            PendingEpoch.Save(run, 3, samples, images);
+            var (loaded, loadedImages) = PendingEpoch.TryLoad(run, 3, CPU)!.Value;
+            using (loaded)
+            using (loadedImages)
+            {
+                Assert.Equal(new long[] { 0, 0, 1, 1 }, loaded.Groups);
+            }
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     private sealed class TrainingTotals(List<int> totals) : ITrainingObserver
     {
         public void PhaseStarted(int epoch, string phase, int total)
