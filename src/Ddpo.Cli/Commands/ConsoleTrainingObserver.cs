@@ -43,9 +43,14 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
         AnsiConsole.MarkupLineInterpolated(
-            $"epoch {m.Epoch,3}  reward {m.RewardMean:F4} ± {m.RewardStd:F4}  kl {m.ApproxKl:E2}  clipfrac {m.ClipFrac:F3}  loss {m.Loss:E2}  sample {m.SamplingSeconds:F1}s  reward {m.RewardSeconds:F1}s  train {m.TrainingSeconds:F1}s");
+            $"epoch {m.Epoch,3}  reward {m.RewardMean:F4} ± {m.RewardStd:F4}  kl {m.ApproxKl:E2}  clipfrac {m.ClipFrac:F3}  loss {m.Loss:E2}  sample {m.SamplingSeconds:F1}s  reward {m.RewardSeconds:F1}s  train {m.TrainingSeconds:F1}s{Extras(m)}");
     }
 
     /// <inheritdoc />
     public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+
+    /// <summary>The optional columns: the KL to the base model (train.kl_coef &gt; 0) and GRPO's groups without signal.</summary>
+    private static string Extras(EpochMetrics m) =>
+        (double.IsNaN(m.KlMean) ? "" : FormattableString.Invariant($"  kl_base {m.KlMean:E2}")) +
+        (double.IsNaN(m.ZeroStdGroups) ? "" : FormattableString.Invariant($"  zero_std_groups {m.ZeroStdGroups:F0}/{m.Groups:F0}"));
 }

@@ -181,6 +181,7 @@ internal sealed class ConfigLayer
         ConfigValueKind.Float => "expected a number",
         ConfigValueKind.Boolean => "expected true or false",
         ConfigValueKind.Table => "expected an inline table such as { a = 1 }",
+        ConfigValueKind.IntegerList => "expected an array of integers such as [0, 4]",
         _ => "expected a string",
     };
 }

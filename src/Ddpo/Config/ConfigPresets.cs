@@ -13,6 +13,7 @@ namespace Ddpo.Config;
 /// Departures: <c>num_checkpoint_limit</c> stays at the base value 5 (dgx.py keeps every checkpoint). The alignment preset uses <see cref="RewardNames.PromptImageAlignment"/>:
 /// a VLM behind an OpenAI-compatible server (<c>reward.vlm.base_url</c>) in place of the LLaVA server, and BERTScore in
 /// process (the built-in all-MiniLM-L6-v2 unless <c>reward.bertscore.model</c> names a BERT folder).
+/// The <c>-grpo</c> presets run the same tasks with GRPO and a KL penalty, with Flow-GRPO's values (see <c>Grpo</c>).
 /// </summary>
 public static class ConfigPresets
 {
@@ -99,6 +100,33 @@ public static class ConfigPresets
         num_eval_images = 8
         """;
 
+    /// <summary>
+    /// GRPO over a paper task (<c>compressibility-grpo</c>, <c>incompressibility-grpo</c>, <c>aesthetic-grpo</c>): the
+    /// algorithm's values from Flow-GRPO's published configs (yifan123/flow_grpo, <c>config/grpo.py</c> and
+    /// <c>config/base.py</c>) where they apply to DDIM on Stable Diffusion 1.x; the model's own values (50 DDIM steps,
+    /// eta 1, guidance 5) stay the DDPO preset's, because Flow-GRPO's 10 training steps, noise_level 0.7 and guidance
+    /// 4.5 belong to SD3.5's flow-matching SDE. Departures: the group std is the group's own (Flow-GRPO's SD3.5 configs
+    /// use <c>global_std = True</c>, the std of the whole batch); every step is trained (their timestep_fraction 0.99
+    /// leaves out the last of 10 flow steps, which has no counterpart here); no EMA of the weights.
+    /// </summary>
+    private const string Grpo = """
+        algorithm = "grpo"
+
+        [sample]
+        samples_per_epoch = 256 # Flow-GRPO *_sd3_4gpu: 4 GPUs x train_batch_size 8 x num_batches_per_epoch 8 = 16 prompts x 16 images
+        group_size = 16 # Flow-GRPO *_sd3_4gpu: num_image_per_prompt = 16 (24 on their 32-GPU runs)
+        batch_size = 8
+
+        [train]
+        total_batch_size = 128 # Flow-GRPO: gradient_accumulation_steps = num_batches_per_epoch // 2, two optimizer steps per epoch
+        batch_size = 4
+        kl_coef = 0.04 # Flow-GRPO train.beta of its GenEval and OCR runs (0.01 for PickScore)
+        learning_rate = 3e-4 # Flow-GRPO base.py (LoRA), the same as DDPO's
+        clip_range = 1e-4 # Flow-GRPO base.py train.clip_range
+        adv_clip_max = 5.0 # Flow-GRPO base.py train.adv_clip_max
+        num_inner_epochs = 1 # Flow-GRPO config/grpo.py
+        """;
+
     /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
     public const string BuiltinLayer = "builtin";
 
@@ -121,6 +149,15 @@ public static class ConfigPresets
             buffer_size = 32
             min_count = 16
             """],
+        ["compressibility-grpo"] = [Compressibility, Grpo],
+        ["incompressibility-grpo"] = [Compressibility, $"""
+            reward_fn = "{RewardNames.JpegIncompressibility}"
+            """, Grpo],
+        ["aesthetic-grpo"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+            """, Grpo],
         ["prompt_image_alignment"] = [Compressibility, $"""
             num_epochs = 200
             prompt_fn = "nouns_activities"

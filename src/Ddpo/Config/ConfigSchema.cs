@@ -12,6 +12,7 @@ internal enum ConfigValueKind
     Boolean,
     String,
     Table,
+    IntegerList,
 }
 
 /// <summary>
@@ -143,6 +144,12 @@ internal static class ConfigSchema
         Int("sample.batch_size", c => c.Sample.BatchSize, (c, v) => c.Sample.BatchSize = v, 1);
         Int("sample.num_batches_per_epoch", c => c.Sample.NumBatchesPerEpoch, (c, v) => c.Sample.NumBatchesPerEpoch = v, 1);
         Int("sample.group_size", c => c.Sample.GroupSize, (c, v) => c.Sample.GroupSize = v, 1);
+        keys.Add(new ConfigKey("sample.sde_window", ConfigValueKind.IntegerList, c => c.Sample.SdeWindow,
+            (c, v) => c.Sample.SdeWindow = (int[])v,
+            v => (int[])v is [] or [>= 0, _] && ((int[])v is [] || ((int[])v)[0] < ((int[])v)[1])
+                ? null : $"must be [] (every step) or [start, end] with 0 <= start < end, got {ConfigValues.ToToml(v)}"));
+        Int("sample.sde_window_shift", c => c.Sample.SdeWindowShift, (c, v) => c.Sample.SdeWindowShift = v, 0);
+        Int("sample.sde_window_shift_every", c => c.Sample.SdeWindowShiftEvery, (c, v) => c.Sample.SdeWindowShiftEvery = v, 1);
         Str("sample.final_step", c => c.Sample.FinalStep.ToConfigName(),
             (c, v) => c.Sample.FinalStep = Schedulers.DdimFinalSteps.TryParse(v) ?? throw new ConfigValueException(UnknownName(v, Schedulers.DdimFinalSteps.Names)),
             v => Schedulers.DdimFinalSteps.TryParse(v) is null ? UnknownName(v, Schedulers.DdimFinalSteps.Names) : null);
@@ -163,6 +170,7 @@ internal static class ConfigSchema
         Float("train.clip_range", c => c.Train.ClipRange, (c, v) => c.Train.ClipRange = v, Positive());
         Float("train.timestep_fraction", c => c.Train.TimestepFraction, (c, v) => c.Train.TimestepFraction = v,
             d => d is > 0 and <= 1 ? null : $"must be in (0, 1], got {Fmt(d)}");
+        Float("train.kl_coef", c => c.Train.KlCoef, (c, v) => c.Train.KlCoef = v, NonNegative());
         Str("train.loss_scaling", c => c.Train.LossScaling, (c, v) => c.Train.LossScaling = v, v =>
             v is "auto" or "dynamic" or "off" ? null : $"must be auto, dynamic or off, got '{v}'");
         Float("train.loss_scale_init", c => c.Train.LossScaleInit, (c, v) => c.Train.LossScaleInit = v,

@@ -46,6 +46,23 @@ public sealed class SampleConfig
     /// other steps. Both give the same numbers when set_alpha_to_one is false (Stable Diffusion).
     /// </summary>
     public Schedulers.DdimFinalStep FinalStep { get; set; } = Schedulers.DdimFinalStep.Ddpo;
+
+    /// <summary>
+    /// <c>sde_window</c>: <c>[start, end)</c> over the denoising step indices (0 = the first, noisiest step), or
+    /// empty (default: every step). Steps inside are stochastic (<see cref="Eta"/>) and trained; steps outside are
+    /// deterministic DDIM (eta 0) and not trained (MixGRPO, Flow-GRPO-Fast). See <see cref="Training.SdeWindow"/>.
+    /// </summary>
+    public int[] SdeWindow { get; set; } = [];
+
+    /// <summary>
+    /// <c>sde_window_shift</c>: steps the window moves towards the end of the trajectory every
+    /// <see cref="SdeWindowShiftEvery"/> epochs (MixGRPO's sliding window: stride), stopping where its end reaches
+    /// <c>num_steps</c>; 0 (default) keeps it fixed.
+    /// </summary>
+    public int SdeWindowShift { get; set; }
+
+    /// <summary><c>sde_window_shift_every</c>: epochs between two moves of the window (MixGRPO's shift interval), default 1.</summary>
+    public int SdeWindowShiftEvery { get; set; } = 1;
 }
 
 /// <summary>The <c>[train]</c> section: optimiser and policy-gradient settings (ddpo-pytorch <c>config.train</c>).</summary>
@@ -103,6 +120,14 @@ public sealed class TrainConfig
 
     /// <summary><c>timestep_fraction</c>: fraction of each trajectory's timesteps trained on, in (0, 1].</summary>
     public double TimestepFraction { get; set; } = 1.0;
+
+    /// <summary>
+    /// <c>kl_coef</c>: weight of the KL divergence between the policy's and the base model's Gaussian transition at
+    /// every trained step, ||mean_policy - mean_base||^2 / (2 std^2) averaged like the log-probabilities, added to the
+    /// loss (Flow-GRPO's <c>train.beta</c>). The base model is the UNet with its LoRA adapters switched off, or a frozen
+    /// copy of the initial weights with full fine-tuning. 0 (default) computes nothing.
+    /// </summary>
+    public double KlCoef { get; set; }
 
     /// <summary>
     /// <c>loss_scaling</c>: dynamic loss scaling of the backward pass (torch's GradScaler): <c>auto</c> (on when the

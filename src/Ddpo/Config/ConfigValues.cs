@@ -110,6 +110,11 @@ internal static class ConfigValues
         ConfigValueKind.Table => value is Dictionary<string, object> t
             ? new Dictionary<string, object>(t)
             : throw new ConfigValueException($"expected a table, got {Describe(value)}"),
+        ConfigValueKind.IntegerList => value is System.Collections.Generic.List<object> list
+            ? list.Select((item, i) => item is long l && l is >= int.MinValue and <= int.MaxValue
+                ? (int)l
+                : throw new ConfigValueException($"expected an array of integers, got {Describe(item)} at index {i}")).ToArray()
+            : throw new ConfigValueException($"expected an array of integers such as [0, 4], got {Describe(value)}"),
         _ => throw new ArgumentOutOfRangeException(nameof(kind)),
     };
 

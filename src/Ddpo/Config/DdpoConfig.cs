@@ -36,7 +36,7 @@ public sealed class DdpoConfig
     /// <summary><c>use_lora</c>: train LoRA adapters instead of the full UNet.</summary>
     public bool UseLora { get; set; } = true;
 
-    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c> or <c>rwr_sparse</c>.</summary>
+    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c> or <c>grpo</c>.</summary>
     public TrainingAlgorithm Algorithm { get; set; } = TrainingAlgorithm.DdpoIs;
 
     /// <summary><c>prompt_fn</c>: a prompt source name (see <see cref="Prompts.PromptSources"/>).</summary>
@@ -230,6 +230,7 @@ public sealed class DdpoConfig
             throw Problem("train.batch_size",
                 $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
         }
+        GroupPolicyChecks.Validate(this);
         var counts = Counts;
         if (counts.SamplesPerEpochPerProcess % Sample.GroupSize != 0)
         {

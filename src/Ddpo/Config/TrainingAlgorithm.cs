@@ -14,6 +14,12 @@ public enum TrainingAlgorithm
 
     /// <summary><c>rwr_sparse</c>: regression on the epoch's samples at or above the <c>rwr.percentile</c>-th reward percentile.</summary>
     RwrSparse,
+
+    /// <summary>
+    /// <c>grpo</c>: group-relative advantages ((r - group mean) / (group std + eps) over the <c>sample.group_size</c>
+    /// images of each drawn prompt, <see cref="Training.GroupAdvantages"/>) with DDPO-IS's clipped update.
+    /// </summary>
+    Grpo,
 }
 
 /// <summary>Conversions between <see cref="TrainingAlgorithm"/> and its config name.</summary>
@@ -25,6 +31,7 @@ public static class TrainingAlgorithms
         (TrainingAlgorithm.DdpoSf, "ddpo_sf"),
         (TrainingAlgorithm.Rwr, "rwr"),
         (TrainingAlgorithm.RwrSparse, "rwr_sparse"),
+        (TrainingAlgorithm.Grpo, "grpo"),
     ];
 
     /// <summary>All config names, in declaration order.</summary>

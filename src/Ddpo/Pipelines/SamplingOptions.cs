@@ -23,6 +23,15 @@ public sealed record SamplingOptions
     /// <summary>Record the latents and per-step log-probs (what DDPO trains on).</summary>
     public bool RecordTrajectory { get; init; }
 
+    /// <summary>
+    /// The steps that are stochastic (eta = <see cref="Eta"/>); the others are deterministic DDIM steps (eta 0). Null
+    /// (default): every step. The noise of every step is drawn either way, so a window changes no other step's noise.
+    /// </summary>
+    public StepWindow? SdeWindow { get; init; }
+
+    /// <summary>The eta of step <paramref name="step"/>: <see cref="Eta"/> inside <see cref="SdeWindow"/>, 0 outside.</summary>
+    public double EtaAt(int step) => SdeWindow is { } w && !w.Contains(step) ? 0.0 : Eta;
+
     /// <summary>True when the unconditional branch must run.</summary>
     public bool UsesGuidance => GuidanceScale > 1.0;
 

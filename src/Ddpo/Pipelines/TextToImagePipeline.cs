@@ -134,7 +134,7 @@ public sealed class TextToImagePipeline : IDisposable
             var t = tensor(Scheduler.Timesteps[i], dtype: ScalarType.Int64, device: Device);
             var eps = PredictNoise(latents, t, promptEmbeds, negativeEmbeds, options.GuidanceScale);
             var noise = randn(shape, dtype: ScalarType.Float32, generator: generator).to(Device);
-            var r = Scheduler.Step(eps, t, latents, options.Eta, noise: noise, finalStep: options.FinalStep);
+            var r = Scheduler.Step(eps, t, latents, options.EtaAt(i), noise: noise, finalStep: options.FinalStep);
             latents = r.PrevSample.MoveToOuterDisposeScope();
             if (recorded is not null)
             {

@@ -33,6 +33,8 @@ public sealed class DdpoTrainer : IDisposable
     private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
     private readonly RunOutputs _outputs;
+    private readonly ReferencePolicy? _reference;
+    private IReadOnlyDictionary<string, object?> _advantageMetrics = new Dictionary<string, object?>();
     private int _startEpoch;
     private long _globalStep;
 
@@ -86,6 +88,7 @@ public sealed class DdpoTrainer : IDisposable
         _weights = config.UseLora
             ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init)
             : TrainableWeights.FullUnet(pipeline.Unet);
+        _reference = ReferencePolicy.Create(config, pipeline, _weights); // the initial weights, before any restore
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
         _scaler = LossScaler.For(t, pipeline.Unet.DType);
@@ -136,7 +139,7 @@ public sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference);
         using var metrics = new MetricsWriter(_run.Root);
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -159,7 +162,7 @@ public sealed class DdpoTrainer : IDisposable
             }
             _globalStep += stats.OptimizerSteps;
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
-                sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
+                sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate, _advantageMetrics);
             metrics.Write(line.Values);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
@@ -216,10 +219,12 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>
     /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
-    /// advantages; RWR with softmax weights over all of them; sparse RWR on those at or above the percentile.
+    /// advantages, GRPO with group-relative ones (<see cref="EpochAdvantages"/>); RWR with softmax weights over
+    /// all of them; sparse RWR on those at or above the percentile.
     /// </summary>
     private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
     {
+        _advantageMetrics = new Dictionary<string, object?>();
         if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0, LossScale: _scaler.Scale);
         switch (_config.Algorithm)
         {
@@ -231,9 +236,7 @@ public sealed class DdpoTrainer : IDisposable
                     return updater.Train(kept, Enumerable.Repeat(1f, kept.Count).ToArray(), epoch);
                 }
             default:
-                var advantages = _tracker is not null
-                    ? _tracker.Update(samples.Prompts, samples.Rewards)
-                    : GlobalNormalizer.Normalize(samples.Rewards);
+                (var advantages, _advantageMetrics) = EpochAdvantages.Compute(_config, samples, _tracker);
                 return updater.Train(samples, advantages, epoch);
         }
     }
@@ -286,5 +289,6 @@ public sealed class DdpoTrainer : IDisposable
     public void Dispose()
     {
         _optimizer.Dispose();
+        _reference?.Dispose();
     }
 }

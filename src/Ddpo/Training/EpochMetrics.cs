@@ -57,6 +57,12 @@ public sealed record EpochMetrics
     public double TrainingSeconds { get; init; } = double.NaN;
     /// <summary><c>eval_images_s</c>: seconds spent on the fixed-seed image grid.</summary>
     public double EvalImagesSeconds { get; init; } = double.NaN;
+    /// <summary><c>kl_mean</c>: mean KL to the base model over the trained steps (only with <c>train.kl_coef</c> &gt; 0).</summary>
+    public double KlMean { get; init; } = double.NaN;
+    /// <summary><c>groups</c>: prompt groups of the epoch (GRPO).</summary>
+    public double Groups { get; init; } = double.NaN;
+    /// <summary><c>zero_std_groups</c>: groups whose rewards were all equal, which add no policy gradient (GRPO).</summary>
+    public double ZeroStdGroups { get; init; } = double.NaN;
     /// <summary><c>time</c>: when the epoch finished; null where absent or unparsable.</summary>
     public DateTimeOffset? Time { get; init; }
     /// <summary><c>reward_NAME_mean</c>: the mean of each component of a weighted reward, by NAME.</summary>
@@ -144,6 +150,9 @@ public sealed record EpochMetrics
             RewardSeconds = N("reward_s"),
             TrainingSeconds = N("training_s"),
             EvalImagesSeconds = N("eval_images_s"),
+            KlMean = N("kl_mean"),
+            Groups = N("groups"),
+            ZeroStdGroups = N("zero_std_groups"),
             Time = values.TryGetValue("time", out var t) && t is string s
                 && DateTimeOffset.TryParse(s, CultureInfo.InvariantCulture, DateTimeStyles.AssumeUniversal, out var time) ? time : null,
             RewardComponentMeans = components,
@@ -159,12 +168,18 @@ public sealed record EpochMetrics
     /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
     /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
     /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
-    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
+    /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times, the per-prompt mean rewards,
+    /// with <c>train.kl_coef</c> &gt; 0 <c>kl_mean</c> (the mean KL to the base model over the trained steps), and the
+    /// fields of <paramref name="extra"/> (the advantages' counts, e.g. GRPO's <c>groups</c>, <c>zero_std_groups</c>).
     /// </summary>
     public static EpochMetrics Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
-        UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate) =>
-        FromValues(EpochMetricsLine.Build(epoch, samples, sampled, nonFinite, stats, samplingSeconds, rewardSeconds, evalSeconds, learningRate),
-            $"epoch {epoch}");
+        UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate,
+        IReadOnlyDictionary<string, object?>? extra = null)
+    {
+        var line = EpochMetricsLine.Build(epoch, samples, sampled, nonFinite, stats, samplingSeconds, rewardSeconds, evalSeconds, learningRate);
+        foreach (var (key, value) in extra ?? new Dictionary<string, object?>()) line[key] = value;
+        return FromValues(line, $"epoch {epoch}");
+    }
 
     private const string WatchPrefix = "watch_";
     private const string RewardPrefix = "reward_";

@@ -42,6 +42,7 @@ internal static class EpochMetricsLine
             ["eval_images_s"] = Math.Round(evalSeconds, 3),
             ["time"] = DateTimeOffset.UtcNow.ToString("O"),
         };
+        if (stats.KlMean is { } klMean) line["kl_mean"] = klMean;
         foreach (var (name, values) in samples.RewardDetails)
         {
             var finite = values.Where(float.IsFinite).ToArray();

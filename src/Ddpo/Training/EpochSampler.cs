@@ -24,7 +24,8 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
     public async Task<EpochSamples> SampleAsync(int epoch, CancellationToken ct = default)
     {
         var s = config.Sample;
-        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true };
+        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true,
+            SdeWindow = SdeWindow.At(s, epoch) };
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
         var epochPrompts = DrawPrompts(rng, s.BatchSize * s.NumBatchesPerEpoch, s.GroupSize);
         var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
@@ -149,6 +150,9 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             LogProbs = cat(all.Select(t => t.LogProbs).ToList(), 0).MoveToOuterDisposeScope(),
             Rewards = scored.SelectMany(r => r.Rewards).ToArray(),
             RewardDetails = details,
+            // Ids count this process's groups from 0; once an epoch is split over processes, each offsets its ids
+            // (firstGroup = rank x groups per process) so that the gathered epoch's ids stay unique.
+            Groups = GroupAdvantages.ConsecutiveGroups((int)n, config.Sample.GroupSize),
         };
         return samples;
     }

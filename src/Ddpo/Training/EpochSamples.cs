@@ -29,6 +29,11 @@ public sealed class EpochSamples : IDisposable
     public required float[] Rewards { get; init; }
     /// <summary>Per-component reward values, when the reward reports them.</summary>
     public IReadOnlyDictionary<string, float[]> RewardDetails { get; init; } = new Dictionary<string, float[]>();
+    /// <summary>
+    /// The group of each sample (the images of one drawn prompt, <c>sample.group_size</c> of them; ids unique within
+    /// the epoch), or null when unknown. GRPO's advantages are taken within these groups.
+    /// </summary>
+    public long[]? Groups { get; init; }
 
     /// <summary>Number of samples.</summary>
     public int Count => Prompts.Length;
@@ -52,13 +57,14 @@ public sealed class EpochSamples : IDisposable
             LogProbs = LogProbs.index_select(0, idx),
             Rewards = indices.Select(i => Rewards[i]).ToArray(),
             RewardDetails = RewardDetails.ToDictionary(kv => kv.Key, kv => indices.Select(i => kv.Value[i]).ToArray()),
+            Groups = Groups is null ? null : indices.Select(i => Groups[i]).ToArray(),
         };
     }
 
     /// <summary>
     /// Reorders the steps of every sample independently: <paramref name="permutations"/> is [N, K]
-    /// int64 (row i a permutation of 0..K-1, K &lt;= T: only the first K steps are kept), as ddpo-pytorch
-    /// does each inner epoch.
+    /// int64 (row i the step indices to keep, in their new order: a permutation of 0..K-1, K &lt;= T, keeps the first
+    /// K steps as ddpo-pytorch does each inner epoch; with an SDE window, a permutation of the window's steps).
     /// </summary>
     public EpochSamples PermuteSteps(Tensor permutations)
     {
@@ -85,6 +91,7 @@ public sealed class EpochSamples : IDisposable
             LogProbs = Gather(LogProbs),
             Rewards = Rewards,
             RewardDetails = RewardDetails,
+            Groups = Groups,
         };
     }
 
@@ -96,7 +103,7 @@ public sealed class EpochSamples : IDisposable
         {
             Prompts = Prompts, Metadata = Metadata, PromptEmbeds = PromptEmbeds, NegativeEmbeds = NegativeEmbeds,
             Timesteps = Timesteps, Latents = Latents, NextLatents = NextLatents, LogProbs = LogProbs,
-            Rewards = rewards, RewardDetails = details,
+            Rewards = rewards, RewardDetails = details, Groups = Groups,
         };
     }
 

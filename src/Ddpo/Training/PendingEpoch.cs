@@ -34,7 +34,7 @@ public static class PendingEpoch
         };
         if (samples.NegativeEmbeds is not null) tensors["negative_embeds"] = samples.NegativeEmbeds;
         SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors);
-        File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata }));
+        File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata, groups = samples.Groups }));
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
         Directory.Move(temp, dir);
         return dir;
@@ -49,7 +49,7 @@ public static class PendingEpoch
     {
         var dir = Folder(run, epoch);
         if (!Directory.Exists(dir)) return null;
-        var (prompts, metadata) = ReadPrompts(Path.Combine(dir, PromptsFile));
+        var (prompts, metadata, groups) = ReadPrompts(Path.Combine(dir, PromptsFile));
         var tensorsPath = Path.Combine(dir, TensorsFile);
         var tensors = SafetensorsFile.Load(tensorsPath);
         try
@@ -73,11 +73,12 @@ public static class PendingEpoch
             NextLatents = Take("next_latents"),
             LogProbs = Take("log_probs"),
             Rewards = Enumerable.Repeat(float.NaN, prompts.Length).ToArray(),
+            Groups = groups,
         };
         return (samples, tensors["images"]);
     }
 
-    private static (string[] Prompts, IReadOnlyDictionary<string, string>[] Metadata) ReadPrompts(string path)
+    private static (string[] Prompts, IReadOnlyDictionary<string, string>[] Metadata, long[]? Groups) ReadPrompts(string path)
     {
         if (!File.Exists(path))
         {
@@ -118,7 +119,18 @@ public static class PendingEpoch
                 }
                 return (IReadOnlyDictionary<string, string>)values;
             }).ToArray();
-            return (prompts, metadata);
+            long[]? groups = null;
+            if (root.TryGetProperty("groups", out var groupsNode) && groupsNode.ValueKind != JsonValueKind.Null)
+            {
+                if (groupsNode.ValueKind != JsonValueKind.Array || groupsNode.GetArrayLength() != prompts.Length)
+                {
+                    throw new FormatException($"'groups' is not an array of {prompts.Length} integers (one group id per prompt)");
+                }
+                groups = groupsNode.EnumerateArray().Select((g, i) => g.ValueKind == JsonValueKind.Number && g.TryGetInt64(out var id)
+                    ? id
+                    : throw new FormatException($"groups[{i}] is a JSON {g.ValueKind}, expected an integer")).ToArray();
+            }
+            return (prompts, metadata, groups);
         }
         catch (Exception e) when (e is JsonException or FormatException)
         {

@@ -20,8 +20,10 @@ namespace Ddpo.Training;
 /// <param name="Samples">Samples trained on (for sparse RWR, those at or above the percentile).</param>
 /// <param name="SkippedSteps">Optimizer steps skipped by the <see cref="LossScaler"/> (non-finite gradients).</param>
 /// <param name="LossScale">The loss scale at the end of the phase (1 without loss scaling).</param>
+/// <param name="KlMean">Mean KL between the policy's and the base model's transitions over the trained steps
+/// (<c>train.kl_coef</c> &gt; 0; null otherwise).</param>
 public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
-    int OptimizerSteps, int MicroSteps, double Seconds, int Samples, int SkippedSteps = 0, double LossScale = 1);
+    int OptimizerSteps, int MicroSteps, double Seconds, int Samples, int SkippedSteps = 0, double LossScale = 1, double? KlMean = null);
 
 /// <summary>
 /// The training phase of a DDPO epoch: re-evaluates each recorded action's log-probability under the
@@ -30,9 +32,11 @@ public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, 
 /// reward-weighted regression on the denoising loss (RWR, sparse RWR: <see cref="RewardWeightedRegression"/>).
 /// With an enabled <see cref="LossScaler"/> (fp16 models) the backward pass runs on the scaled loss and the
 /// gradients are unscaled before clipping, as accelerate does; a step with non-finite gradients is skipped.
+/// With a <see cref="ReferencePolicy"/> (<c>train.kl_coef</c> &gt; 0) each trained step's loss adds kl_coef times the KL
+/// to the base model's transition. Only the steps of the epoch's SDE window are trained (<see cref="SdeWindow"/>).
 /// </summary>
 public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
-    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null)
+    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null, ReferencePolicy? reference = null)
 {
     private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
 
@@ -49,7 +53,8 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         pipeline.Scheduler.SetTimesteps(config.Sample.NumSteps);
         // RWR regresses on the final samples and needs no log-probabilities, so every step counts for it.
         int policySteps = rwr ? samples.Steps : PolicySteps(samples.Steps);
-        int trainSteps = Math.Max(1, (int)(policySteps * t.TimestepFraction));
+        var trained = rwr ? new StepWindow(0, policySteps) : SdeWindow.TrainedSteps(config.Sample, epoch, policySteps);
+        int trainSteps = Math.Max(1, (int)(trained.Width * t.TimestepFraction));
         int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
         int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
         var acc = new Accumulator();
@@ -65,7 +70,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 using var shuffled = samples.Select(order);
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
                 // RWR regresses final samples only: the steps need no reordering.
-                using var permuted = rwr ? null : PermuteSteps(shuffled, policySteps, gen);
+                using var permuted = rwr ? null : PermuteSteps(shuffled, trained, gen);
                 for (int b = 0; b < batches; b++)
                 {
                     int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
@@ -92,14 +97,17 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         }
         int n = Math.Max(acc.Micro, 1);
         return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
-            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale);
+            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale,
+            reference is null ? null : acc.KlToBase / n);
     }
 
-    /// <summary>Each sample's policy steps (the first <paramref name="policySteps"/>) in its own random order.</summary>
-    private static EpochSamples PermuteSteps(EpochSamples samples, int policySteps, Generator gen)
+    /// <summary>Each sample's trained steps (the policy steps, or those of the SDE window) in its own random order.</summary>
+    private static EpochSamples PermuteSteps(EpochSamples samples, StepWindow trained, Generator gen)
     {
-        using var perms = stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(policySteps, generator: gen)).ToList());
-        return samples.PermuteSteps(perms);
+        using var perms = stack(Enumerable.Range(0, samples.Count).Select(_ => randperm(trained.Width, generator: gen)).ToList());
+        if (trained.Start == 0) return samples.PermuteSteps(perms);
+        using var shifted = perms + trained.Start;
+        return samples.PermuteSteps(shifted);
     }
 
     /// <summary>
@@ -142,13 +150,25 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             using var _ = no_grad();
             acc.FirstRatioDeviation = (step.LogProb - oldLogProb).exp().sub(1).abs().max().item<float>();
         }
+        Tensor loss;
         if (reinforce)
         {
-            return PolicyLoss.DdpoSf(step.LogProb, advantages, config.Train.AdvClipMax);
+            loss = PolicyLoss.DdpoSf(step.LogProb, advantages, config.Train.AdvClipMax);
         }
-        var (loss, kl, clipFrac) = PolicyLoss.DdpoIs(step.LogProb, oldLogProb, advantages, config.Train.ClipRange, config.Train.AdvClipMax);
-        acc.Kl += kl.item<float>();
-        acc.ClipFrac += clipFrac.item<float>();
+        else
+        {
+            var (isLoss, kl, clipFrac) = PolicyLoss.DdpoIs(step.LogProb, oldLogProb, advantages, config.Train.ClipRange, config.Train.AdvClipMax);
+            acc.Kl += kl.item<float>();
+            acc.ClipFrac += clipFrac.item<float>();
+            loss = isLoss;
+        }
+        if (reference is not null)
+        {
+            var baseMean = reference.Mean(latents, timesteps, next, embeds, negative, config.Sample.GuidanceScale, config.Sample.Eta, config.Sample.FinalStep);
+            var klToBase = ReferencePolicy.Kl(step.Mean, baseMean, step.Std).mean();
+            acc.KlToBase += klToBase.item<float>();
+            loss = loss + config.Train.KlCoef * klToBase;
+        }
         return loss;
     }
 
@@ -178,7 +198,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
 
     private sealed class Accumulator
     {
-        public double Loss, Kl, ClipFrac;
+        public double Loss, Kl, ClipFrac, KlToBase;
         public int Micro, OptimizerSteps, SkippedSteps;
         public double? FirstRatioDeviation;
     }

@@ -20,6 +20,12 @@ public sealed class LoraAdapter : IDisposable
     /// <summary>The factor applied to the adapter's output (alpha / rank).</summary>
     public double Scale { get; }
 
+    /// <summary>
+    /// False while the adapter is switched off (<see cref="LoraAdapters.Disable"/>): the layer then computes its base
+    /// output only, e.g. for the KL penalty's base model, without a second copy of the UNet.
+    /// </summary>
+    public bool Enabled { get; internal set; } = true;
+
     /// <summary>The adapter's rank.</summary>
     public int Rank => (int)Down.shape[0];
 

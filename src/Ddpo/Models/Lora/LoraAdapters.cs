@@ -247,6 +247,31 @@ public sealed class LoraAdapters : IDisposable
     /// <summary>Same as <see cref="Detach"/>.</summary>
     public void Dispose() => Detach();
 
+    /// <summary>
+    /// Switches every adapter off until the result is disposed, which restores each one's previous state (scopes
+    /// nest): inside, the UNet computes the base model's output, bit for bit as without adapters. Not thread-safe:
+    /// nothing else may run the UNet meanwhile.
+    /// </summary>
+    public IDisposable Disable()
+    {
+        ThrowIfDetached();
+        var previous = _entries.Select(e => e.Adapter.Enabled).ToArray();
+        foreach (var e in _entries) e.Adapter.Enabled = false;
+        return new EnabledRestorer(_entries.Select(e => e.Adapter).ToArray(), previous);
+    }
+
+    private sealed class EnabledRestorer(LoraAdapter[] adapters, bool[] previous) : IDisposable
+    {
+        private bool _done;
+
+        public void Dispose()
+        {
+            if (_done) return;
+            _done = true;
+            for (int i = 0; i < adapters.Length; i++) adapters[i].Enabled = previous[i];
+        }
+    }
+
     private void ThrowIfDetached()
     {
         if (_detached) throw new InvalidOperationException("these LoRA adapters were detached");

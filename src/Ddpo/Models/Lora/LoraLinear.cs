@@ -54,6 +54,6 @@ public sealed class LoraLinear : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor input)
     {
         var output = F.linear(input, _weight, _bias);
-        return Adapter is null ? output : output + Adapter.Delta(input);
+        return Adapter is null || !Adapter.Enabled ? output : output + Adapter.Delta(input);
     }
 }

@@ -1,0 +1,33 @@
+namespace Ddpo.Config;
+
+/// <summary>
+/// The relations the GRPO-era keys need (<c>algorithm = "grpo"</c>, <c>train.kl_coef</c>, <c>sample.sde_window</c>):
+/// each problem is a <see cref="ConfigException"/> naming the key and where it was set.
+/// </summary>
+internal static class GroupPolicyChecks
+{
+    public static void Validate(DdpoConfig config)
+    {
+        var s = config.Sample;
+        if (config.Algorithm == TrainingAlgorithm.Grpo && s.GroupSize < 2)
+        {
+            throw config.Problem("sample.group_size",
+                $"algorithm = \"grpo\" compares each image with the other images of its prompt's group, so it needs sample.group_size >= 2, got {s.GroupSize}");
+        }
+        if (config.Train.KlCoef > 0 && config.Algorithm is TrainingAlgorithm.Rwr or TrainingAlgorithm.RwrSparse)
+        {
+            throw config.Problem("train.kl_coef",
+                $"the KL penalty is taken on the trained denoising transitions, which algorithm = \"{config.Algorithm.ToConfigName()}\" does not train (it regresses final samples); use ddpo_is, ddpo_sf or grpo, or kl_coef = 0");
+        }
+        if (s.SdeWindow is [_, var end] && end > s.NumSteps)
+        {
+            throw config.Problem("sample.sde_window",
+                $"[{s.SdeWindow[0]}, {end}) reaches past the last step: end must be <= sample.num_steps = {s.NumSteps}");
+        }
+        if (s.SdeWindow.Length == 0 && s.SdeWindowShift > 0)
+        {
+            throw config.Problem("sample.sde_window_shift",
+                $"moves the window of sample.sde_window, which is not set (every step is stochastic); set sample.sde_window = [start, end] or the shift to 0");
+        }
+    }
+}

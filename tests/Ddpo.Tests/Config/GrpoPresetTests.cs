@@ -1,0 +1,41 @@
+using Ddpo.Config;
+using Xunit;
+
+namespace Ddpo.Tests.Config;
+
+public sealed class GrpoPresetTests
+{
+    [Theory]
+    [InlineData("compressibility-grpo", "jpeg_compressibility", 1)]
+    [InlineData("compressibility-grpo", "jpeg_compressibility", 4)]
+    [InlineData("incompressibility-grpo", "jpeg_incompressibility", 2)]
+    [InlineData("aesthetic-grpo", "aesthetic_score", 8)]
+    public void GrpoPresetsCarryFlowGrposValues(string preset, string reward, int worldSize)
+    {
+        var c = DdpoConfig.Load(null, preset, null, worldSize);
+        Assert.Equal(TrainingAlgorithm.Grpo, c.Algorithm);
+        Assert.Equal(reward, c.RewardFn);
+        Assert.Equal(16, c.Sample.GroupSize);
+        Assert.Equal(0.04, c.Train.KlCoef);
+        Assert.Equal(1e-4, c.Train.ClipRange);
+        Assert.Equal(5.0, c.Train.AdvClipMax);
+        Assert.Equal(3e-4, c.Train.LearningRate);
+        // 16 prompts x 16 images per epoch, two optimizer steps, on any number of processes.
+        Assert.Equal(256, c.Counts.SamplesPerEpoch);
+        Assert.Equal(128, c.Counts.SamplesPerStep);
+        Assert.Equal(0, c.Counts.SamplesPerEpochPerProcess % c.Sample.GroupSize);
+        Assert.Equal(50, c.Sample.NumSteps); // the model's DDIM steps stay DDPO's
+    }
+
+    [Fact]
+    public void GrpoPresetOnTheBuiltinModelKeepsTheAlgorithmAndTheKl()
+    {
+        var c = DdpoConfig.Load(null, "compressibility-grpo+builtin", null);
+        Assert.Equal(TrainingAlgorithm.Grpo, c.Algorithm);
+        Assert.Equal(4, c.Sample.GroupSize);
+        Assert.Equal(0.04, c.Train.KlCoef);
+        Assert.Equal(96, c.Counts.SamplesPerEpoch);
+        Assert.Equal(1, c.Counts.OptimizerStepsPerEpoch);
+        Assert.Contains("compressibility-grpo", ConfigPresets.Names);
+    }
+}
