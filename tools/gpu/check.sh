@@ -38,7 +38,7 @@ if [ -z "$ddpo" ]; then
   fi
 fi
 if [ $smoke = 1 ]; then mode=(--smoke); device=${device:-cpu}; torch_limit=120; ours_limit=300
-else mode=(); device=${device:-cuda}; torch_limit=200; ours_limit=270
+else mode=(); device=${device:-cuda}; torch_limit=200; ours_limit=250
 fi
 log() { echo "[check.sh $(date +%H:%M:%S)] $*"; }
 command -v nvidia-smi >/dev/null && nvidia-smi > "$out/nvidia-smi.txt" 2>&1

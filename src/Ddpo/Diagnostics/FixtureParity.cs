@@ -66,12 +66,15 @@ public static class FixtureParity
         }
     }
 
+    /// <summary>The fixtures <see cref="Run"/> compares, in order.</summary>
+    public static IReadOnlyList<string> FixtureNames => Cases.Select(c => c.Name).ToList();
+
     /// <summary>
-    /// Runs every fixture in fp32 and in each of <paramref name="halfTypes"/> on <paramref name="device"/>;
-    /// <paramref name="onRow"/> sees each row as it is made (to write partial results).
+    /// Runs every fixture (or those named in <paramref name="only"/>) in fp32 and in each of <paramref name="halfTypes"/>
+    /// on <paramref name="device"/>; <paramref name="onRow"/> sees each row as it is made (to write partial results).
     /// </summary>
     public static List<FixtureRow> Run(string fixtures, Device device, IReadOnlyList<ScalarType> halfTypes, Action<FixtureRow>? onRow = null,
-        Action<string>? log = null)
+        Action<string>? log = null, IReadOnlyCollection<string>? only = null)
     {
         CheckFolder(fixtures);
         var rows = new List<FixtureRow>();
@@ -80,7 +83,7 @@ public static class FixtureParity
             rows.Add(row);
             onRow?.Invoke(row);
         }
-        foreach (var (name, run) in Cases)
+        foreach (var (name, run) in Cases.Where(c => only is null || only.Contains(c.Name)))
         {
             var clock = System.Diagnostics.Stopwatch.StartNew();
             var expected = LoadExpected(fixtures, name);
