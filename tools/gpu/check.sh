@@ -2,9 +2,12 @@
 # The GPU check of issue 9, in one call: PyTorch's half (tools/gpu/torch_bench.py, with the machine's PyTorch +
 # diffusers), then ours (`ddpo gpu-check`), which merges both into $OUT/gpu-check.json and $OUT/gpu-check.md.
 #
-# On the accelerator machine (after ../shared/gpu/bundle.sh src/Ddpo.Cli/Ddpo.Cli.csproj and
-# cp -r ../shared/fixtures .gpu/fixtures here; run with carry [".gpu"]):
-#     bash tools/gpu/check.sh                      # full: Stable Diffusion 1.4 sizes, about 5-8 minutes on an H100/H200
+# On the accelerator machine (after ../shared/gpu/bundle.sh src/Ddpo.Cli/Ddpo.Cli.csproj here; run with carry [".gpu"]):
+#     bash tools/gpu/check.sh                      # full: Stable Diffusion 1.4 sizes, at most 8 minutes on an H100/H200
+# The fixtures it needs (see FixtureParity.RequiredEntries) are byte-identical copies of ../shared/fixtures under
+# tests/Ddpo.Tests/Fixtures, which travel with the working tree; a whole copy of ../shared/fixtures in .gpu/fixtures
+# (17 MB) would push the call past the 64 MiB it may send (bundle 37 MB + tracked files 22 MB), so copy only what
+# differs there, and pass --fixtures DIR for another folder.
 # Anywhere, in seconds (tiny sizes, CPU; the PyTorch half is skipped with a message when `import torch` fails):
 #     bash tools/gpu/check.sh --smoke
 # Options: --out DIR (default $OUT, else ./gpu-check-out), --fixtures DIR (default .gpu/fixtures, else

@@ -348,7 +348,7 @@ class Bench:
     def sampling(self):
         s = self.s
         n = s["sample_images"]
-        ms = self.time(lambda: self.sample(n), warmup=1, iterations=min(3, s["iterations"]))
+        ms = self.time(lambda: self.sample(n), warmup=1, iterations=min(2, s["iterations"]))
         self.row(f"sampling_{s['steps']}x{n}", f"guided sampling (g {s['guidance']}), {n} images, {s['steps']} steps, with log-probs and VAE decode, {self.dt(self.half)}",
                  ms, images_per_s=n / (ms / 1000))
 
