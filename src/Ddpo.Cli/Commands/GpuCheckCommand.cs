@@ -29,8 +29,21 @@ public static class GpuCheckCommand
         common.AddTo(command);
         command.SetAction(parse =>
         {
-            var (device, _) = common.Resolve(parse);
             bool isSmoke = parse.GetValue(smoke);
+            TorchSharp.torch.Device device;
+            try
+            {
+                (device, _) = common.Resolve(parse);
+            }
+            catch (ArgumentException e) when (e.Message.Contains("CUDA is not available", StringComparison.Ordinal))
+            {
+                // A GPU session is short: leave what we know (which libtorch loaded, from where) in the report too.
+                var failed = new GpuCheckReport { Mode = isSmoke ? "smoke" : "full", TorchResultsPath = parse.GetValue(torchResults) };
+                failed.Environment = GpuEnvironment.Describe(TorchSharp.torch.CPU);
+                failed.Errors.Add(e.Message);
+                failed.Write(parse.GetValue(output)!);
+                throw;
+            }
             if (!isSmoke && device.type != TorchSharp.DeviceType.CUDA)
             {
                 throw new ArgumentException($"gpu-check: the full sizes (Stable Diffusion 1.4) need --device cuda; on {device} pass --smoke");

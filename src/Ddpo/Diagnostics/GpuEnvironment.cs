@@ -18,6 +18,10 @@ public static class GpuEnvironment
             ["torchsharp"] = typeof(TorchSharp.torch).Assembly.GetName().Version?.ToString() ?? "?",
             ["cpu_threads"] = get_num_threads().ToString(),
         };
+        foreach (var variable in new[] { "LD_LIBRARY_PATH", TorchRuntime.LibTorchEnvironmentVariable, "CUDA_VISIBLE_DEVICES" })
+        {
+            if (System.Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value) env[variable] = value;
+        }
         if (LoadedLibTorch() is { } path) env["libtorch_path"] = path;
         env["libtorch_version"] = LibTorchVersion(env.GetValueOrDefault("libtorch_path"));
         try
