@@ -30,6 +30,8 @@ public sealed class CommonOptions
     {
         ApplyRuntime(parse);
         var device = TorchRuntime.ResolveDevice(deviceOverride ?? parse.GetValue(Device)!);
+        // TF32, cuDNN autotuning, fused attention: libtorch's global switches, set once on CUDA (see CudaPerformance).
+        if (device.type == TorchSharp.DeviceType.CUDA) Console.Error.WriteLine($"cuda: {CudaPerformance.Configure(device)}");
         return (device, TorchRuntime.ResolveDType(parse.GetValue(DType)!, device));
     }
 

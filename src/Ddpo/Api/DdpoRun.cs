@@ -95,6 +95,8 @@ public sealed class DdpoRun : IDisposable
         }
         var prompts = RecordPrompts(options, config, runDirectory);
         var observer = Observers(options, runDirectory);
+        // TF32, cuDNN autotuning, fused attention: libtorch's global switches, set once on CUDA (see CudaPerformance).
+        if (device.type == DeviceType.CUDA) observer.Message($"cuda: {CudaPerformance.Configure(device)}");
         var (reward, owned) = CreateReward(options, config, observer.Message);
         config.Validate();
         TextToImagePipeline? pipeline = null;

@@ -2,6 +2,7 @@ using Ddpo.Models.Clip;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Models.Vae;
+using Ddpo.Runtime;
 using Ddpo.Schedulers;
 using Ddpo.Tokenizers;
 using TorchSharp;
@@ -101,10 +102,12 @@ public sealed class TextToImagePipeline : IDisposable
     /// <summary>
     /// Samples one image per prompt. Initial noise is drawn on the CPU from <paramref name="generator"/>,
     /// so a seed gives the same images on every device. <paramref name="progress"/> receives the
-    /// number of finished steps.
+    /// number of finished steps. With <paramref name="embeddings"/> the prompt and negative-prompt embeddings come
+    /// from (and go into) that cache instead of a fresh text-encoder call (see <see cref="PromptEmbeddingCache"/>).
+    /// The denoising loop never waits for the device: the timesteps and every step's noise are on it before the loop.
     /// </summary>
     public SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator = null,
-        string negativePrompt = "", IProgress<int>? progress = null)
+        string negativePrompt = "", IProgress<int>? progress = null, PromptEmbeddingCache? embeddings = null)
     {
         options.Validate();
         if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");
@@ -116,25 +119,31 @@ public sealed class TextToImagePipeline : IDisposable
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
         int b = prompts.Count;
-        var promptEmbeds = EncodePrompts(prompts);
+        var promptEmbeds = embeddings?.Get(prompts) ?? EncodePrompts(prompts);
         Tensor? negativeEmbeds = null;
         if (options.UsesGuidance)
         {
-            using var one = EncodePrompts([negativePrompt]);
+            using var one = embeddings?.Get([negativePrompt]) ?? EncodePrompts([negativePrompt]);
             negativeEmbeds = one.expand(b, -1, -1).contiguous();
         }
         Scheduler.SetTimesteps(options.NumSteps);
         var shape = new long[] { b, LatentChannels, height / VaeScaleFactor, width / VaeScaleFactor };
-        var latents = randn(shape, dtype: ScalarType.Float32, generator: generator).to(Device);
+        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device);
+        // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
+        // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
+        // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from
+        // pinned memory. The loop itself only enqueues GPU work.
+        var timesteps = HostCopy.ToDevice(tensor(Scheduler.Timesteps, dtype: ScalarType.Int64), Device);
+        var stepNoise = Scheduler.Timesteps
+            .Select(_ => HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device)).ToList();
         var recorded = options.RecordTrajectory ? new List<Tensor> { latents } : null;
         var logProbs = options.RecordTrajectory ? new List<Tensor>() : null;
         for (int i = 0; i < Scheduler.Timesteps.Length; i++)
         {
             using var step = NewDisposeScope();
-            var t = tensor(Scheduler.Timesteps[i], dtype: ScalarType.Int64, device: Device);
+            var t = timesteps[i];
             var eps = PredictNoise(latents, t, promptEmbeds, negativeEmbeds, options.GuidanceScale);
-            var noise = randn(shape, dtype: ScalarType.Float32, generator: generator).to(Device);
-            var r = Scheduler.Step(eps, t, latents, options.EtaAt(i), noise: noise, finalStep: options.FinalStep);
+            var r = Scheduler.Step(eps, t, latents, options.EtaAt(i), noise: stepNoise[i], finalStep: options.FinalStep);
             latents = r.PrevSample.MoveToOuterDisposeScope();
             if (recorded is not null)
             {
@@ -164,7 +173,8 @@ public sealed class TextToImagePipeline : IDisposable
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         var pixels = Vae is null ? latents : Vae.Decode((latents / Vae.ScalingFactor).to(DType));
-        return (pixels.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1).cpu().MoveToOuterDisposeScope();
+        // Through pinned host memory on CUDA: the images go to the rewards, which read them on the host.
+        return HostCopy.ToHost((pixels.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1)).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

@@ -20,6 +20,9 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
     /// <summary>Seconds spent computing rewards in the last call (summed over batches, may overlap sampling).</summary>
     public double RewardSeconds { get; private set; }
 
+    /// <summary>Prompts the text encoder encoded in the last call (distinct prompts, the negative prompt included).</summary>
+    public int PromptsEncoded { get; private set; }
+
     /// <summary>Samples one epoch's trajectories and their rewards.</summary>
     public async Task<EpochSamples> SampleAsync(int epoch, CancellationToken ct = default)
     {
@@ -33,6 +36,8 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         var images = new List<Tensor>();
         var tasks = new List<Task<RewardResult>>();
         var clock = Stopwatch.StartNew();
+        // Each distinct prompt (and the negative prompt) is encoded once per epoch, not once per batch.
+        using var embeddings = new PromptEmbeddingCache(pipeline);
         observer.PhaseStarted(epoch, "sampling", s.NumBatchesPerEpoch * s.NumSteps);
         try
         {
@@ -43,7 +48,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
                 var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", b));
                 int offset = b * s.NumSteps;
                 var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
-                    progress: new Progress(observer, "sampling", offset));
+                    progress: new Progress(observer, "sampling", offset), embeddings: embeddings);
                 batches.Add((chosen, result.Trajectory!));
                 images.Add(result.Images);
                 // Submit copies the images; ours are kept until the rewards are in, to be saved if they fail.
@@ -51,6 +56,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
                     chosen.Select(p => p.Metadata).ToArray()), ct));
             }
             SamplingSeconds = clock.Elapsed.TotalSeconds;
+            PromptsEncoded = embeddings.EncodedCount;
             observer.PhaseStarted(epoch, "rewards", tasks.Count);
             var scored = new RewardResult[tasks.Count];
             for (int i = 0; i < tasks.Count; i++)

@@ -1,10 +1,10 @@
-using TorchSharp;
+using Ddpo.Diagnostics;
 using Xunit;
 using static TorchSharp.torch;
 
 namespace Ddpo.Tests.Support;
 
-/// <summary>Closeness assertions that report the worst error.</summary>
+/// <summary>Closeness assertions that report the worst error (the comparison is the library's, shared with <c>ddpo gpu-check</c>).</summary>
 public static class TensorAssert
 {
     /// <summary>
@@ -14,16 +14,10 @@ public static class TensorAssert
     public static void Close(Tensor expected, Tensor actual, double atol = 1e-4, double rtol = 1e-4, string what = "tensor")
     {
         Assert.Equal(expected.shape, actual.shape);
-        using var scope = NewDisposeScope();
-        var e = expected.detach().cpu().to(ScalarType.Float64);
-        var a = actual.detach().cpu().to(ScalarType.Float64);
-        var diff = (a - e).abs();
-        var allowed = atol + rtol * e.abs();
-        var maxAbs = diff.max().item<double>();
-        var violations = (diff > allowed).sum().item<long>();
-        Assert.False(double.IsNaN(maxAbs), $"{what}: NaN in the result");
-        Assert.True(violations == 0,
-            $"{what}: {violations} of {e.numel()} elements outside atol {atol} + rtol {rtol}; max abs error {maxAbs:g4} " +
-            $"(expected range [{e.min().item<double>():g4}, {e.max().item<double>():g4}])");
+        var c = TensorComparison.Of(expected, actual, atol, rtol, what);
+        Assert.False(double.IsNaN(c.MaxAbsError), $"{what}: NaN in the result");
+        Assert.True(c.Violations == 0,
+            $"{what}: {c.Violations} of {c.Count} elements outside atol {atol} + rtol {rtol}; max abs error {c.MaxAbsError:g4} " +
+            $"(expected range [{c.ExpectedMin:g4}, {c.ExpectedMax:g4}])");
     }
 }

@@ -73,16 +73,7 @@ internal sealed class Attention : nn.Module
         var q = _toQ.call(hidden).view(b, -1, _heads, _headDim).transpose(1, 2);
         var k = _toK.call(kv).view(b, -1, _heads, _headDim).transpose(1, 2);
         var v = _toV.call(kv).view(b, -1, _heads, _headDim).transpose(1, 2);
-        Tensor attn;
-        if (_upcast && q.dtype != ScalarType.Float32)
-        {
-            attn = F.scaled_dot_product_attention(q.to(ScalarType.Float32), k.to(ScalarType.Float32), v.to(ScalarType.Float32))
-                .to(q.dtype);
-        }
-        else
-        {
-            attn = F.scaled_dot_product_attention(q, k, v);
-        }
+        var attn = AttentionKernel.Compute(q, k, v, _upcast);
         var output = _toOut[0].call(attn.transpose(1, 2).reshape(b, -1, (long)_heads * _headDim));
         if (_dropout > 0 && training) output = F.dropout(output, _dropout, true);
         if (spatial) output = output.transpose(1, 2).reshape(b, c, h, w);
