@@ -8,10 +8,19 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
 {
     private ProgressContext? _context;
     private readonly Dictionary<string, ProgressTask> _tasks = new();
+    private bool _quiet;
+
+    /// <summary>Shows nothing (the ranks other than 0 of a multi-process run: rank 0 shows the run).</summary>
+    public void Quiet() => _quiet = true;
 
     /// <summary>Runs the training under a live progress display.</summary>
     public async Task RunAsync(Func<Task> training)
     {
+        if (_quiet)
+        {
+            await training();
+            return;
+        }
         await AnsiConsole.Progress()
             .AutoClear(true)
             .HideCompleted(true)
@@ -42,12 +51,16 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     {
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
+        if (_quiet) return;
         AnsiConsole.MarkupLineInterpolated(
             $"epoch {m["epoch"],3}  reward {Num(m["reward_mean"]):F4} ± {Num(m["reward_std"]):F4}  kl {Num(m["approx_kl"]):E2}  clipfrac {Num(m["clipfrac"]):F3}  loss {Num(m["loss"]):E2}  sample {Num(m["sampling_s"]):F1}s  reward {Num(m["reward_s"]):F1}s  train {Num(m["training_s"]):F1}s");
     }
 
     /// <inheritdoc />
-    public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+    public void Message(string text)
+    {
+        if (!_quiet) AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+    }
 
     private static double Num(object? value) => Convert.ToDouble(value, System.Globalization.CultureInfo.InvariantCulture);
 }

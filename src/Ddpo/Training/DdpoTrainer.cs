@@ -36,6 +36,9 @@ public sealed class DdpoTrainer : IDisposable
     private int _startEpoch;
     private long _globalStep;
     private TensorBoardLogger? _tensorBoard;
+    private readonly Distributed.DataParallel _parallel;
+    /// <summary>Only rank 0 writes the run folder (metrics, images, TensorBoard, report, checkpoints).</summary>
+    private bool Writes => _parallel.Group.Rank == 0;
 
     /// <summary>The resolved configuration.</summary>
     public DdpoConfig Config => _config;
@@ -60,10 +63,11 @@ public sealed class DdpoTrainer : IDisposable
     /// with <paramref name="resume"/> restores the newest checkpoint of <paramref name="runDirectory"/>.
     /// </summary>
     public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
-        IRewardFunction reward, ITrainingObserver? observer = null)
+        IRewardFunction reward, ITrainingObserver? observer = null, Distributed.IProcessGroup? processGroup = null)
     {
         config.Validate();
         _config = config;
+        _parallel = processGroup is null ? Distributed.DataParallel.Single : new Distributed.DataParallel(processGroup);
         _pipeline = pipeline;
         _observer = observer ?? NullTrainingObserver.Instance;
         _run = new RunDirectory(runDirectory);
@@ -106,7 +110,7 @@ public sealed class DdpoTrainer : IDisposable
             }
             _startEpoch = state.Epoch + 1;
             _globalStep = state.GlobalStep;
-            MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
+            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
             _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done, {state.GlobalStep} optimizer steps)");
         }
         else
@@ -116,23 +120,28 @@ public sealed class DdpoTrainer : IDisposable
                 throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
             }
             // Resuming a run that stopped before its first checkpoint starts it again from epoch 0.
-            MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
+            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
             _startEpoch = 0;
         }
-        File.WriteAllText(_run.ConfigFile, configText);
+        if (Writes) File.WriteAllText(_run.ConfigFile, configText);
     }
 
     /// <summary>Runs the remaining epochs. Cancelling stops after the current phase; nothing written is lost.</summary>
     public async Task RunAsync(CancellationToken ct = default)
     {
-        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler);
-        using var metrics = new MetricsWriter(_run.Root);
+        var group = _parallel.Group;
+        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer, group.Rank, group.Size);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _parallel);
+        using var metrics = Writes ? new MetricsWriter(_run.Root) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
-            double evalSeconds = MaybeWriteEvalImages(epoch);
-            using var samples = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
+            using var share = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
+            using var gathered = group.Size > 1 ? Distributed.EpochGather.Gather(group, share) : null;
+            var samples = gathered ?? share;
+            _parallel.MaybeInjectFault(epoch);
             var finite = RewardChecks.Finite(samples.Rewards);
             if (finite.NonFiniteCount > 0)
             {
@@ -148,20 +157,22 @@ public sealed class DdpoTrainer : IDisposable
                 stats = Update(updater, train, epoch);
             }
             _globalStep += stats.OptimizerSteps;
+            Distributed.WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate);
-            metrics.Write(line);
+            metrics?.Write(line);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
-            Publish(line, epoch);
+            if (Writes) Publish(line, epoch);
             bool last = epoch == _config.NumEpochs - 1;
-            if (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0))
+            if (Writes && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
             {
                 using var scope = NewDisposeScope();
                 var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
+        if (!Writes) return;
         if (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs)))
         {
             WriteEvalImages(_config.NumEpochs);
@@ -175,7 +186,7 @@ public sealed class DdpoTrainer : IDisposable
     {
         try
         {
-            if (PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
+            if (_parallel.Group.Size == 1 && PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
             {
                 _observer.Message($"epoch {epoch}: scoring the {pending.Samples.Count} samples kept from the interrupted run");
                 using var images = pending.Images;
@@ -185,8 +196,10 @@ public sealed class DdpoTrainer : IDisposable
             }
             return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
         }
-        catch (RewardFailedException failure)
+        catch (RewardFailedException failure) when (_parallel.Group.Size == 1)
         {
+            // With several processes a rank's reward failure ends the job (MPI_Abort, rank named); the epoch is
+            // sampled again on --resume from the last checkpoint.
             using (failure.Samples)
             using (failure.Images)
             {

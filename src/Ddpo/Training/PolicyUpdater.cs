@@ -32,9 +32,10 @@ public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, 
 /// gradients are unscaled before clipping, as accelerate does; a step with non-finite gradients is skipped.
 /// </summary>
 public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
-    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null)
+    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null, Distributed.DataParallel? parallel = null)
 {
     private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
+    private readonly Distributed.DataParallel _parallel = parallel ?? Distributed.DataParallel.Single;
 
     /// <summary>
     /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
@@ -51,10 +52,20 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         int policySteps = rwr ? samples.Steps : PolicySteps(samples.Steps);
         int trainSteps = Math.Max(1, (int)(policySteps * t.TimestepFraction));
         int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
-        int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
+        // An optimizer step covers the same global micro-batches on any number of processes (the per-process
+        // accumulation times the processes; DDPO-SF: the whole epoch); each rank trains on its part of them and the
+        // gradients are summed, so every loss is divided by the step's global micro-step count.
+        int batchesPerStep = reinforce ? batches : t.GradientAccumulationSteps * _parallel.Group.Size;
+        int microPerStep = batchesPerStep * trainSteps;
+        int localMicro = 0;
+        for (int first = 0; first < batches; first += batchesPerStep)
+        {
+            var (start, end) = _parallel.Shard(first, Math.Min(first + batchesPerStep, batches));
+            localMicro += (end - start) * trainSteps;
+        }
         var acc = new Accumulator();
         pipeline.Unet.train();
-        observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * batches * trainSteps);
+        observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * localMicro);
         int done = 0;
         try
         {
@@ -66,23 +77,33 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
                 // RWR regresses final samples only: the steps need no reordering.
                 using var permuted = rwr ? null : PermuteSteps(shuffled, policySteps, gen);
-                for (int b = 0; b < batches; b++)
+                for (int first = 0; first < batches; first += batchesPerStep)
                 {
-                    int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
-                    for (int j = 0; j < trainSteps; j++)
+                    var (mine, mineEnd) = _parallel.Shard(first, Math.Min(first + batchesPerStep, batches));
+                    for (int b = first; b < Math.Min(first + batchesPerStep, batches); b++)
                     {
-                        using var scope = NewDisposeScope();
-                        var loss = rwr
-                            ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
-                            : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
-                        _scaler.Scaled(loss / microPerStep).backward();
-                        acc.Loss += loss.item<float>();
-                        acc.Micro++;
-                        if (acc.Micro % microPerStep == 0) StepOptimizer(acc);
-                        observer.PhaseProgress("training", ++done);
+                        int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
+                        for (int j = 0; j < trainSteps; j++)
+                        {
+                            if (b < mine || b >= mineEnd)
+                            {
+                                // Another rank trains on this micro-batch; RWR still draws its noise so that the
+                                // shared generator stays where one process would have it.
+                                if (rwr) RewardWeightedRegression.SkipDraws(pipeline, shuffled.NextLatents[TensorIndex.Slice(start, start + count), shuffled.Steps - 1].shape, gen);
+                                continue;
+                            }
+                            using var scope = NewDisposeScope();
+                            var loss = rwr
+                                ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
+                                : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
+                            _scaler.Scaled(loss / microPerStep).backward();
+                            acc.Loss += loss.item<float>();
+                            acc.Micro++;
+                            observer.PhaseProgress("training", ++done);
+                        }
                     }
+                    StepOptimizer(acc);
                 }
-                if (acc.Micro % microPerStep != 0) StepOptimizer(acc);
             }
         }
         finally
@@ -90,6 +111,11 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             pipeline.Unet.eval();
             optimizer.zero_grad();
         }
+        // The statistics are means over every rank's micro-steps; the first ratio is rank 0's (its first micro-step
+        // is the epoch's first).
+        var sums = new[] { acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, _parallel.Group.Rank == 0 ? acc.FirstRatioDeviation ?? 0 : 0 };
+        _parallel.Sum(sums);
+        (acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, acc.FirstRatioDeviation) = (sums[0], sums[1], sums[2], (int)sums[3], sums[4]);
         int n = Math.Max(acc.Micro, 1);
         return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
             acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale);
@@ -166,6 +192,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
 
     private void StepOptimizer(Accumulator acc)
     {
+        _parallel.SumGradients(weights.Parameters);
         if (_scaler.Step(weights.Parameters, optimizer, config.Train.MaxGradNorm))
         {
             acc.OptimizerSteps++;
