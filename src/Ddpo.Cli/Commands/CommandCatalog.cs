@@ -16,6 +16,7 @@ public static class CommandCatalog
         EvalCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
+        ClusterCheckCommand.Create(),
         MakeDataCommand.Create(),
         PretrainCommand.Create(),
     ];

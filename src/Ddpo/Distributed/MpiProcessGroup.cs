@@ -14,6 +14,9 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// <summary>The environment variable that sets <see cref="CollectiveTimeout"/> in seconds.</summary>
     public const string TimeoutVariable = "DDPO_COLLECTIVE_TIMEOUT_S";
 
+    /// <summary>The environment variable that names the Open MPI library to load instead of the system's <c>libmpi.so.40</c>.</summary>
+    public const string LibraryVariable = "DDPO_LIBMPI";
+
     /// <summary>The default collective timeout: long enough for a slow rank's sampling phase, short enough to end a hung job.</summary>
     public static readonly TimeSpan DefaultTimeout = TimeSpan.FromMinutes(30);
 
@@ -41,7 +44,8 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// <summary>Initialises MPI for a process started by <paramref name="launch"/>'s launcher.</summary>
     public MpiProcessGroup(MpiLaunch launch, TimeSpan? collectiveTimeout = null)
     {
-        _mpi = LibMpi.Load();
+        // DDPO_LIBMPI names another Open MPI 4 library (e.g. /opt/openmpi/lib/libmpi.so.40) than the system's.
+        _mpi = LibMpi.Load(Environment.GetEnvironmentVariable(LibraryVariable) is { Length: > 0 } path ? path : LibMpi.LibraryName);
         int initialized;
         Check(_mpi.Initialized(&initialized), "MPI_Initialized");
         if (initialized == 0)
