@@ -115,7 +115,8 @@ public sealed class DdpoTrainer : IDisposable
         }
         else
         {
-            if (File.Exists(_run.MetricsFile) && !resume)
+            // Rank 0 alone checks: it may already have created metrics.jsonl when a slower rank gets here.
+            if (Writes && File.Exists(_run.MetricsFile) && !resume)
             {
                 throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
             }
