@@ -86,26 +86,54 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// <inheritdoc />
     public void AllReduceSum(Span<double> values)
     {
-        fixed (double* p = values) { Enter("MPI_Allreduce(sum)"); int rc; try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Double, _mpi.OpSum, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Allreduce(sum)"); }
+        fixed (double* p = values)
+        {
+            Enter("MPI_Allreduce(sum)");
+            int rc;
+            try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Double, _mpi.OpSum, _mpi.CommWorld); }
+            finally { Leave(); }
+            Check(rc, "MPI_Allreduce(sum)");
+        }
     }
 
     /// <inheritdoc />
     public void AllReduceSum(Span<float> values)
     {
-        fixed (float* p = values) { Enter("MPI_Allreduce(sum)"); int rc; try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Float, _mpi.OpSum, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Allreduce(sum)"); }
+        fixed (float* p = values)
+        {
+            Enter("MPI_Allreduce(sum)");
+            int rc;
+            try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Float, _mpi.OpSum, _mpi.CommWorld); }
+            finally { Leave(); }
+            Check(rc, "MPI_Allreduce(sum)");
+        }
     }
 
     /// <inheritdoc />
     public void AllReduceMax(Span<double> values)
     {
-        fixed (double* p = values) { Enter("MPI_Allreduce(max)"); int rc; try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Double, _mpi.OpMax, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Allreduce(max)"); }
+        fixed (double* p = values)
+        {
+            Enter("MPI_Allreduce(max)");
+            int rc;
+            try { rc = _mpi.Allreduce((void*)LibMpi.InPlace, p, values.Length, _mpi.Double, _mpi.OpMax, _mpi.CommWorld); }
+            finally { Leave(); }
+            Check(rc, "MPI_Allreduce(max)");
+        }
     }
 
     /// <inheritdoc />
     public long[] AllGather(long value)
     {
         var all = new long[Size];
-        fixed (long* p = all) { Enter("MPI_Allgather"); int rc; try { rc = _mpi.Allgather(&value, 1, _mpi.Int64, p, 1, _mpi.Int64, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Allgather"); }
+        fixed (long* p = all)
+        {
+            Enter("MPI_Allgather");
+            int rc;
+            try { rc = _mpi.Allgather(&value, 1, _mpi.Int64, p, 1, _mpi.Int64, _mpi.CommWorld); }
+            finally { Leave(); }
+            Check(rc, "MPI_Allgather");
+        }
         return all;
     }
 
@@ -127,7 +155,13 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
         fixed (int* c = counts)
         fixed (int* d = displs)
         {
-            { Enter("MPI_Allgatherv"); int rc; try { rc = _mpi.Allgatherv(send, bytes.Length, _mpi.Byte, recv, c, d, _mpi.Byte, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Allgatherv"); }
+            {
+                Enter("MPI_Allgatherv");
+                int rc;
+                try { rc = _mpi.Allgatherv(send, bytes.Length, _mpi.Byte, recv, c, d, _mpi.Byte, _mpi.CommWorld); }
+                finally { Leave(); }
+                Check(rc, "MPI_Allgatherv");
+            }
         }
         return Enumerable.Range(0, Size).Select(i => all.AsSpan(displs[i], counts[i]).ToArray()).ToArray();
     }
@@ -135,7 +169,14 @@ public sealed unsafe class MpiProcessGroup : IProcessGroup
     /// <inheritdoc />
     public void Broadcast(Span<byte> values, int root)
     {
-        fixed (byte* p = values) { Enter("MPI_Bcast"); int rc; try { rc = _mpi.Bcast(p, values.Length, _mpi.Byte, root, _mpi.CommWorld); } finally { Leave(); } Check(rc, "MPI_Bcast"); }
+        fixed (byte* p = values)
+        {
+            Enter("MPI_Bcast");
+            int rc;
+            try { rc = _mpi.Bcast(p, values.Length, _mpi.Byte, root, _mpi.CommWorld); }
+            finally { Leave(); }
+            Check(rc, "MPI_Bcast");
+        }
     }
 
     /// <inheritdoc />

@@ -88,7 +88,7 @@ public sealed class MpiTrainingTests
         }
     }
 
-    /// <summary>A rank that raises ends the job at once, naming itself and the cause; the checkpoint before resumes.</summary>
+    /// <summary>A rank that raises ends the job at once (MPI_Abort), naming itself and the cause; the last checkpoint is intact.</summary>
     [Fact]
     public async Task ARankThatFailsEndsTheJobNamingItAndLeavesAUsableCheckpoint()
     {
@@ -96,15 +96,16 @@ public sealed class MpiTrainingTests
         try
         {
             var run = Path.Combine(root, "run");
-            var clock = System.Diagnostics.Stopwatch.StartNew();
             var (code, output) = await CliProcess.RunAsync(2, TrainArgs(run, 3), Timeout,
                 new Dictionary<string, string> { ["DDPO_FAULT_INJECT"] = "1:1" });
             Assert.True(code != 0, output);
             Assert.True(output.Contains("rank 1 of 2 (") && output.Contains("failed: InjectedFaultException: fault injected by DDPO_FAULT_INJECT=1:1 at epoch 1")
                 && output.Contains("MPI_ABORT was invoked on rank 1"), output);
+            // Epoch 0 finished and was checkpointed (atomically); epoch 1 was never written. Resuming from a
+            // checkpoint left by a dead job is tested with the killed rank below.
             Assert.Single(Metrics(run));
-            await Train(1, run, 2, resume: true);
-            Assert.Equal(2, Metrics(run).Count);
+            Assert.True(File.Exists(Path.Combine(run, "checkpoints", "epoch-000000", CheckpointStore.StateFile)));
+            Assert.False(Directory.Exists(Path.Combine(run, "checkpoints", "epoch-000001")));
         }
         finally
         {
@@ -145,8 +146,53 @@ public sealed class MpiTrainingTests
         }
     }
 
+    /// <summary>
+    /// A rank that hangs (stopped with SIGSTOP) leaves the other waiting in a collective: the watchdog aborts the job
+    /// after <c>DDPO_COLLECTIVE_TIMEOUT_S</c>, naming the waiting rank and the collective.
+    /// </summary>
+    [Fact]
+    public async Task TheWatchdogEndsAJobWhoseRankHangs()
+    {
+        // Long enough (1000 all-reduces of 4 MiB) that the job is still running when rank 1 is stopped.
+        using var job = CliProcess.Start(2, ["cluster-check", "--megabytes", "4", "--iters", "1000", "--threads", "1"],
+            new Dictionary<string, string> { ["DDPO_COLLECTIVE_TIMEOUT_S"] = "10" });
+        int rank1 = -1;
+        var deadline = DateTime.UtcNow + TimeSpan.FromMinutes(1);
+        while (rank1 < 0)
+        {
+            Assert.True(DateTime.UtcNow < deadline && !job.Process.HasExited, $"rank 1 did not start:\n{job.Output}");
+            await Task.Delay(200);
+            rank1 = TryRankProcess(job.Process.Id, 1);
+        }
+        await Task.Delay(3000);
+        Assert.False(job.Process.HasExited, job.Output);
+        var stop = System.Diagnostics.Process.Start("kill", ["-STOP", rank1.ToString()]);
+        await stop.WaitForExitAsync();
+        try
+        {
+            var (code, output) = await job.WaitAsync(TimeSpan.FromSeconds(90));
+            Assert.True(code != 0, output);
+            Assert.Contains("rank 0 (", output);
+            Assert.Contains("waited", output);
+            Assert.Contains("DDPO_COLLECTIVE_TIMEOUT_S = 10 s", output);
+        }
+        finally
+        {
+            // Never leave a stopped process behind.
+            try { System.Diagnostics.Process.GetProcessById(rank1).Kill(); } catch (ArgumentException) { } catch (InvalidOperationException) { }
+        }
+    }
+
     /// <summary>The job's process with <c>OMPI_COMM_WORLD_RANK</c> = <paramref name="rank"/>, among mpirun's children.</summary>
     private static int RankProcess(int mpirun, int rank)
+    {
+        int pid = TryRankProcess(mpirun, rank);
+        Assert.True(pid > 0, $"no child of mpirun {mpirun} has rank {rank}");
+        return pid;
+    }
+
+    /// <summary>Like <see cref="RankProcess"/>, -1 when there is none (yet).</summary>
+    private static int TryRankProcess(int mpirun, int rank)
     {
         foreach (var dir in Directory.GetDirectories("/proc"))
         {
@@ -159,12 +205,11 @@ public sealed class MpiTrainingTests
                 var environ = File.ReadAllText(Path.Combine(dir, "environ")).Split('\0');
                 if (environ.Contains($"OMPI_COMM_WORLD_RANK={rank}")) return pid;
             }
-            catch (IOException)
+            catch (Exception e) when (e is IOException or UnauthorizedAccessException)
             {
                 // The process ended while being read.
             }
         }
-        Assert.Fail($"no child of mpirun {mpirun} has rank {rank}");
         return -1;
     }
 
