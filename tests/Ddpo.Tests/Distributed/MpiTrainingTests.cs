@@ -88,6 +88,31 @@ public sealed class MpiTrainingTests
         }
     }
 
+    /// <summary>
+    /// RWR draws each micro-batch's timesteps and noise from the epoch's shared generator: a rank makes the draws of
+    /// the micro-batches the other rank trains on, so the loss is the one-process loss.
+    /// </summary>
+    [Fact]
+    public async Task RwrOnTwoProcessesDrawsTheOneProcessNoise()
+    {
+        var root = TestPaths.NewTempDir("ddpo-mpi-rwr");
+        try
+        {
+            var one = Path.Combine(root, "one");
+            var two = Path.Combine(root, "two");
+            foreach (var (processes, dir) in new[] { (1, one), (2, two) })
+            {
+                var (code, output) = await CliProcess.RunAsync(processes, TrainArgs(dir, 1, "--set", "algorithm=\"rwr\""), Timeout);
+                Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
+            }
+            AssertSameEpoch(one, two, 0, "RWR on 2 processes");
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
     /// <summary>A rank that raises ends the job at once (MPI_Abort), naming itself and the cause; the last checkpoint is intact.</summary>
     [Fact]
     public async Task ARankThatFailsEndsTheJobNamingItAndLeavesAUsableCheckpoint()
