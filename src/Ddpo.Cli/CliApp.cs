@@ -36,16 +36,21 @@ public static class CliApp
         try
         {
             var parse = BuildRoot().Parse(args);
-            return parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            int code = parse.Invoke(new InvocationConfiguration { EnableDefaultExceptionHandler = false });
+            Ddpo.Distributed.ProcessGroups.Shutdown();
+            return code;
         }
         catch (Exception e) when (IsUserError(e))
         {
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            // One of several processes: end the whole job, naming this rank (the others would wait forever).
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, BadInput);
             return BadInput;
         }
         catch (Ddpo.Training.RewardFailedException e)
         {
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, RewardFailed);
             return RewardFailed;
         }
         catch (Exception e)
@@ -53,6 +58,7 @@ public static class CliApp
             // Not the user's input: keep the trace for the bug report, but exit normally (an unhandled
             // exception aborts the process: SIGABRT, exit 134, and a core dump on some systems).
             Console.Error.WriteLine($"internal error (please report): {e}");
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure($"{e.GetType().Name}: {e.Message}", InternalError);
             return InternalError;
         }
     }
@@ -60,6 +66,7 @@ public static class CliApp
     private static bool IsUserError(Exception e) =>
         e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException
             or DirectoryNotFoundException or InvalidDataException or UserFacingException
+            or Ddpo.Distributed.WeightsDivergedException or DllNotFoundException
             // Readers of run files (metrics.jsonl, prompts.json, checkpoint state) report malformed content
             // as a FormatException whose message names the file and line.
             or FormatException;

@@ -17,6 +17,7 @@ public static class CommandCatalog
         InitTinyCommand.Create(),
         BenchCommand.Create(),
         GpuCheckCommand.Create(),
+        ClusterCheckCommand.Create(),
         MakeDataCommand.Create(),
         PretrainCommand.Create(),
     ];

@@ -8,10 +8,19 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
 {
     private ProgressContext? _context;
     private readonly Dictionary<string, ProgressTask> _tasks = new();
+    private bool _quiet;
+
+    /// <summary>Shows nothing (the ranks other than 0 of a multi-process run: rank 0 shows the run).</summary>
+    public void Quiet() => _quiet = true;
 
     /// <summary>Runs the training under a live progress display.</summary>
     public async Task RunAsync(Func<Task> training)
     {
+        if (_quiet)
+        {
+            await training();
+            return;
+        }
         await AnsiConsole.Progress()
             .AutoClear(true)
             .HideCompleted(true)
@@ -42,12 +51,16 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     {
         foreach (var t in _tasks.Values) t.StopTask();
         _tasks.Clear();
+        if (_quiet) return;
         AnsiConsole.MarkupLineInterpolated(
             $"epoch {m.Epoch,3}  reward {m.RewardMean:F4} ± {m.RewardStd:F4}  kl {m.ApproxKl:E2}  clipfrac {m.ClipFrac:F3}  loss {m.Loss:E2}  sample {m.SamplingSeconds:F1}s  reward {m.RewardSeconds:F1}s  train {m.TrainingSeconds:F1}s{Extras(m)}");
     }
 
     /// <inheritdoc />
-    public void Message(string text) => AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+    public void Message(string text)
+    {
+        if (!_quiet) AnsiConsole.MarkupLineInterpolated($"[grey]{text}[/]");
+    }
 
     /// <summary>The optional columns: the KL to the base model (train.kl_coef &gt; 0) and GRPO's groups without signal.</summary>
     private static string Extras(EpochMetrics m) =>

@@ -28,21 +28,30 @@ public static class TrainCommand
             var dir = parse.GetValue(runDir);
             if (dir is null && resuming) throw new ArgumentException("--resume needs --run-dir (the run to continue)");
             common.ApplyRuntime(parse);
+            // Under mpirun / srun: one process per device, the epoch shared among them (MPI; see docs/distributed.md).
+            var group = Ddpo.Distributed.ProcessGroups.FromEnvironment();
             var observer = new ConsoleTrainingObserver();
+            // Rank 0 shows the progress; the other ranks' consoles would only repeat it.
+            if (group.Rank != 0) observer.Quiet();
             var options = configOptions.ToTrainingOptions(parse);
             options.Epochs = parse.GetValue(epochs);
             options.Device = common.ExplicitDevice(parse);
             options.DType = common.ExplicitDType(parse);
             options.RunDirectory = dir;
             options.Resume = resuming;
+            options.ProcessGroup = group;
             options.Observers.Add(observer);
             using var run = DdpoRun.Create(options);
             var (cfg, trainer) = (run.Config, run.Trainer);
-            AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{run.Pipeline.Source}' ({TorchRuntime.DTypeName(run.DType)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {run.Device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
-            AnsiConsole.MarkupLineInterpolated($"[grey]{cfg.Counts.Summary()}[/]");
-            AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");
+            if (group.Rank == 0)
+            {
+                AnsiConsole.MarkupLineInterpolated($"[bold]ddpo train[/]: {cfg.Algorithm.ToConfigName()} on '{run.Pipeline.Source}' ({TorchRuntime.DTypeName(run.DType)}{(trainer.Scaler.Enabled ? " with dynamic loss scaling" : "")}, {run.Device}), reward {cfg.RewardFn}, prompts {cfg.PromptFn}, {cfg.Counts.SamplesPerEpoch} samples x {cfg.Sample.NumSteps} steps per epoch, epochs {trainer.StartEpoch}..{cfg.NumEpochs - 1}");
+                AnsiConsole.MarkupLineInterpolated($"[grey]{cfg.Counts.Summary()}[/]");
+                AnsiConsole.MarkupLineInterpolated($"run folder: [green]{trainer.Run.Root}[/]");
+                if (group.Size > 1) AnsiConsole.MarkupLineInterpolated($"{group.Size} processes ({group.Description}), this one on {group.Host}");
+            }
             await observer.RunAsync(() => run.RunAsync(ct));
-            AnsiConsole.MarkupLineInterpolated($"done: metrics in [green]{trainer.Run.MetricsFile}[/]");
+            if (group.Rank == 0) AnsiConsole.MarkupLineInterpolated($"done: metrics in [green]{trainer.Run.MetricsFile}[/]");
             return 0;
         });
         return command;

@@ -81,20 +81,22 @@ public sealed class DdpoRun : IDisposable
     {
         ArgumentNullException.ThrowIfNull(options);
         var (config, preset) = ResolveConfig(options);
-        var device = TorchRuntime.ResolveDevice(options.Device ?? config.Device);
+        var group = options.ProcessGroup ?? Distributed.SingleProcessGroup.Instance;
+        var device = Distributed.ProcessGroups.DeviceForRank(TorchRuntime.ResolveDevice(options.Device ?? config.Device), group);
         var dtype = TorchRuntime.ResolveDType(options.DType ?? config.Pretrained.Dtype, device);
         config.Device = DeviceName(device);
         config.Pretrained.Dtype = TorchRuntime.DTypeName(dtype);
 
         var runDirectory = options.RunDirectory ?? DefaultRunDirectory(preset, options.ConfigFile);
         var metrics = Path.Combine(Path.GetFullPath(runDirectory), MetricsWriter.FileName);
-        if (!options.Resume && File.Exists(metrics))
+        // Rank 0 alone checks: a slower rank could otherwise see the metrics rank 0 has just started writing.
+        if (group.Rank == 0 && !options.Resume && File.Exists(metrics))
         {
             // Checked before anything is written or loaded: an existing run is never touched without Resume.
             throw new ArgumentException($"{Path.GetFullPath(runDirectory)}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
         }
-        var prompts = RecordPrompts(options, config, runDirectory);
-        var observer = Observers(options, runDirectory);
+        var prompts = RecordPrompts(options, config, runDirectory, writes: group.Rank == 0);
+        var observer = Observers(options, runDirectory, writes: group.Rank == 0);
         // TF32, cuDNN autotuning, fused attention: libtorch's global switches, set once on CUDA (see CudaPerformance).
         if (device.type == DeviceType.CUDA) observer.Message($"cuda: {CudaPerformance.Configure(device)}");
         var (reward, owned) = CreateReward(options, config, observer.Message);
@@ -103,7 +105,7 @@ public sealed class DdpoRun : IDisposable
         try
         {
             pipeline = TextToImagePipeline.FromPretrained(ModelFolder(config.Model), device, dtype);
-            var trainer = new DdpoTrainer(config, pipeline, runDirectory, options.Resume, reward, observer, prompts, options.Outputs);
+            var trainer = new DdpoTrainer(config, pipeline, runDirectory, options.Resume, reward, observer, prompts, options.Outputs, group);
             return new DdpoRun(config, preset, pipeline, reward, owned, trainer, device, dtype);
         }
         catch
@@ -150,7 +152,7 @@ public sealed class DdpoRun : IDisposable
             var sets = options.Set.ToList();
             if (options.Model is not null) sets.Add($"model={RunConfigLayers.Quote(options.Model)}");
             if (options.Epochs is { } e) sets.Add($"num_epochs={e}");
-            (config, preset) = RunConfigLayers.Load(options.ConfigFile, options.Preset, sets);
+            (config, preset) = RunConfigLayers.Load(options.ConfigFile, options.Preset, sets, options.ProcessGroup?.Size ?? 1);
         }
         options.Configure?.Invoke(config);
         config.Validate();
@@ -174,7 +176,7 @@ public sealed class DdpoRun : IDisposable
     /// recorded as <c>file:</c> (rebuildable; the source is read back from that file, so what ran is what is recorded);
     /// an object as <c>code:TYPE</c>. Null: the config's <c>prompt_fn</c>.
     /// </summary>
-    private static IPromptSource? RecordPrompts(DdpoTrainingOptions options, DdpoConfig config, string runDirectory)
+    private static IPromptSource? RecordPrompts(DdpoTrainingOptions options, DdpoConfig config, string runDirectory, bool writes)
     {
         if (options.PromptList is not null && options.Prompts is not null)
         {
@@ -190,10 +192,12 @@ public sealed class DdpoRun : IDisposable
                     : $"DdpoTrainingOptions.PromptList: prompt '{bad}' is empty, spans lines or has leading/trailing spaces");
             }
             var file = Path.Combine(Path.GetFullPath(runDirectory), "prompts.txt");
-            System.IO.Directory.CreateDirectory(Path.GetDirectoryName(file)!);
-            AtomicFile.WriteAllText(file, string.Join("\n", list) + "\n");
             config.PromptFn = PromptSources.FilePrefix + file;
             config.PromptFnKwargs = [];
+            // Only rank 0 writes the run folder; the other processes take the same list from memory.
+            if (!writes) return new ListPromptSource(list);
+            System.IO.Directory.CreateDirectory(Path.GetDirectoryName(file)!);
+            AtomicFile.WriteAllText(file, string.Join("\n", list) + "\n");
             return PromptSources.Create(config.PromptFn);
         }
         if (options.Prompts is { } source)
@@ -238,7 +242,7 @@ public sealed class DdpoRun : IDisposable
         return (new WatchedReward(optimised, watches), new Owned([ownedOptimised, .. built.OfType<IDisposable>()]));
     }
 
-    private static CompositeTrainingObserver Observers(DdpoTrainingOptions options, string runDirectory)
+    private static CompositeTrainingObserver Observers(DdpoTrainingOptions options, string runDirectory, bool writes)
     {
         var list = options.Observers.ToList();
         if (options.OnEpoch is not null || options.OnMessage is not null)
@@ -247,8 +251,8 @@ public sealed class DdpoRun : IDisposable
         }
         CompositeTrainingObserver? composite = null;
         void Log(string message) => composite?.Message(message);
-        if (options.Outputs.TensorBoard) list.Add(new TensorBoardObserver(runDirectory, Log));
-        if (options.Outputs.HtmlReport) list.Add(new HtmlReportObserver(runDirectory, Log));
+        if (writes && options.Outputs.TensorBoard) list.Add(new TensorBoardObserver(runDirectory, Log));
+        if (writes && options.Outputs.HtmlReport) list.Add(new HtmlReportObserver(runDirectory, Log));
         composite = new CompositeTrainingObserver(list);
         return composite;
     }

@@ -70,6 +70,14 @@ public sealed class DdpoTrainingOptions
     /// <summary>Continue the run in <see cref="RunDirectory"/> from its newest checkpoint.</summary>
     public bool Resume { get; set; }
 
+    /// <summary>
+    /// The processes this run is one of (data-parallel training; see docs/distributed.md): null for a single process,
+    /// or <see cref="Distributed.ProcessGroups.FromEnvironment"/> under <c>mpirun</c> / <c>srun</c>. The presets' totals
+    /// are shared among the processes, each process takes the device of its local rank, and only rank 0 writes the
+    /// run folder.
+    /// </summary>
+    public Distributed.IProcessGroup? ProcessGroup { get; set; }
+
     /// <summary>What is written besides metrics, config and the final weights (default: everything <c>ddpo train</c> writes).</summary>
     public RunOutputs Outputs { get; set; } = RunOutputs.All;
 

@@ -37,6 +37,9 @@ public sealed class DdpoTrainer : IDisposable
     private IReadOnlyDictionary<string, object?> _advantageMetrics = new Dictionary<string, object?>();
     private int _startEpoch;
     private long _globalStep;
+    private readonly Distributed.DataParallel _parallel;
+    /// <summary>Only rank 0 writes the run folder (metrics, images, checkpoints; the report and TensorBoard are its observers).</summary>
+    private bool Writes => _parallel.Group.Rank == 0;
 
     /// <summary>The resolved configuration.</summary>
     public DdpoConfig Config => _config;
@@ -67,14 +70,17 @@ public sealed class DdpoTrainer : IDisposable
     }
 
     /// <summary>
-    /// As the constructor above, with the prompts given as an object (null: <c>prompt_fn</c>) and a choice of what is
-    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are observers, see <see cref="Ddpo.DdpoRun"/>).
+    /// As the constructor above, with the prompts given as an object (null: <c>prompt_fn</c>), a choice of what is
+    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are observers, see <see cref="Ddpo.DdpoRun"/>),
+    /// and the processes this one trains with (null: one process; see docs/distributed.md).
     /// </summary>
     public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
-        IRewardFunction reward, ITrainingObserver? observer, IPromptSource? prompts, RunOutputs? outputs)
+        IRewardFunction reward, ITrainingObserver? observer, IPromptSource? prompts, RunOutputs? outputs,
+        Distributed.IProcessGroup? processGroup = null)
     {
         config.Validate();
         _config = config;
+        _parallel = processGroup is null ? Distributed.DataParallel.Single : new Distributed.DataParallel(processGroup);
         _pipeline = pipeline;
         _observer = observer ?? NullTrainingObserver.Instance;
         _outputs = outputs ?? RunOutputs.All;
@@ -119,33 +125,39 @@ public sealed class DdpoTrainer : IDisposable
             }
             _startEpoch = state.Epoch + 1;
             _globalStep = state.GlobalStep;
-            MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
+            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
             _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done, {state.GlobalStep} optimizer steps)");
         }
         else
         {
-            if (File.Exists(_run.MetricsFile) && !resume)
+            // Rank 0 alone checks: it may already have created metrics.jsonl when a slower rank gets here.
+            if (Writes && File.Exists(_run.MetricsFile) && !resume)
             {
                 throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
             }
             // Resuming a run that stopped before its first checkpoint starts it again from epoch 0.
-            MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
+            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
             _startEpoch = 0;
         }
-        File.WriteAllText(_run.ConfigFile, configText);
+        if (Writes) File.WriteAllText(_run.ConfigFile, configText);
     }
 
     /// <summary>Runs the remaining epochs. Cancelling stops after the current phase; nothing written is lost.</summary>
     public async Task RunAsync(CancellationToken ct = default)
     {
-        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference);
-        using var metrics = new MetricsWriter(_run.Root);
+        var group = _parallel.Group;
+        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer, group.Rank, group.Size);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference, _parallel);
+        using var metrics = Writes ? new MetricsWriter(_run.Root) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
-            double evalSeconds = MaybeWriteEvalImages(epoch);
-            using var samples = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
+            using var share = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
+            using var gathered = group.Size > 1 ? Distributed.EpochGather.Gather(group, share) : null;
+            var samples = gathered ?? share;
+            _parallel.MaybeInjectFault(epoch);
             var finite = RewardChecks.Finite(samples.Rewards);
             if (finite.NonFiniteCount > 0)
             {
@@ -161,24 +173,26 @@ public sealed class DdpoTrainer : IDisposable
                 stats = Update(updater, train, epoch);
             }
             _globalStep += stats.OptimizerSteps;
+            Distributed.WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate, _advantageMetrics);
-            metrics.Write(line.Values);
+            metrics?.Write(line.Values);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
             bool last = epoch == _config.NumEpochs - 1;
-            if (_outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
+            if (Writes && _outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
             {
                 using var scope = NewDisposeScope();
                 var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
                 _observer.Message($"checkpoint {dir}");
             }
         }
-        if (_outputs.ImageGrids && (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs))))
+        if (Writes && _outputs.ImageGrids && (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs))))
         {
             WriteEvalImages(_config.NumEpochs);
         }
         _observer.RunFinished();
+        if (!Writes) return;
         using var exportScope = NewDisposeScope();
         _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
     }
@@ -187,7 +201,7 @@ public sealed class DdpoTrainer : IDisposable
     {
         try
         {
-            if (PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
+            if (_parallel.Group.Size == 1 && PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
             {
                 _observer.Message($"epoch {epoch}: scoring the {pending.Samples.Count} samples kept from the interrupted run");
                 using var images = pending.Images;
@@ -197,8 +211,10 @@ public sealed class DdpoTrainer : IDisposable
             }
             return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
         }
-        catch (RewardFailedException failure)
+        catch (RewardFailedException failure) when (_parallel.Group.Size == 1)
         {
+            // With several processes a rank's reward failure ends the job (MPI_Abort, rank named); the epoch is
+            // sampled again on --resume from the last checkpoint.
             using (failure.Samples)
             using (failure.Images)
             {

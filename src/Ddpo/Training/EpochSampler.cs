@@ -11,8 +11,15 @@ namespace Ddpo.Training;
 /// The sampling phase of a DDPO epoch: draws prompts, samples trajectories with the current policy
 /// (no gradients), and scores each batch's images asynchronously while the next batch samples.
 /// </summary>
+/// <remarks>
+/// With several processes (<paramref name="rank"/> of <paramref name="worldSize"/>) each samples its share of the
+/// epoch: the prompts are drawn for the whole epoch and rank r takes its contiguous part, and batch b of rank r is
+/// global batch r x <c>sample.num_batches_per_epoch</c> + b, whose noise comes from (seed, epoch, global batch). So a
+/// sample's prompt and noise depend on its global index, not on the number of processes that made the epoch
+/// (with the same per-process <c>sample.batch_size</c>).
+/// </remarks>
 public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config, IPromptSource prompts,
-    IRewardFunction reward, ITrainingObserver observer)
+    IRewardFunction reward, ITrainingObserver observer, int rank = 0, int worldSize = 1)
 {
     /// <summary>Seconds spent sampling in the last call.</summary>
     public double SamplingSeconds { get; private set; }
@@ -30,7 +37,8 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
         var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true,
             SdeWindow = SdeWindow.At(s, epoch) };
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
-        var epochPrompts = DrawPrompts(rng, s.BatchSize * s.NumBatchesPerEpoch, s.GroupSize);
+        int share = s.BatchSize * s.NumBatchesPerEpoch;
+        var epochPrompts = DrawPrompts(rng, share * worldSize, s.GroupSize)[(rank * share)..((rank + 1) * share)];
         var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
         var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();
         var images = new List<Tensor>();
@@ -45,7 +53,7 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             {
                 ct.ThrowIfCancellationRequested();
                 var chosen = epochPrompts[(b * s.BatchSize)..((b + 1) * s.BatchSize)];
-                var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", b));
+                var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", rank * s.NumBatchesPerEpoch + b));
                 int offset = b * s.NumSteps;
                 var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
                     progress: new Progress(observer, "sampling", offset), embeddings: embeddings);
@@ -156,11 +164,18 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
             LogProbs = cat(all.Select(t => t.LogProbs).ToList(), 0).MoveToOuterDisposeScope(),
             Rewards = scored.SelectMany(r => r.Rewards).ToArray(),
             RewardDetails = details,
-            // Ids count this process's groups from 0; once an epoch is split over processes, each offsets its ids
-            // (firstGroup = rank x groups per process) so that the gathered epoch's ids stay unique.
-            Groups = GroupAdvantages.ConsecutiveGroups((int)n, config.Sample.GroupSize),
+            // Ids number the groups by global sample index, so that they stay unique in the epoch gathered from several
+            // processes, and a group whose samples two processes made stays one group.
+            Groups = GlobalGroups((int)n),
         };
         return samples;
+    }
+
+    /// <summary>The group of each of this process's <paramref name="count"/> samples: global sample index / group size.</summary>
+    private long[] GlobalGroups(int count)
+    {
+        long first = (long)rank * config.Sample.BatchSize * config.Sample.NumBatchesPerEpoch;
+        return Enumerable.Range(0, count).Select(i => (first + i) / config.Sample.GroupSize).ToArray();
     }
 
     private sealed class Progress(ITrainingObserver observer, string phase, int offset) : IProgress<int>

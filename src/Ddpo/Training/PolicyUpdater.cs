@@ -36,9 +36,11 @@ public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, 
 /// to the base model's transition. Only the steps of the epoch's SDE window are trained (<see cref="SdeWindow"/>).
 /// </summary>
 public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
-    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null, ReferencePolicy? reference = null)
+    DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null, ReferencePolicy? reference = null,
+    Distributed.DataParallel? parallel = null)
 {
     private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
+    private readonly Distributed.DataParallel _parallel = parallel ?? Distributed.DataParallel.Single;
 
     /// <summary>
     /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
@@ -56,10 +58,20 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         var trained = rwr ? new StepWindow(0, policySteps) : SdeWindow.TrainedSteps(config.Sample, epoch, policySteps);
         int trainSteps = Math.Max(1, (int)(trained.Width * t.TimestepFraction));
         int batches = (samples.Count + t.BatchSize - 1) / t.BatchSize;
-        int microPerStep = reinforce ? batches * trainSteps : t.GradientAccumulationSteps * trainSteps;
+        // An optimizer step covers the same global micro-batches on any number of processes (the per-process
+        // accumulation times the processes; DDPO-SF: the whole epoch); each rank trains on its part of them and the
+        // gradients are summed, so every loss is divided by the step's global micro-step count.
+        int batchesPerStep = reinforce ? batches : t.GradientAccumulationSteps * _parallel.Group.Size;
+        int microPerStep = batchesPerStep * trainSteps;
+        int localMicro = 0;
+        for (int first = 0; first < batches; first += batchesPerStep)
+        {
+            var (start, end) = _parallel.Shard(first, Math.Min(first + batchesPerStep, batches));
+            localMicro += (end - start) * trainSteps;
+        }
         var acc = new Accumulator();
         pipeline.Unet.train();
-        observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * batches * trainSteps);
+        observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * localMicro);
         int done = 0;
         try
         {
@@ -71,23 +83,33 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                 var shuffledAdv = order.Select(i => advantages[i]).ToArray();
                 // RWR regresses final samples only: the steps need no reordering.
                 using var permuted = rwr ? null : PermuteSteps(shuffled, trained, gen);
-                for (int b = 0; b < batches; b++)
+                for (int first = 0; first < batches; first += batchesPerStep)
                 {
-                    int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
-                    for (int j = 0; j < trainSteps; j++)
+                    var (mine, mineEnd) = _parallel.Shard(first, Math.Min(first + batchesPerStep, batches));
+                    for (int b = first; b < Math.Min(first + batchesPerStep, batches); b++)
                     {
-                        using var scope = NewDisposeScope();
-                        var loss = rwr
-                            ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
-                            : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
-                        _scaler.Scaled(loss / microPerStep).backward();
-                        acc.Loss += loss.item<float>();
-                        acc.Micro++;
-                        if (acc.Micro % microPerStep == 0) StepOptimizer(acc);
-                        observer.PhaseProgress("training", ++done);
+                        int start = b * t.BatchSize, count = Math.Min(t.BatchSize, samples.Count - start);
+                        for (int j = 0; j < trainSteps; j++)
+                        {
+                            if (b < mine || b >= mineEnd)
+                            {
+                                // Another rank trains on this micro-batch; RWR still draws its noise so that the
+                                // shared generator stays where one process would have it.
+                                if (rwr) RewardWeightedRegression.SkipDraws(pipeline, shuffled.NextLatents[TensorIndex.Slice(start, start + count), shuffled.Steps - 1].shape, gen);
+                                continue;
+                            }
+                            using var scope = NewDisposeScope();
+                            var loss = rwr
+                                ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
+                                : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
+                            _scaler.Scaled(loss / microPerStep).backward();
+                            acc.Loss += loss.item<float>();
+                            acc.Micro++;
+                            observer.PhaseProgress("training", ++done);
+                        }
                     }
+                    StepOptimizer(acc);
                 }
-                if (acc.Micro % microPerStep != 0) StepOptimizer(acc);
             }
         }
         finally
@@ -95,6 +117,11 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             pipeline.Unet.eval();
             optimizer.zero_grad();
         }
+        // The statistics are means over every rank's micro-steps; the first ratio is rank 0's (its first micro-step
+        // is the epoch's first).
+        var sums = new[] { acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, _parallel.Group.Rank == 0 ? acc.FirstRatioDeviation ?? 0 : 0, acc.KlToBase };
+        _parallel.Sum(sums);
+        (acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, acc.FirstRatioDeviation, acc.KlToBase) = (sums[0], sums[1], sums[2], (int)sums[3], sums[4], sums[5]);
         int n = Math.Max(acc.Micro, 1);
         return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
             acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale,
@@ -186,6 +213,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
 
     private void StepOptimizer(Accumulator acc)
     {
+        _parallel.SumGradients(weights.Parameters);
         if (_scaler.Step(weights.Parameters, optimizer, config.Train.MaxGradNorm))
         {
             acc.OptimizerSteps++;

@@ -33,6 +33,18 @@ public static class RewardWeightedRegression
     }
 
     /// <summary>
+    /// Makes the draws <see cref="Loss"/> makes for a micro-batch whose final latents have <paramref name="x0Shape"/>
+    /// (the timesteps, then the noise) and discards them: a rank that leaves a micro-batch to another rank keeps
+    /// <paramref name="generator"/> where one process would have it.
+    /// </summary>
+    public static void SkipDraws(TextToImagePipeline pipeline, long[] x0Shape, Generator generator)
+    {
+        using var scope = NewDisposeScope();
+        randint(0, pipeline.Scheduler.Config.NumTrainTimesteps, [x0Shape[0]], dtype: ScalarType.Int64, generator: generator);
+        randn(x0Shape, generator: generator);
+    }
+
+    /// <summary>
     /// sum_i w_i · loss_i / <paramref name="batchSize"/> (jannerm/ddpo: <c>(loss * weights / batch_size).sum()</c>).
     /// Dividing by the configured batch size, not by the number of samples present, gives every sample of
     /// the epoch the same share of the gradient, whichever micro-batch it falls in (a short last batch too).
