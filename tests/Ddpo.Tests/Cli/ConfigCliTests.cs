@@ -57,7 +57,7 @@ public sealed class ConfigCliTests : IDisposable
         (code, output) = Run("config", "--preset", "aesthetic");
         Assert.Equal(0, code);
         Assert.StartsWith("# preset: aesthetic+builtin (sized for the built-in model", output);
-        Assert.Contains("# 48 samples per epoch, 48 per optimizer step, 1 optimizer step per epoch; per process (1 process): 3 batches of 16 samples, 12 accumulation steps of 4", output);
+        Assert.Contains("# 96 samples per epoch, 96 per optimizer step, 1 optimizer step per epoch; per process (1 process): 6 batches of 16 samples, 24 accumulation steps of 4", output);
 
         (code, output) = Run("config");
         Assert.Equal(0, code);

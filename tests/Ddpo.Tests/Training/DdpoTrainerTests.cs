@@ -15,21 +15,10 @@ namespace Ddpo.Tests.Training;
 [Collection("training")]
 public sealed class DdpoTrainerTests
 {
-    private static DdpoConfig TinyConfig(params string[] extra) => DdpoConfig.Load(null, "compressibility",
-    [
-        "prompt_fn=\"simple_animals\"", "sample.num_steps=3", "sample.batch_size=4", "sample.num_batches_per_epoch=1",
-        "train.batch_size=4", "train.gradient_accumulation_steps=1", "num_epochs=2", "pretrained.dtype=\"fp32\"",
-        "logging.num_eval_images=2", "save_freq=1", "device=\"cpu\"", .. extra,
-    ]);
+    private static DdpoConfig TinyConfig(params string[] extra) => TinyTraining.Config(extra);
 
     private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false,
-        IRewardFunction? reward = null, string? model = null)
-    {
-        using var pipeline = TextToImagePipeline.FromPretrained(model ?? TinyModels.Pixel);
-        using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config));
-        trainer.RunAsync().GetAwaiter().GetResult();
-        return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
-    }
+        IRewardFunction? reward = null, string? model = null) => TinyTraining.Train(config, runDir, resume, reward, model: model);
 
     /// <summary>
     /// sample.group_size = 4: each drawn prompt is sampled 4 times in a row (here across the two batches of 4),
