@@ -31,18 +31,7 @@ public static class RandomPipeline
         {
             Directory.Delete(tokenizerDir, recursive: true);
         }
-        var textConfig = new ClipTextConfig
-        {
-            VocabSize = tokenizer.VocabSize,
-            HiddenSize = sizes.TextHidden,
-            IntermediateSize = sizes.TextHidden * 4,
-            NumHiddenLayers = sizes.TextLayers,
-            NumAttentionHeads = sizes.TextHeads,
-            BosTokenId = tokenizer.BosTokenId,
-            EosTokenId = tokenizer.EosTokenId,
-            PadTokenId = tokenizer.PadTokenId,
-            ProjectionDim = sizes.TextHidden,
-        };
+        var textConfig = TinyPipelineWriter.SmallTextConfig(tokenizer, sizes.TextHidden, sizes.TextLayers, sizes.TextHeads);
         var unetConfig = sizes.Unet;
         var text = new ClipTextModel(textConfig, new Generator((ulong)seed + 1));
         text.to(dtype).to(device);

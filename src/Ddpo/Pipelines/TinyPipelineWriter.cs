@@ -61,6 +61,20 @@ public static class TinyPipelineWriter
         SampleSize = o.SampleSize * (1 << (o.VaeChannels.Length - 1)),
     };
 
+    /// <summary>A small CLIP text encoder's config for <paramref name="tokenizer"/>: MLP 4 x hidden, projection = hidden.</summary>
+    internal static ClipTextConfig SmallTextConfig(ClipTokenizer tokenizer, int hidden, int layers, int heads) => new()
+    {
+        VocabSize = tokenizer.VocabSize,
+        HiddenSize = hidden,
+        IntermediateSize = hidden * 4,
+        NumHiddenLayers = layers,
+        NumAttentionHeads = heads,
+        BosTokenId = tokenizer.BosTokenId,
+        EosTokenId = tokenizer.EosTokenId,
+        PadTokenId = tokenizer.PadTokenId,
+        ProjectionDim = hidden,
+    };
+
     /// <summary>The words of the small vocabulary written when no CLIP tokenizer is given: the paper's prompt words.</summary>
     public static IEnumerable<string> DefaultWords() =>
         new[] { "a", "an", "the", "image", "contains" }
@@ -101,18 +115,7 @@ public static class TinyPipelineWriter
         }
         var tokenizer = ClipTokenizer.FromFolder(tokenizerDir);
 
-        var textConfig = new ClipTextConfig
-        {
-            VocabSize = tokenizer.VocabSize,
-            HiddenSize = options.TextHiddenSize,
-            IntermediateSize = options.TextHiddenSize * 4,
-            NumHiddenLayers = options.TextLayers,
-            NumAttentionHeads = options.AttentionHeads,
-            BosTokenId = tokenizer.BosTokenId,
-            EosTokenId = tokenizer.EosTokenId,
-            PadTokenId = tokenizer.PadTokenId,
-            ProjectionDim = options.TextHiddenSize,
-        };
+        var textConfig = SmallTextConfig(tokenizer, options.TextHiddenSize, options.TextLayers, options.AttentionHeads);
         using (var text = new ClipTextModel(textConfig, new Generator((ulong)options.Seed)))
         {
             SeededInitializer.ApplyNormal(text, options.Seed + 2);
