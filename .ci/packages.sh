@@ -19,8 +19,17 @@ dotnet build examples/AestheticSampling -c Release -v quiet -nologo
 
 echo "== pack $version into $feed"
 dotnet pack src/Ddpo -c Release -o "$feed" -p:Version="$version" -v quiet -nologo
+dotnet pack src/Ddpo.Reporting -c Release -o "$feed" -p:Version="$version" -v quiet -nologo
 dotnet pack src/Ddpo.Cli -c Release -o "$feed" -p:Version="$version" -v quiet -nologo
 ls -la "$feed"
+# The reporting package holds its assembly and depends on the library package of the same version.
+python3 - "$feed/Ddpo.Reporting.$version.nupkg" "$version" <<'PY'
+import sys, zipfile
+package, version = zipfile.ZipFile(sys.argv[1]), sys.argv[2]
+assert "lib/net10.0/Ddpo.Reporting.dll" in package.namelist(), package.namelist()
+nuspec = package.read("Ddpo.Reporting.nuspec").decode()
+assert f'id="Ddpo" version="{version}"' in nuspec, nuspec
+PY
 
 echo "== a fresh console project with one PackageReference (outside the repository: none of its build files apply)"
 consumer="$work/consumer"

@@ -1,3 +1,4 @@
+using Ddpo.Diagnostics;
 using System.CommandLine;
 using System.Globalization;
 using Ddpo.Distributed;

@@ -1,5 +1,7 @@
+using Ddpo.Training;
 using System.CommandLine;
 using Ddpo.Config;
+using Ddpo.Reporting;
 using Ddpo.Runtime;
 using Spectre.Console;
 
@@ -41,6 +43,7 @@ public static class TrainCommand
             options.Resume = resuming;
             options.ProcessGroup = group;
             options.Observers.Add(observer);
+            options.Outputs = RunOutputs.All.WithReports();
             using var run = DdpoRun.Create(options);
             var (cfg, trainer) = (run.Config, run.Trainer);
             if (group.Rank == 0)

@@ -2,7 +2,6 @@ using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
-using Ddpo.Reporting;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
 using Ddpo.Training;
@@ -14,7 +13,7 @@ namespace Ddpo;
 /// <summary>
 /// The front door: one DDPO run, set up from <see cref="DdpoTrainingOptions"/> (the config layered with the built-in
 /// model's sizing where it applies, the pipeline loaded on the device in the dtype, the reward and prompts built or
-/// taken as given, the report and TensorBoard added as observers) and recorded in <c>RUN/config.toml</c> as it will
+/// taken as given, the writers of <see cref="DdpoTrainingOptions.Outputs"/> opened as observers) and recorded in <c>RUN/config.toml</c> as it will
 /// run: model, device, dtype, prompts, reward and watch rewards (objects given in code as <c>code:NAME</c>).
 /// <c>ddpo train</c> is a thin layer over it.
 /// </summary>
@@ -68,7 +67,7 @@ public sealed class DdpoRun : IDisposable
     public ScalarType DType { get; }
 
     /// <summary>The run folder.</summary>
-    public RunDirectory Directory => Trainer.Run;
+    internal RunDirectory Directory => Trainer.Run;
 
     /// <summary>Where the final LoRA (or, with <c>use_lora = false</c>, UNet) weights are written when <see cref="RunAsync"/> ends.</summary>
     public string WeightsFile => Path.Combine(Trainer.Run.Root, Trainer.Weights.ExportFileName);
@@ -251,8 +250,7 @@ public sealed class DdpoRun : IDisposable
         }
         CompositeTrainingObserver? composite = null;
         void Log(string message) => composite?.Message(message);
-        if (writes && options.Outputs.TensorBoard) list.Add(new TensorBoardObserver(runDirectory, Log));
-        if (writes && options.Outputs.HtmlReport) list.Add(new HtmlReportObserver(runDirectory, Log));
+        if (writes) list.AddRange(options.Outputs.Writers.Select(w => w.Open(runDirectory, Log)));
         composite = new CompositeTrainingObserver(list);
         return composite;
     }

@@ -78,10 +78,10 @@ public sealed class DdpoTrainingOptions
     /// </summary>
     public Distributed.IProcessGroup? ProcessGroup { get; set; }
 
-    /// <summary>What is written besides metrics, config and the final weights (default: everything <c>ddpo train</c> writes).</summary>
+    /// <summary>What is written besides metrics, config and the final weights (default: image grids and checkpoints; <c>ddpo train</c> adds the report and TensorBoard writers of <c>Ddpo.Reporting</c>: <c>RunOutputs.All.WithReports()</c>).</summary>
     public RunOutputs Outputs { get; set; } = RunOutputs.All;
 
-    /// <summary>Observers of the run (progress, per-epoch metrics, messages), called in order before the report and TensorBoard.</summary>
+    /// <summary>Observers of the run (progress, per-epoch metrics, messages), called in order before the writers of <see cref="Outputs"/>.</summary>
     public IList<ITrainingObserver> Observers { get; init; } = new List<ITrainingObserver>();
 
     /// <summary>Called with each epoch's metrics (a shortcut for an observer).</summary>

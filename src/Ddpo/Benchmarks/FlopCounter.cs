@@ -8,7 +8,7 @@ namespace Ddpo.Benchmarks;
 /// linear layers and attention products, by hooking the modules during a real forward.
 /// Norms, activations and element-wise ops are not counted (they are a few percent).
 /// </summary>
-public static class FlopCounter
+internal static class FlopCounter
 {
     /// <summary>Runs <paramref name="forward"/> once with hooks on <paramref name="model"/>'s layers; returns the FLOPs.</summary>
     public static double Count(nn.Module model, Action forward)

@@ -19,11 +19,11 @@ namespace Ddpo.Benchmarks;
 /// <param name="TrainMsPerStep">One DDPO training micro-step (guided forward, log-prob, backward) for the batch.</param>
 /// <param name="OptimizerMs">One AdamW step with gradient clipping.</param>
 /// <param name="TrainTimestepsPerSecond">Sample-timesteps trained per second (batch / micro-step time).</param>
-public sealed record PipelineBenchmarkResult(int Batch, int Steps, double SamplingImagesPerSecond, double UnetMsPerStep,
+internal sealed record PipelineBenchmarkResult(int Batch, int Steps, double SamplingImagesPerSecond, double UnetMsPerStep,
     double TextEncoderMs, double VaeMs, double RewardMs, double TrainMsPerStep, double OptimizerMs, double TrainTimestepsPerSecond);
 
 /// <summary>Measures sampling and training throughput of a loaded pipeline.</summary>
-public static class PipelineBenchmark
+internal static class PipelineBenchmark
 {
     /// <summary>Runs each measurement <paramref name="repeats"/> times after one warm-up and keeps the median.</summary>
     public static PipelineBenchmarkResult Run(TextToImagePipeline pipeline, IRewardFunction reward, int batch, int steps,

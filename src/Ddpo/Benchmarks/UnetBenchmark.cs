@@ -13,10 +13,10 @@ namespace Ddpo.Benchmarks;
 /// <param name="GflopPerSample">Counted GFLOP per sample per forward.</param>
 /// <param name="Tflops">Achieved TFLOP/s.</param>
 /// <param name="Parameters">Parameter count.</param>
-public sealed record UnetBenchmarkResult(string Config, int Batch, double MillisecondsPerCall, double GflopPerSample, double Tflops, long Parameters);
+internal sealed record UnetBenchmarkResult(string Config, int Batch, double MillisecondsPerCall, double GflopPerSample, double Tflops, long Parameters);
 
 /// <summary>Times the UNet forward pass (random weights: speed does not depend on them).</summary>
-public static class UnetBenchmark
+internal static class UnetBenchmark
 {
     /// <summary>Presets: <c>sd14</c>/<c>sd15</c>, <c>sd21</c>, <c>tiny</c>; or a UNet / pipeline folder with a config.json.</summary>
     public static UNet2DConditionConfig ResolveConfig(string spec) => spec.ToLowerInvariant() switch

@@ -1,6 +1,6 @@
 using Ddpo.Models.Loading;
 
-namespace Ddpo.Config;
+namespace Ddpo;
 
 /// <summary>
 /// How <c>RUN/config.toml</c> records a prompt source or reward that a C# program gave as an object
@@ -8,7 +8,7 @@ namespace Ddpo.Config;
 /// says what ran; the prefix says that no config can rebuild it, and every place that would (a reward registry,
 /// <c>PromptSources.Create</c>, <c>ddpo eval</c>) says so instead of guessing.
 /// </summary>
-public static class CodeObjects
+internal static class CodeObjects
 {
     /// <summary>The prefix of a value that names an object given in code.</summary>
     public const string Prefix = "code:";

@@ -50,7 +50,7 @@ public sealed class SampleConfig
     /// <summary>
     /// <c>sde_window</c>: <c>[start, end)</c> over the denoising step indices (0 = the first, noisiest step), or
     /// empty (default: every step). Steps inside are stochastic (<see cref="Eta"/>) and trained; steps outside are
-    /// deterministic DDIM (eta 0) and not trained (MixGRPO, Flow-GRPO-Fast). See <see cref="Training.SdeWindow"/>.
+    /// deterministic DDIM (eta 0) and not trained (MixGRPO, Flow-GRPO-Fast). See <c>Ddpo.Training.SdeWindow</c>.
     /// </summary>
     public int[] SdeWindow { get; set; } = [];
 

@@ -1,3 +1,4 @@
+using Ddpo.Rewards;
 using System.Security.Cryptography;
 using System.Text;
 using Ddpo.Models.Loading;
@@ -14,7 +15,7 @@ namespace Ddpo.Config;
 public sealed class DdpoConfig
 {
     /// <summary>The <c>reward_fn</c> value meaning "the weighted sum of the <c>rewards</c> table".</summary>
-    public const string WeightedRewardName = "weighted";
+    public const string WeightedRewardName = RewardNames.Weighted;
 
     private readonly Dictionary<string, string> _origins = [];
 

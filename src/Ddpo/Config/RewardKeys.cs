@@ -1,3 +1,5 @@
+using Ddpo.Rewards;
+
 namespace Ddpo.Config;
 
 /// <summary>The keys of the <c>[reward.*]</c> sections (see <see cref="RewardConfig"/>), added to <see cref="ConfigSchema.Keys"/>.</summary>

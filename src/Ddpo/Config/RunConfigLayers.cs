@@ -8,7 +8,7 @@ namespace Ddpo.Config;
 /// <see cref="ConfigPresets.BuiltinLayer"/> layer when the model is the built-in one → file → overrides. The library
 /// applies the built-in layer, so a program on the built-in model gets the run sized for it, not 100 epochs of 50 steps.
 /// </summary>
-public static class RunConfigLayers
+internal static class RunConfigLayers
 {
     /// <summary>The preset of a run that names neither a preset nor a config file: JPEG compressibility.</summary>
     public const string DefaultPreset = "compressibility";

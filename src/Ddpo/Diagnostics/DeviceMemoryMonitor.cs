@@ -9,7 +9,7 @@ namespace Ddpo.Diagnostics;
 /// process's resident memory. TorchSharp 0.107 exposes no allocator statistics (max_memory_allocated), so this is
 /// the one measure both our process and PyTorch's can report alike.
 /// </summary>
-public sealed class DeviceMemoryMonitor : IDisposable
+internal sealed class DeviceMemoryMonitor : IDisposable
 {
     private readonly Func<long?> _read;
     private readonly Thread _thread;

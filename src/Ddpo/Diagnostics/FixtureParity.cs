@@ -19,7 +19,7 @@ namespace Ddpo.Diagnostics;
 /// <param name="RelativeError">Largest absolute difference over the reference's largest |value|.</param>
 /// <param name="Tolerance">Absolute tolerance of the pass/fail decision (null where only reported).</param>
 /// <param name="Passed">Whether every element is within tolerance (null: reported only, as for half precision).</param>
-public sealed record FixtureRow(string Fixture, string Output, string DType, string Reference, double MaxAbsError,
+internal sealed record FixtureRow(string Fixture, string Output, string DType, string Reference, double MaxAbsError,
     double RelativeError, double? Tolerance, bool? Passed);
 
 /// <summary>
@@ -28,7 +28,7 @@ public sealed record FixtureRow(string Fixture, string Output, string DType, str
 /// compared with the fixture (max abs error &lt;= 1e-4 + 1e-4 |expected|, the tests' tolerance; the input gradient
 /// relative to its scale); in fp16/bf16 it is compared with the fp32 result on the same device and only reported.
 /// </summary>
-public static class FixtureParity
+internal static class FixtureParity
 {
     /// <summary>Fixture entries this check needs, relative to the fixtures folder.</summary>
     public static readonly IReadOnlyList<string> RequiredEntries =

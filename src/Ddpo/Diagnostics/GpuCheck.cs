@@ -6,7 +6,7 @@ using static TorchSharp.torch;
 namespace Ddpo.Diagnostics;
 
 /// <summary>What <see cref="GpuCheck.Run"/> does.</summary>
-public sealed record GpuCheckOptions
+internal sealed record GpuCheckOptions
 {
     /// <summary>Where gpu-check.json and gpu-check.md go.</summary>
     public required string OutDirectory { get; init; }
@@ -32,7 +32,7 @@ public sealed record GpuCheckOptions
 /// gradient health, and our speed on the configs, merged with PyTorch's speed on the same card
 /// (<c>tools/gpu/check.sh</c> runs <c>tools/gpu/torch_bench.py</c> first). The report is rewritten after every section.
 /// </summary>
-public static class GpuCheck
+internal static class GpuCheck
 {
     /// <summary>Runs the check; returns the report (also written to <see cref="GpuCheckOptions.OutDirectory"/>).</summary>
     public static GpuCheckReport Run(GpuCheckOptions o, Action<string> log)

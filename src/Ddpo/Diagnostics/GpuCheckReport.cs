@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Ddpo.Runtime;
 
 namespace Ddpo.Diagnostics;
 
@@ -10,7 +11,7 @@ namespace Ddpo.Diagnostics;
 /// PyTorch's results (<c>torch_bench.py</c>'s JSON) by row key; written as <c>gpu-check.json</c> and <c>gpu-check.md</c>
 /// after every section, so that a run cut short still leaves what it measured.
 /// </summary>
-public sealed class GpuCheckReport
+internal sealed class GpuCheckReport
 {
     /// <summary>JSON file name.</summary>
     public const string JsonName = "gpu-check.json";
@@ -87,15 +88,8 @@ public sealed class GpuCheckReport
     {
         Directory.CreateDirectory(outDirectory);
         var torch = ReadTorch();
-        WriteAtomic(Path.Combine(outDirectory, JsonName), ToJson(torch).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
-        WriteAtomic(Path.Combine(outDirectory, MarkdownName), ToMarkdown(torch));
-    }
-
-    private static void WriteAtomic(string path, string text)
-    {
-        var temp = path + ".tmp";
-        File.WriteAllText(temp, text);
-        File.Move(temp, path, overwrite: true);
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, JsonName), ToJson(torch).ToJsonString(new JsonSerializerOptions { WriteIndented = true }));
+        AtomicFile.WriteAllText(Path.Combine(outDirectory, MarkdownName), ToMarkdown(torch));
     }
 
     private static JsonNode Number(double v) => double.IsFinite(v) ? JsonValue.Create(v) : JsonValue.Create(v.ToString(CultureInfo.InvariantCulture));

@@ -9,7 +9,7 @@ namespace Ddpo.Diagnostics;
 /// configs, mirrored by <c>tools/gpu/torch_bench.py</c>); <see cref="Smoke"/> is a tiny model that runs each row in
 /// seconds on a CPU, so that the check itself is tested without a GPU.
 /// </summary>
-public sealed record GpuCheckSizes
+internal sealed record GpuCheckSizes
 {
     /// <summary>"full" or "smoke".</summary>
     public required string Name { get; init; }

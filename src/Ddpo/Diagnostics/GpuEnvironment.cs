@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Ddpo.Diagnostics;
 
 /// <summary>What our process runs on: GPU, driver, CUDA, the libtorch it loaded (path and version), .NET, TorchSharp.</summary>
-public static class GpuEnvironment
+internal static class GpuEnvironment
 {
     /// <summary>Collects the facts as name/value pairs (missing facts are left out or say why).</summary>
     public static Dictionary<string, string> Describe(Device device)
@@ -22,7 +22,7 @@ public static class GpuEnvironment
         {
             if (System.Environment.GetEnvironmentVariable(variable) is { Length: > 0 } value) env[variable] = value;
         }
-        if (LoadedLibTorch() is { } path) env["libtorch_path"] = path;
+        if (TorchRuntime.LoadedLibTorch() is { } path) env["libtorch_path"] = path;
         env["libtorch_version"] = LibTorchVersion(env.GetValueOrDefault("libtorch_path"));
         try
         {
@@ -51,23 +51,6 @@ public static class GpuEnvironment
             env["gpu"] = "none (no NVIDIA driver: libnvidia-ml.so.1 not found)";
         }
         return env;
-    }
-
-    /// <summary>The path of the libtorch_cpu.so (or libtorch.so) mapped into this process, from /proc/self/maps.</summary>
-    public static string? LoadedLibTorch()
-    {
-        try
-        {
-            var paths = File.ReadLines("/proc/self/maps")
-                .Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries))
-                .Where(f => f.Length == 6).Select(f => f[5].Trim()).Distinct().ToList();
-            return paths.FirstOrDefault(p => Path.GetFileName(p) == "libtorch_cpu.so")
-                ?? paths.FirstOrDefault(p => Path.GetFileName(p).StartsWith("libtorch", StringComparison.Ordinal));
-        }
-        catch (IOException)
-        {
-            return null;
-        }
     }
 
     /// <summary>

@@ -13,7 +13,7 @@ namespace Ddpo.Diagnostics;
 /// <param name="RelativeError">|g - g_fp32| / |g_fp32| (0 for fp32 itself).</param>
 /// <param name="ZeroFraction">Fraction of gradient elements that are exactly 0 (underflow shows here).</param>
 /// <param name="Finite">Whether every gradient element is finite (a scaled step with inf/NaN would be skipped).</param>
-public sealed record GradientHealthRow(string Variant, double GradNorm, double RelativeError, double ZeroFraction, bool Finite);
+internal sealed record GradientHealthRow(string Variant, double GradNorm, double RelativeError, double ZeroFraction, bool Finite);
 
 /// <summary>
 /// fp16 training health: the LoRA gradients of one realistic DDPO-IS micro-step (guided prediction, DDIM
@@ -21,7 +21,7 @@ public sealed record GradientHealthRow(string Variant, double GradNorm, double R
 /// steps x 50 timesteps) in fp32, fp16 without scaling, fp16 with <see cref="LossScaler"/> and bf16, from the same
 /// weights and batch. Unscaled fp16 gradients underflow (see <c>HalfPrecisionGradientTests</c>); scaled ones match fp32.
 /// </summary>
-public static class HalfPrecisionHealth
+internal static class HalfPrecisionHealth
 {
     private const double SdLatentElements = 4 * 64 * 64;
     private const double MicroStepsPerOptimizerStep = 2 * 50;

@@ -9,7 +9,7 @@ namespace Ddpo.Diagnostics;
 /// versions, and device memory in use (what the memory monitor polls: it counts every allocator, libtorch's cache
 /// included, the same way for our process and PyTorch's).
 /// </summary>
-public sealed unsafe class Nvml
+internal sealed unsafe class Nvml
 {
     private readonly delegate* unmanaged<uint, IntPtr*, int> _handleByIndex;
     private readonly delegate* unmanaged<IntPtr, ulong*, int> _memoryInfo;

@@ -14,7 +14,7 @@ namespace Ddpo.Diagnostics;
 /// depend on the weights, and nothing of gigabytes needs to travel). The tokenizer is a word-level one over the
 /// paper's prompt words: the text encoder's cost is that of 77 tokens whatever the ids.
 /// </summary>
-public static class RandomPipeline
+internal static class RandomPipeline
 {
     /// <summary>Builds the pipeline in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public static TextToImagePipeline Build(GpuCheckSizes sizes, Device device, ScalarType dtype, long seed = 0)

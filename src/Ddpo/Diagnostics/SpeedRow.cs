@@ -5,4 +5,4 @@ namespace Ddpo.Diagnostics;
 /// <param name="What">Human description (model, batch, precision).</param>
 /// <param name="Ms">Median wall time of one call in milliseconds (for the epoch: the whole epoch).</param>
 /// <param name="Extra">Other figures: TFLOP/s, seconds per phase, peak memory in GiB, ...</param>
-public sealed record SpeedRow(string Key, string What, double Ms, IReadOnlyDictionary<string, double> Extra);
+internal sealed record SpeedRow(string Key, string What, double Ms, IReadOnlyDictionary<string, double> Extra);

@@ -19,7 +19,7 @@ namespace Ddpo.Diagnostics;
 /// trainer with its time per phase and peak memory. <c>tools/gpu/torch_bench.py</c> measures the same rows with
 /// PyTorch + diffusers and the same sizes (keep the keys and sizes of both in step).
 /// </summary>
-public static class SpeedSuite
+internal static class SpeedSuite
 {
     /// <summary>Median milliseconds of <paramref name="iterations"/> timed calls after <paramref name="warmup"/> untimed ones.</summary>
     public static double Time(Action action, int warmup, int iterations, Device device)

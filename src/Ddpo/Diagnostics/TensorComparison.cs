@@ -9,7 +9,7 @@ namespace Ddpo.Diagnostics;
 /// <param name="ExpectedMin">Smallest expected value (for messages).</param>
 /// <param name="ExpectedMax">Largest expected value.</param>
 /// <param name="ExpectedMaxAbs">Largest |expected| (to read an error relative to the values' scale).</param>
-public sealed record TensorComparison(double MaxAbsError, long Violations, long Count, double ExpectedMin, double ExpectedMax, double ExpectedMaxAbs)
+internal sealed record TensorComparison(double MaxAbsError, long Violations, long Count, double ExpectedMin, double ExpectedMax, double ExpectedMaxAbs)
 {
     /// <summary>True when no element is outside the tolerance and nothing is NaN.</summary>
     public bool Within => Violations == 0 && !double.IsNaN(MaxAbsError);

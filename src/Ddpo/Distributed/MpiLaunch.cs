@@ -10,7 +10,7 @@ namespace Ddpo.Distributed;
 /// <param name="WorldSize">Number of processes the launcher started.</param>
 /// <param name="Rank">This process's rank, when the launcher says (MPI's own answer is used once initialised).</param>
 /// <param name="LocalRank">This process's index among the job's processes on this machine (its GPU).</param>
-public sealed record MpiLaunch(string Launcher, int WorldSize, int Rank, int LocalRank)
+internal sealed record MpiLaunch(string Launcher, int WorldSize, int Rank, int LocalRank)
 {
     /// <summary>Reads the launcher's variables from <paramref name="environment"/> (default: this process's); null when absent.</summary>
     public static MpiLaunch? Detect(Func<string, string?>? environment = null)

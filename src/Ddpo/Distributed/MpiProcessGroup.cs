@@ -9,7 +9,7 @@ namespace Ddpo.Distributed;
 /// that calls <c>MPI_Abort</c> when a collective has waited longer than <see cref="CollectiveTimeout"/>) may act
 /// while the main thread is blocked. Every failure of an MPI call is reported with the rank and the call.
 /// </summary>
-public sealed unsafe class MpiProcessGroup : IProcessGroup
+internal sealed unsafe class MpiProcessGroup : IProcessGroup
 {
     /// <summary>The environment variable that sets <see cref="CollectiveTimeout"/> in seconds.</summary>
     public const string TimeoutVariable = "DDPO_COLLECTIVE_TIMEOUT_S";

@@ -10,7 +10,7 @@ namespace Ddpo.Evaluation;
 /// <param name="Mean">Mean over prompts x seeds (finite values only).</param>
 /// <param name="Sem">Standard error of the mean (<see cref="StandardError.OfMean"/>).</param>
 /// <param name="Count">Number of finite rewards.</param>
-public sealed record RewardSummary(double Mean, double Sem, int Count)
+internal sealed record RewardSummary(double Mean, double Sem, int Count)
 {
     /// <summary>Summarises rewards, ignoring NaN and infinities.</summary>
     public static RewardSummary Of(IEnumerable<float> rewards)
@@ -32,7 +32,7 @@ public sealed record RewardSummary(double Mean, double Sem, int Count)
 /// over the images both models scored). What a prompt adds to both images (a tiger is harder to compress than a
 /// frog) cancels, which the unpaired sqrt(base sem^2 + fine-tuned sem^2) counts as noise.
 /// </param>
-public sealed record EvaluationRow(string PromptSet, string Reward, RewardSummary Base, RewardSummary FineTuned, double ChangeSem)
+internal sealed record EvaluationRow(string PromptSet, string Reward, RewardSummary Base, RewardSummary FineTuned, double ChangeSem)
 {
     /// <summary>Fine-tuned minus base mean.</summary>
     public double Change => FineTuned.Mean - Base.Mean;
@@ -62,7 +62,7 @@ public sealed record EvaluationRow(string PromptSet, string Reward, RewardSummar
 /// Samples the same prompts with the same seeds before and after applying fine-tuned weights, and
 /// scores both with each reward: the paper's generalisation check on unseen prompts.
 /// </summary>
-public static class PolicyEvaluator
+internal static class PolicyEvaluator
 {
     /// <summary>
     /// Samples <paramref name="prompts"/> x <paramref name="seedsPerPrompt"/> images (seeded by position) and returns

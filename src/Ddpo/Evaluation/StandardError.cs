@@ -1,7 +1,7 @@
 namespace Ddpo.Evaluation;
 
 /// <summary>The one definition of the standard error of a mean used in metrics, reports and <c>ddpo eval</c>.</summary>
-public static class StandardError
+internal static class StandardError
 {
     /// <summary>
     /// s / sqrt(n), with s the sample standard deviation (n - 1 in the denominator, numpy's <c>std(ddof=1)</c>,

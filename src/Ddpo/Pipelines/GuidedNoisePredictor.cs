@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Ddpo.Pipelines;
 
 /// <summary>Classifier-free guided prediction of a UNet, shared by sampling and DDPO training.</summary>
-public static class GuidedNoisePredictor
+internal static class GuidedNoisePredictor
 {
     /// <summary>
     /// eps_neg + g (eps_pos - eps_neg), running both halves as one batch [negative; positive] in

@@ -1,10 +1,11 @@
 using Ddpo.Models.Lora;
 using Ddpo.Models.Unet;
+using Ddpo.Runtime;
 
 namespace Ddpo.Pipelines;
 
 /// <summary>Writes pipeline folders with fine-tuned weights merged in.</summary>
-public static class PipelineExporter
+internal static class PipelineExporter
 {
     /// <summary>
     /// Copies <paramref name="sourceDirectory"/> to <paramref name="outputDirectory"/> with the UNet
@@ -18,17 +19,14 @@ public static class PipelineExporter
         {
             throw new ArgumentException($"--out: '{outputDirectory}' exists and is not empty");
         }
-        var temp = Path.GetFullPath(outputDirectory).TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}";
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
-        CopyTree(layout.Root, temp, skip: Path.GetFullPath(layout.Unet));
-        using (var unet = UNet2DConditionModel.FromPretrained(layout.Unet))
+        AtomicFile.WriteFolder(outputDirectory, temp =>
         {
+            CopyTree(layout.Root, temp, skip: Path.GetFullPath(layout.Unet));
+            using var unet = UNet2DConditionModel.FromPretrained(layout.Unet);
             var lora = LoraAdapters.Load(unet, loraFile);
             lora.MergeIntoBase();
             unet.SavePretrained(Path.Combine(temp, "unet"));
-        }
-        if (Directory.Exists(outputDirectory)) Directory.Delete(outputDirectory);
-        Directory.Move(temp, outputDirectory);
+        });
     }
 
     private static void CopyTree(string from, string to, string skip)

@@ -14,7 +14,7 @@ namespace Ddpo.Pipelines;
 /// <param name="TextEncoder">The <c>text_encoder/</c> folder.</param>
 /// <param name="Tokenizer">The <c>tokenizer/</c> folder.</param>
 /// <param name="SchedulerConfig">The scheduler config file, or null to use Stable Diffusion's.</param>
-public sealed record PipelineLayout(string Root, string Unet, string? Vae, string TextEncoder, string Tokenizer, string? SchedulerConfig)
+internal sealed record PipelineLayout(string Root, string Unet, string? Vae, string TextEncoder, string Tokenizer, string? SchedulerConfig)
 {
     /// <summary>Reads and checks the layout of <paramref name="directory"/>.</summary>
     public static PipelineLayout Read(string directory)

@@ -8,7 +8,7 @@ namespace Ddpo.Pipelines;
 /// from a batch are encoded together in one call. The frozen text encoder does not change during an epoch, so the
 /// embeddings equal fresh ones (up to the last bit of a batched matrix product). Dispose at the end of the epoch.
 /// </summary>
-public sealed class PromptEmbeddingCache(TextToImagePipeline pipeline) : IDisposable
+internal sealed class PromptEmbeddingCache(TextToImagePipeline pipeline) : IDisposable
 {
     private readonly Dictionary<string, Tensor> _rows = new(StringComparer.Ordinal);
 

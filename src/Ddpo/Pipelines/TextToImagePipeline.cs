@@ -20,15 +20,15 @@ namespace Ddpo.Pipelines;
 public sealed class TextToImagePipeline : IDisposable
 {
     /// <summary>The denoiser (the policy).</summary>
-    public UNet2DConditionModel Unet { get; }
+    internal UNet2DConditionModel Unet { get; }
     /// <summary>The latent autoencoder, or null for a pixel-space model.</summary>
-    public AutoencoderKL? Vae { get; }
+    internal AutoencoderKL? Vae { get; }
     /// <summary>The frozen text encoder.</summary>
-    public ClipTextModel TextEncoder { get; }
+    internal ClipTextModel TextEncoder { get; }
     /// <summary>The prompt tokenizer.</summary>
-    public ClipTokenizer Tokenizer { get; }
+    internal ClipTokenizer Tokenizer { get; }
     /// <summary>DDIM with log-probabilities.</summary>
-    public DdimScheduler Scheduler { get; }
+    internal DdimScheduler Scheduler { get; }
     /// <summary>Where the models run.</summary>
     public Device Device { get; }
     /// <summary>The dtype of the frozen weights.</summary>
@@ -37,7 +37,7 @@ public sealed class TextToImagePipeline : IDisposable
     public string? Source { get; init; }
 
     /// <summary>Assembles a pipeline from loaded parts (already on <paramref name="device"/> in <paramref name="dtype"/>).</summary>
-    public TextToImagePipeline(UNet2DConditionModel unet, AutoencoderKL? vae, ClipTextModel textEncoder,
+    internal TextToImagePipeline(UNet2DConditionModel unet, AutoencoderKL? vae, ClipTextModel textEncoder,
         ClipTokenizer tokenizer, DdimScheduler scheduler, Device device, ScalarType dtype)
     {
         Unet = unet;
@@ -100,14 +100,22 @@ public sealed class TextToImagePipeline : IDisposable
         GuidedNoisePredictor.Predict(Unet, latents, timestep, promptEmbeds, negativeEmbeds, guidanceScale, DType);
 
     /// <summary>
+    /// Samples one image per prompt. Initial noise is drawn on the CPU from <paramref name="generator"/>, so a seed gives
+    /// the same images on every device. <paramref name="progress"/> receives the number of finished steps.
+    /// </summary>
+    public SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator = null,
+        string negativePrompt = "", IProgress<int>? progress = null) =>
+        Sample(prompts, options, generator, negativePrompt, progress, embeddings: null);
+
+    /// <summary>
     /// Samples one image per prompt. Initial noise is drawn on the CPU from <paramref name="generator"/>,
     /// so a seed gives the same images on every device. <paramref name="progress"/> receives the
     /// number of finished steps. With <paramref name="embeddings"/> the prompt and negative-prompt embeddings come
     /// from (and go into) that cache instead of a fresh text-encoder call (see <see cref="PromptEmbeddingCache"/>).
     /// The denoising loop never waits for the device: the timesteps and every step's noise are on it before the loop.
     /// </summary>
-    public SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator = null,
-        string negativePrompt = "", IProgress<int>? progress = null, PromptEmbeddingCache? embeddings = null)
+    internal SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator,
+        string negativePrompt, IProgress<int>? progress, PromptEmbeddingCache? embeddings)
     {
         options.Validate();
         if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");

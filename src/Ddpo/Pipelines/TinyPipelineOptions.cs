@@ -1,7 +1,7 @@
 namespace Ddpo.Pipelines;
 
 /// <summary>Sizes of a small randomly initialised pipeline written by <see cref="TinyPipelineWriter"/>.</summary>
-public sealed record TinyPipelineOptions
+internal sealed record TinyPipelineOptions
 {
     /// <summary>UNet <c>block_out_channels</c>; the last block has no attention.</summary>
     public int[] UnetChannels { get; init; } = [32, 64];

@@ -3,6 +3,7 @@ using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Models.Vae;
 using Ddpo.Prompts;
+using Ddpo.Runtime;
 using Ddpo.Schedulers;
 using Ddpo.Tokenizers;
 using TorchSharp;
@@ -15,7 +16,7 @@ namespace Ddpo.Pipelines;
 /// classes and files as Stable Diffusion, at toy sizes), for tests, demos, bug reports and as the
 /// starting point of the built-in model.
 /// </summary>
-public static class TinyPipelineWriter
+internal static class TinyPipelineWriter
 {
     /// <summary>The UNet configuration the options describe.</summary>
     public static UNet2DConditionConfig UnetConfig(TinyPipelineOptions o)
@@ -89,10 +90,11 @@ public static class TinyPipelineWriter
         {
             throw new ArgumentException($"--out: '{directory}' exists and is not empty");
         }
-        var temp = Path.GetFullPath(directory).TrimEnd(Path.DirectorySeparatorChar) + $".tmp-{Environment.ProcessId}";
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
-        Directory.CreateDirectory(temp);
+        AtomicFile.WriteFolder(directory, temp => WriteInto(options, temp));
+    }
 
+    private static void WriteInto(TinyPipelineOptions options, string temp)
+    {
         var tokenizerDir = Path.Combine(temp, "tokenizer");
         Directory.CreateDirectory(tokenizerDir);
         if (options.TokenizerSource is { } source)
@@ -137,8 +139,5 @@ public static class TinyPipelineWriter
         File.WriteAllText(Path.Combine(schedulerDir, "scheduler_config.json"),
             DdimSchedulerConfig.StableDiffusion(options.PredictionType).ToJson());
         PipelineLayout.WriteIndex(temp, options.WithVae);
-
-        if (Directory.Exists(directory)) Directory.Delete(directory);
-        Directory.Move(temp, directory);
     }
 }

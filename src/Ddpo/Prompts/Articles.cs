@@ -1,7 +1,7 @@
 namespace Ddpo.Prompts;
 
 /// <summary>Chooses "a" or "an" by the sound of the next word (a small subset of the inflect package's rules).</summary>
-public static class Articles
+internal static class Articles
 {
     // Words spelt with a vowel but said with a consonant sound: "a unicorn", "a ewe", "a one-eyed cat".
     private static readonly string[] ConsonantSoundPrefixes =

@@ -1,7 +1,7 @@
 namespace Ddpo.Prompts;
 
 /// <summary>A list cut in two: items trained on and items kept unseen for evaluation.</summary>
-public sealed record ListSplit(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut);
+internal sealed record ListSplit(IReadOnlyList<string> Train, IReadOnlyList<string> HeldOut);
 
 /// <summary>The prompt sources of a nouns-activities split.</summary>
 /// <param name="Train">Training animals x training activities.</param>
@@ -9,7 +9,7 @@ public sealed record ListSplit(IReadOnlyList<string> Train, IReadOnlyList<string
 /// <param name="HeldOutActivities">Training animals x unseen activities.</param>
 /// <param name="Animals">The animal split.</param>
 /// <param name="Activities">The activity split.</param>
-public sealed record NounsActivitiesSplit(
+internal sealed record NounsActivitiesSplit(
     NounsActivitiesSource Train,
     NounsActivitiesSource HeldOutAnimals,
     NounsActivitiesSource HeldOutActivities,
@@ -20,7 +20,7 @@ public sealed record NounsActivitiesSplit(
 /// Deterministic held-out splits for measuring generalisation to unseen prompts: the last part of a
 /// list is held out (no randomness, so every run and machine agrees).
 /// </summary>
-public static class HeldOut
+internal static class HeldOut
 {
     /// <summary>The default fraction of animals held out.</summary>
     public const double DefaultAnimalFraction = 0.2;

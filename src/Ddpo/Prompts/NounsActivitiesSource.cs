@@ -4,7 +4,7 @@ namespace Ddpo.Prompts;
 /// "a"/"an" + animal + " " + activity, both drawn uniformly (ddpo-pytorch's <c>nouns_activities</c>);
 /// metadata <c>animal</c> and <c>activity</c>.
 /// </summary>
-public sealed class NounsActivitiesSource : IPromptSource
+internal sealed class NounsActivitiesSource : IPromptSource
 {
     /// <summary>The metadata key of the animal.</summary>
     public const string AnimalKey = "animal";

@@ -53,10 +53,10 @@ public static class PromptSources
     public static IReadOnlyList<string> Names { get; } = Entries.Keys.ToArray();
 
     /// <summary>True for a built-in name or <c>file:PATH</c> (the file is only checked by <see cref="Create"/>).</summary>
-    /// <remarks>A prompt source given in C# code is recorded as <c>code:NAME</c> (<see cref="Config.CodeObjects"/>): known, but not creatable.</remarks>
+    /// <remarks>A prompt source given in C# code is recorded as <c>code:NAME</c> (<see cref="CodeObjects"/>): known, but not creatable.</remarks>
     public static bool IsKnown(string name) =>
         Entries.ContainsKey(name) || (name.StartsWith(FilePrefix, StringComparison.Ordinal) && name.Length > FilePrefix.Length)
-        || Config.CodeObjects.IsCodeObject(name);
+        || CodeObjects.IsCodeObject(name);
 
     /// <summary>
     /// Creates the source <paramref name="name"/> with <paramref name="kwargs"/> (<c>prompt_fn_kwargs</c>);
@@ -65,9 +65,9 @@ public static class PromptSources
     public static IPromptSource Create(string name, IReadOnlyDictionary<string, object>? kwargs = null)
     {
         kwargs ??= new Dictionary<string, object>();
-        if (Config.CodeObjects.IsCodeObject(name))
+        if (CodeObjects.IsCodeObject(name))
         {
-            throw Config.CodeObjects.NotReconstructible("prompt_fn", name, "give the same IPromptSource in code, or name a prompt set: --prompts NAME or file:PATH");
+            throw CodeObjects.NotReconstructible("prompt_fn", name, "give the same IPromptSource in code, or name a prompt set: --prompts NAME or file:PATH");
         }
         if (name.StartsWith(FilePrefix, StringComparison.Ordinal) && name.Length > FilePrefix.Length)
         {

@@ -11,7 +11,7 @@ namespace Ddpo.Rewards;
 /// <c>Image.fromarray(rgb).save(buf, format="JPEG", quality=95)</c> (<see cref="PilJpegEncoder"/>). This is the one
 /// JPEG encoder of every reward.
 /// </summary>
-public static class JpegEncoding
+internal static class JpegEncoding
 {
     /// <summary>The JPEG quality ddpo-pytorch's compressibility rewards use.</summary>
     public const int RewardQuality = 95;

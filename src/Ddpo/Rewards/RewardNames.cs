@@ -3,6 +3,9 @@ namespace Ddpo.Rewards;
 /// <summary>The names rewards are registered and configured under (<c>reward_fn</c>).</summary>
 public static class RewardNames
 {
+    /// <summary>Not a reward: <c>reward_fn = "weighted"</c> sums the rewards of the <c>rewards</c> table with their weights.</summary>
+    public const string Weighted = "weighted";
+
     /// <summary>Negative JPEG size in kB (ddpo-pytorch <c>jpeg_compressibility</c>).</summary>
     public const string JpegCompressibility = "jpeg_compressibility";
 
@@ -17,7 +20,7 @@ public static class RewardNames
 
     /// <summary>
     /// Prompt-image alignment as in the paper (ddpo-pytorch <c>llava_bertscore</c>): BERTScore recall of a VLM's
-    /// description against "The image contains {prompt}"; registered by <see cref="LearnedRewards"/>.
+    /// description against "The image contains {prompt}"; registered by <c>Ddpo.Config.LearnedRewards</c>.
     /// </summary>
     public const string PromptImageAlignment = "prompt_image_alignment";
 

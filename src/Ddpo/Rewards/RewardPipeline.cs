@@ -9,7 +9,7 @@ namespace Ddpo.Rewards;
 /// so the caller may dispose its tensor at once; <see cref="WaitAllAsync"/> returns every pending
 /// result in submission order at the end of the epoch.
 /// </summary>
-public sealed class RewardPipeline
+internal sealed class RewardPipeline
 {
     private readonly IRewardFunction _reward;
     private readonly SemaphoreSlim _slots;

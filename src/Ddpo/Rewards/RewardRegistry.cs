@@ -7,7 +7,7 @@ namespace Ddpo.Rewards;
 /// alignment) are added with <see cref="Register"/> by the code that can build them, typically with a
 /// factory that captures the model folder and device.
 /// </summary>
-public sealed class RewardRegistry
+internal sealed class RewardRegistry
 {
     private readonly Dictionary<string, Func<IRewardFunction>> _factories = new(StringComparer.Ordinal);
 
@@ -37,9 +37,9 @@ public sealed class RewardRegistry
     public IRewardFunction Create(string name)
     {
         if (_factories.TryGetValue(name, out var factory)) return factory();
-        if (Config.CodeObjects.IsCodeObject(name))
+        if (CodeObjects.IsCodeObject(name))
         {
-            throw Config.CodeObjects.NotReconstructible("reward_fn", name, "give the same IRewardFunction in code, or score with a registered reward: --reward NAME");
+            throw CodeObjects.NotReconstructible("reward_fn", name, "give the same IRewardFunction in code, or score with a registered reward: --reward NAME");
         }
         throw new ConfigException($"reward_fn: unknown reward '{name}' (registered: {string.Join(", ", Names)})");
     }
@@ -50,7 +50,7 @@ public sealed class RewardRegistry
     /// </summary>
     public IRewardFunction Create(string rewardFn, IReadOnlyDictionary<string, double> weights)
     {
-        if (rewardFn != Config.DdpoConfig.WeightedRewardName) return Create(rewardFn);
+        if (rewardFn != RewardNames.Weighted) return Create(rewardFn);
         if (weights.Count == 0)
         {
             throw new ConfigException("rewards: reward_fn = \"weighted\" needs at least one entry in rewards = { name = weight }");

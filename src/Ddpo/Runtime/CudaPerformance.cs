@@ -12,7 +12,7 @@ namespace Ddpo.Runtime;
 /// <c>scaled_dot_product_attention</c>. On by default on CUDA; <c>DDPO_TF32=0</c> and <c>DDPO_CUDNN_BENCHMARK=0</c>
 /// turn the first two off (bit-for-bit comparisons with fp32 references, or shapes that change every call).
 /// </summary>
-public static unsafe class CudaPerformance
+internal static unsafe class CudaPerformance
 {
     /// <summary>Environment variable: 0 keeps float32 matmuls and convolutions in full fp32 on CUDA.</summary>
     public const string Tf32Variable = "DDPO_TF32";
@@ -79,7 +79,7 @@ public static unsafe class CudaPerformance
         if (_looked) return _functions;
         _looked = true;
         _ = get_num_threads(); // makes TorchSharp load libtorch first
-        var path = Diagnostics.GpuEnvironment.LoadedLibTorch();
+        var path = TorchRuntime.LoadedLibTorch();
         if (path is null || !NativeLibrary.TryLoad(path, out var lib)) return null;
         if (NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var global)
             && NativeLibrary.TryGetExport(lib, "_ZN2at7Context17setBenchmarkCuDNNEb", out var set)

@@ -8,7 +8,7 @@ namespace Ddpo.Runtime;
 /// and writes pinned pages directly (about twice the bandwidth of pageable memory), and a host-to-device copy from
 /// pinned memory can be queued without waiting for the GPU (<c>non_blocking</c>). On the CPU both are plain copies.
 /// </summary>
-public static class HostCopy
+internal static class HostCopy
 {
     /// <summary>
     /// <paramref name="source"/> on the host: on CUDA copied into a freshly pinned tensor and waited for (the caller

@@ -9,7 +9,7 @@ namespace Ddpo.Runtime;
 /// mark. Measured on the default run (2 cores): resident size rose by about 0.6 GB while one epoch sampled and
 /// peaked at 2.1 GB; with the threshold fixed at 1 MiB the peak was 1.15 GB. Elsewhere than glibc this does nothing.
 /// </summary>
-public static partial class NativeHeap
+internal static partial class NativeHeap
 {
     private static bool _unavailable = !OperatingSystem.IsLinux();
 

@@ -99,4 +99,21 @@ public static class TorchRuntime
         ScalarType.BFloat16 => "bf16",
         _ => t.ToString(),
     };
+
+    /// <summary>The path of the libtorch_cpu.so (or libtorch.so) mapped into this process, from /proc/self/maps.</summary>
+    public static string? LoadedLibTorch()
+    {
+        try
+        {
+            var paths = File.ReadLines("/proc/self/maps")
+                .Select(l => l.Split(' ', 6, StringSplitOptions.RemoveEmptyEntries))
+                .Where(f => f.Length == 6).Select(f => f[5].Trim()).Distinct().ToList();
+            return paths.FirstOrDefault(p => Path.GetFileName(p) == "libtorch_cpu.so")
+                ?? paths.FirstOrDefault(p => Path.GetFileName(p).StartsWith("libtorch", StringComparison.Ordinal));
+        }
+        catch (IOException)
+        {
+            return null;
+        }
+    }
 }

@@ -23,7 +23,7 @@ public enum DdimFinalStep
 }
 
 /// <summary>Config names of <see cref="DdimFinalStep"/> (<c>sample.final_step</c>).</summary>
-public static class DdimFinalSteps
+internal static class DdimFinalSteps
 {
     /// <summary>The accepted names, in the order they are listed in errors.</summary>
     public static readonly IReadOnlyList<string> Names = ["ddpo", "diffusers"];

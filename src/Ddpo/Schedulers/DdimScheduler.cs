@@ -11,7 +11,7 @@ namespace Ddpo.Schedulers;
 /// The last step follows diffusers or ddpo-pytorch as <see cref="DdimFinalStep"/> chooses; with
 /// <see cref="DdimFinalStep.Diffusers"/> the results pass diffusers' own DDIM scheduler tests.
 /// </summary>
-public sealed class DdimScheduler : IDisposable
+internal sealed class DdimScheduler : IDisposable
 {
     private readonly Dictionary<string, Tensor> _alphasByDevice = new();
     private readonly Tensor _alphasCumprod;

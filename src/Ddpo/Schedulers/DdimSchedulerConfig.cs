@@ -8,7 +8,7 @@ namespace Ddpo.Schedulers;
 /// PNDM or other scheduler config; like ddpo-pytorch (<c>DDIMScheduler.from_config</c>) we read the
 /// shared fields and ignore the rest.
 /// </summary>
-public sealed record DdimSchedulerConfig
+internal sealed record DdimSchedulerConfig
 {
     /// <summary>Number of diffusion steps the model was trained with.</summary>
     public int NumTrainTimesteps { get; init; } = 1000;

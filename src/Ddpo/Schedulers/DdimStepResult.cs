@@ -12,4 +12,4 @@ namespace Ddpo.Schedulers;
 /// <param name="Mean">The mean of the step's Gaussian, float32.</param>
 /// <param name="Std">The standard deviation (eta * sqrt(variance)), broadcastable, float32.</param>
 /// <param name="PredOriginalSample">The predicted x_0, float32.</param>
-public sealed record DdimStepResult(Tensor PrevSample, Tensor LogProb, Tensor Mean, Tensor Std, Tensor PredOriginalSample);
+internal sealed record DdimStepResult(Tensor PrevSample, Tensor LogProb, Tensor Mean, Tensor Std, Tensor PredOriginalSample);

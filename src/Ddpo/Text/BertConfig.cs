@@ -7,7 +7,7 @@ namespace Ddpo.Text;
 /// The fields of a transformers <c>BertConfig</c> that the encoder uses (<c>config.json</c> of a
 /// <c>bert</c> model: BERT, MiniLM, all-MiniLM-L6-v2 and other WordPiece BERT-family encoders).
 /// </summary>
-public sealed class BertConfig
+internal sealed class BertConfig
 {
     /// <summary><c>vocab_size</c>.</summary>
     public int VocabSize { get; init; } = 30522;

@@ -10,7 +10,7 @@ namespace Ddpo.Text;
 /// and not loaded) in TorchSharp, with transformers' state-dict names (<c>embeddings.word_embeddings.weight</c>,
 /// <c>encoder.layer.0.attention.self.query.weight</c>, ...). Used for BERTScore token embeddings.
 /// </summary>
-public sealed class BertModel : nn.Module
+internal sealed class BertModel : nn.Module
 {
 #pragma warning disable IDE1006 // field names are the transformers state-dict names
     private readonly BertEmbeddings embeddings;

@@ -6,7 +6,7 @@ namespace Ddpo.Text;
 /// The arithmetic of BERTScore as bert-score's <c>greedy_cos_idf</c> and <c>get_idf_dict</c> define it,
 /// on one candidate-reference pair of token embeddings (special tokens included, as bert-score keeps them).
 /// </summary>
-public static class BertScoreMath
+internal static class BertScoreMath
 {
     /// <summary>
     /// Greedy cosine matching: each candidate token's best cosine similarity with any reference token, weighted

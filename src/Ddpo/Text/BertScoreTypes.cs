@@ -4,13 +4,13 @@ using Ddpo.Models.Loading;
 namespace Ddpo.Text;
 
 /// <summary>BERTScore precision, recall and F1, one value per candidate-reference pair.</summary>
-public sealed record BertScoreResult(float[] Precision, float[] Recall, float[] F1);
+internal sealed record BertScoreResult(float[] Precision, float[] Recall, float[] F1);
 
 /// <summary>
 /// A bert-score rescaling baseline (the precision, recall and F1 of random sentence pairs for one model
 /// and layer): scores are rescaled as <c>(s - b) / (1 - b)</c>, bert-score's <c>rescale_with_baseline</c>.
 /// </summary>
-public sealed record BertScoreBaseline(double Precision, double Recall, double F1)
+internal sealed record BertScoreBaseline(double Precision, double Recall, double F1)
 {
     /// <summary>
     /// Reads a bert-score baseline file (<c>rescale_baseline/LANG/MODEL.tsv</c>: a header, then rows
@@ -40,7 +40,7 @@ public sealed record BertScoreBaseline(double Precision, double Recall, double F
 }
 
 /// <summary>How BERTScore is computed (bert-score's <c>num_layers</c>, <c>idf</c> and <c>rescale_with_baseline</c>).</summary>
-public sealed record BertScoreOptions
+internal sealed record BertScoreOptions
 {
     /// <summary>Token embeddings after this many encoder layers (0 = the embedding layer); null = all layers.</summary>
     public int? NumLayers { get; init; }

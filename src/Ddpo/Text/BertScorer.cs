@@ -9,7 +9,7 @@ namespace Ddpo.Text;
 /// BERT-family encoder from a chosen layer, greedy cosine matching, optional idf weighting (over the
 /// references of each call) and baseline rescaling. Thread-safe (calls are serialised).
 /// </summary>
-public sealed class BertScorer : IDisposable
+internal sealed class BertScorer : IDisposable
 {
     private readonly BertModel _model;
     private readonly BertWordPieceTokenizer _tokenizer;

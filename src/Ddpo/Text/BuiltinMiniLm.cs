@@ -13,7 +13,7 @@ namespace Ddpo.Text;
 /// plain file; its resources are read without loading it, the weights are taken from the ONNX graph and run in
 /// TorchSharp by <see cref="BertModel"/>. Nothing is downloaded.
 /// </summary>
-public static class BuiltinMiniLm
+internal static class BuiltinMiniLm
 {
     /// <summary>The name this encoder is reported under.</summary>
     public const string Name = "all-MiniLM-L6-v2 (built in)";

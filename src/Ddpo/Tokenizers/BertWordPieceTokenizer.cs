@@ -10,7 +10,7 @@ namespace Ddpo.Tokenizers;
 /// Encodes as bert-score's <c>sent_encode</c>: the text stripped, <c>[CLS] tokens [SEP]</c>, truncated to
 /// <see cref="MaxLength"/> ids.
 /// </summary>
-public sealed class BertWordPieceTokenizer
+internal sealed class BertWordPieceTokenizer
 {
     private readonly BertTokenizer _tokenizer;
 

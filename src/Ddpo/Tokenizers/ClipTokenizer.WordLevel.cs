@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 
 namespace Ddpo.Tokenizers;
 
-public sealed partial class ClipTokenizer
+internal sealed partial class ClipTokenizer
 {
     /// <summary>
     /// Writes a small CLIP-format tokenizer folder (<c>vocab.json</c>, <c>merges.txt</c>,

@@ -16,7 +16,7 @@ namespace Ddpo.Tokenizers;
 /// are decoded by .NET's <see cref="System.Net.WebUtility.HtmlDecode(string)"/> (identical for
 /// well-formed entities).
 /// </remarks>
-public sealed partial class ClipTokenizer
+internal sealed partial class ClipTokenizer
 {
     /// <summary>The start-of-text token.</summary>
     public const string StartOfTextToken = "<|startoftext|>";

@@ -8,7 +8,7 @@ namespace Ddpo.Training;
 /// count, the config hash and the <see cref="PerPromptStatTracker"/> state. No random-generator state:
 /// every epoch's randomness is derived from the seed and the epoch (<see cref="SeedMix"/>).
 /// </summary>
-public sealed class CheckpointState
+internal sealed class CheckpointState
 {
     /// <summary>The last completed epoch (training resumes at <c>Epoch + 1</c>).</summary>
     public int Epoch { get; set; }

@@ -1,11 +1,12 @@
 using System.Globalization;
 using Ddpo.Models.Loading;
+using Ddpo.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
 
 /// <summary>A checkpoint folder and the epoch it closes.</summary>
-public sealed record CheckpointInfo(int Epoch, string Path);
+internal sealed record CheckpointInfo(int Epoch, string Path);
 
 /// <summary>
 /// Checkpoints of a run under <c>RUN/checkpoints/epoch-000010/</c>: <c>tensors.safetensors</c> (named tensors:
@@ -13,7 +14,7 @@ public sealed record CheckpointInfo(int Epoch, string Path);
 /// temporary folder and renamed into place, so a crash never leaves a half-written checkpoint under a final name;
 /// only the newest <see cref="KeepLimit"/> are kept.
 /// </summary>
-public sealed class CheckpointStore
+internal sealed class CheckpointStore
 {
     /// <summary>The tensor file inside a checkpoint folder.</summary>
     public const string TensorsFile = "tensors.safetensors";
@@ -51,28 +52,11 @@ public sealed class CheckpointStore
         Directory.CreateDirectory(Root);
         RemoveStaleTemporaries();
         var final = Path.Combine(Root, FolderName(state.Epoch));
-        var temp = Path.Combine(Root, $"{TempPrefix}{FolderName(state.Epoch)}-{Guid.NewGuid():N}");
-        Directory.CreateDirectory(temp);
-        try
+        AtomicFile.WriteFolder(final, temp =>
         {
             SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
             File.WriteAllText(Path.Combine(temp, StateFile), state.ToJson());
-            if (Directory.Exists(final))
-            {
-                var old = Path.Combine(Root, $"{TempPrefix}old-{Guid.NewGuid():N}");
-                Directory.Move(final, old);
-                Directory.Move(temp, final);
-                Directory.Delete(old, recursive: true);
-            }
-            else
-            {
-                Directory.Move(temp, final);
-            }
-        }
-        finally
-        {
-            if (Directory.Exists(temp)) Directory.Delete(temp, recursive: true);
-        }
+        });
         Prune();
         return new CheckpointInfo(state.Epoch, final);
     }
@@ -131,7 +115,8 @@ public sealed class CheckpointStore
 
     private void RemoveStaleTemporaries()
     {
-        foreach (var dir in Directory.GetDirectories(Root, TempPrefix + "*"))
+        // AtomicFile's temporaries, and the ".tmp-" folders of versions that wrote checkpoints themselves.
+        foreach (var dir in Directory.GetDirectories(Root).Where(d => Path.GetFileName(d) is var n && (AtomicFile.IsTemporary(n) || n.StartsWith(TempPrefix, StringComparison.Ordinal))))
         {
             try { Directory.Delete(dir, recursive: true); }
             catch (IOException) { /* another writer's folder in use; leave it */ }

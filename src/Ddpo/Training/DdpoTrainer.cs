@@ -37,8 +37,8 @@ public sealed class DdpoTrainer : IDisposable
     private IReadOnlyDictionary<string, object?> _advantageMetrics = new Dictionary<string, object?>();
     private int _startEpoch;
     private long _globalStep;
-    private readonly Distributed.DataParallel _parallel;
-    /// <summary>Only rank 0 writes the run folder (metrics, images, checkpoints; the report and TensorBoard are its observers).</summary>
+    private readonly DataParallel _parallel;
+    /// <summary>Only rank 0 writes the run folder (metrics, images, checkpoints; the report and TensorBoard are writers, see <see cref="RunOutputs"/>).</summary>
     private bool Writes => _parallel.Group.Rank == 0;
 
     /// <summary>The resolved configuration.</summary>
@@ -48,13 +48,13 @@ public sealed class DdpoTrainer : IDisposable
     public TextToImagePipeline Pipeline => _pipeline;
 
     /// <summary>The trainable weights.</summary>
-    public TrainableWeights Weights => _weights;
+    internal TrainableWeights Weights => _weights;
 
     /// <summary>The dynamic loss scaler of the backward pass (disabled unless the UNet runs in fp16 or <c>train.loss_scaling = "dynamic"</c>).</summary>
     public LossScaler Scaler => _scaler;
 
     /// <summary>The run folder.</summary>
-    public RunDirectory Run => _run;
+    internal RunDirectory Run => _run;
 
     /// <summary>The first epoch this trainer will run (after a resume, the one after the checkpoint).</summary>
     public int StartEpoch => _startEpoch;
@@ -71,7 +71,7 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>
     /// As the constructor above, with the prompts given as an object (null: <c>prompt_fn</c>), a choice of what is
-    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are observers, see <see cref="Ddpo.DdpoRun"/>),
+    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are <see cref="RunOutputs.Writers"/>),
     /// and the processes this one trains with (null: one process; see docs/distributed.md).
     /// </summary>
     public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
@@ -80,7 +80,7 @@ public sealed class DdpoTrainer : IDisposable
     {
         config.Validate();
         _config = config;
-        _parallel = processGroup is null ? Distributed.DataParallel.Single : new Distributed.DataParallel(processGroup);
+        _parallel = processGroup is null ? DataParallel.Single : new DataParallel(processGroup);
         _pipeline = pipeline;
         _observer = observer ?? NullTrainingObserver.Instance;
         _outputs = outputs ?? RunOutputs.All;
@@ -155,7 +155,7 @@ public sealed class DdpoTrainer : IDisposable
             double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
             using var share = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
             // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
-            using var gathered = group.Size > 1 ? Distributed.EpochGather.Gather(group, share) : null;
+            using var gathered = group.Size > 1 ? EpochGather.Gather(group, share) : null;
             var samples = gathered ?? share;
             _parallel.MaybeInjectFault(epoch);
             var finite = RewardChecks.Finite(samples.Rewards);
@@ -173,7 +173,7 @@ public sealed class DdpoTrainer : IDisposable
                 stats = Update(updater, train, epoch);
             }
             _globalStep += stats.OptimizerSteps;
-            Distributed.WeightsChecksum.Verify(group, _weights.Parameters, epoch);
+            WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate, _advantageMetrics);
             metrics?.Write(line.Values);
@@ -284,19 +284,15 @@ public sealed class DdpoTrainer : IDisposable
         using var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
         using var result = _pipeline.Sample(prompts, options, generator, progress: new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
         var dir = _run.EpochImagesDir(epoch);
-        var temp = dir + ".tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
-        Directory.CreateDirectory(temp);
-        for (int i = 0; i < prompts.Count; i++)
+        AtomicFile.WriteFolder(dir, temp =>
         {
-            ImageTensor.SavePng(result.Images[i], Path.Combine(temp, $"{i:D2}.png"));
-        }
-        using (var grid = ImageTensor.Grid(result.Images, Math.Min(prompts.Count, 8)))
-        {
+            for (int i = 0; i < prompts.Count; i++)
+            {
+                ImageTensor.SavePng(result.Images[i], Path.Combine(temp, $"{i:D2}.png"));
+            }
+            using var grid = ImageTensor.Grid(result.Images, Math.Min(prompts.Count, 8));
             ImageTensor.SavePng(grid, Path.Combine(temp, "grid.png"));
-        }
-        if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        Directory.Move(temp, dir);
+        });
         File.WriteAllText(_run.EvalPromptsFile, System.Text.Json.JsonSerializer.Serialize(prompts));
         return clock.Elapsed.TotalSeconds;
     }

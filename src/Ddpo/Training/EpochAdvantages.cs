@@ -7,7 +7,7 @@ namespace Ddpo.Training;
 /// add to the epoch's line: GRPO's group-relative ones (<c>groups</c>, <c>zero_std_groups</c>), or DDPO's per-prompt
 /// (the stat tracker's buffers) or global normalisation.
 /// </summary>
-public static class EpochAdvantages
+internal static class EpochAdvantages
 {
     /// <summary>Advantages for <paramref name="samples"/>, in their order, and the metrics to log.</summary>
     public static (float[] Advantages, IReadOnlyDictionary<string, object?> Metrics) Compute(

@@ -172,7 +172,7 @@ public sealed record EpochMetrics
     /// with <c>train.kl_coef</c> &gt; 0 <c>kl_mean</c> (the mean KL to the base model over the trained steps), and the
     /// fields of <paramref name="extra"/> (the advantages' counts, e.g. GRPO's <c>groups</c>, <c>zero_std_groups</c>).
     /// </summary>
-    public static EpochMetrics Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
+    internal static EpochMetrics Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate,
         IReadOnlyDictionary<string, object?>? extra = null)
     {

@@ -18,7 +18,7 @@ namespace Ddpo.Training;
 /// sample's prompt and noise depend on its global index, not on the number of processes that made the epoch
 /// (with the same per-process <c>sample.batch_size</c>).
 /// </remarks>
-public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config, IPromptSource prompts,
+internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config, IPromptSource prompts,
     IRewardFunction reward, ITrainingObserver observer, int rank = 0, int worldSize = 1)
 {
     /// <summary>Seconds spent sampling in the last call.</summary>
@@ -55,8 +55,8 @@ public sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config
                 var chosen = epochPrompts[(b * s.BatchSize)..((b + 1) * s.BatchSize)];
                 var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", rank * s.NumBatchesPerEpoch + b));
                 int offset = b * s.NumSteps;
-                var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator,
-                    progress: new Progress(observer, "sampling", offset), embeddings: embeddings);
+                var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator, "",
+                    new Progress(observer, "sampling", offset), embeddings);
                 batches.Add((chosen, result.Trajectory!));
                 images.Add(result.Images);
                 // Submit copies the images; ours are kept until the rewards are in, to be saved if they fail.

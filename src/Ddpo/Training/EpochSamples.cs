@@ -7,7 +7,7 @@ namespace Ddpo.Training;
 /// state x_t, the action x_{t-1}, the timestep and the log-probability under the sampling policy,
 /// plus the prompt, its embeddings and the reward. Tensors live on the training device.
 /// </summary>
-public sealed class EpochSamples : IDisposable
+internal sealed class EpochSamples : IDisposable
 {
     /// <summary>Prompt of each sample.</summary>
     public required string[] Prompts { get; init; }

@@ -4,7 +4,7 @@ namespace Ddpo.Training;
 /// Advantages from the whole batch's statistics, used when per-prompt stat tracking is off:
 /// <c>(r - mean) / (std + 1e-6)</c> (population std).
 /// </summary>
-public static class GlobalNormalizer
+internal static class GlobalNormalizer
 {
     /// <summary>Normalises <paramref name="rewards"/> by their own mean and std.</summary>
     public static float[] Normalize(IReadOnlyList<float> rewards)

@@ -4,7 +4,7 @@ namespace Ddpo.Training;
 /// <param name="Advantages">One advantage per sample, in input order.</param>
 /// <param name="Groups">Number of groups.</param>
 /// <param name="ZeroStdGroups">Groups whose rewards were all equal (their advantages are 0: they add no policy gradient).</param>
-public sealed record GroupAdvantageResult(float[] Advantages, int Groups, int ZeroStdGroups);
+internal sealed record GroupAdvantageResult(float[] Advantages, int Groups, int ZeroStdGroups);
 
 /// <summary>
 /// GRPO's advantages (DeepSeekMath's group-relative normalisation, as Flow-GRPO applies it to images): each sample's
@@ -14,7 +14,7 @@ public sealed record GroupAdvantageResult(float[] Advantages, int Groups, int Ze
 /// sample of a group, with ids unique over all processes (<see cref="ConsecutiveGroups"/> with a per-process first id).
 /// Clipping to <c>train.adv_clip_max</c> happens in the loss, as for DDPO-IS.
 /// </summary>
-public static class GroupAdvantages
+internal static class GroupAdvantages
 {
     /// <summary>Added to the group std before dividing (Flow-GRPO's 1e-4).</summary>
     public const double StdEpsilon = 1e-4;

@@ -130,7 +130,7 @@ public sealed class LossScaler
     }
 
     /// <summary>Writes the scale and growth counter into the checkpoint state (nothing when disabled).</summary>
-    public void SaveTo(CheckpointState state)
+    internal void SaveTo(CheckpointState state)
     {
         if (!Enabled) return;
         state.LossScale = Scale;
@@ -141,7 +141,7 @@ public sealed class LossScaler
     /// Restores what <see cref="SaveTo"/> wrote. A checkpoint without a scale (made without loss scaling)
     /// leaves the initial scale; a malformed value is an error naming <paramref name="source"/> and the key.
     /// </summary>
-    public void LoadFrom(CheckpointState state, string source)
+    internal void LoadFrom(CheckpointState state, string source)
     {
         if (!Enabled || state.LossScale is not { } scale) return;
         if (!(scale > 0) || !float.IsFinite(scale))

@@ -10,7 +10,7 @@ namespace Ddpo.Training;
 /// keeps every line written. Non-finite numbers are written as the strings "NaN", "Infinity", "-Infinity".
 /// Thread-safe.
 /// </summary>
-public sealed class MetricsWriter : IDisposable
+internal sealed class MetricsWriter : IDisposable
 {
     /// <summary>The file name inside the run folder.</summary>
     public const string FileName = "metrics.jsonl";
@@ -86,7 +86,7 @@ public sealed class MetricsWriter : IDisposable
 }
 
 /// <summary>Reads a <c>metrics.jsonl</c> written by <see cref="MetricsWriter"/>.</summary>
-public static class MetricsReader
+internal static class MetricsReader
 {
     /// <summary>
     /// Every line as a dictionary: numbers become <see cref="double"/> (and "NaN"/"Infinity"/"-Infinity"

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ddpo.Models.Loading;
+using Ddpo.Runtime;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
@@ -8,7 +9,7 @@ namespace Ddpo.Training;
 /// An epoch whose samples were drawn but whose rewards failed, kept on disk (<c>RUN/pending/epoch-NNNNNN</c>)
 /// so that <c>--resume</c> scores them instead of sampling again: no epoch's work is lost.
 /// </summary>
-public static class PendingEpoch
+internal static class PendingEpoch
 {
     private const string TensorsFile = "samples.safetensors";
     private const string PromptsFile = "prompts.json";
@@ -20,23 +21,21 @@ public static class PendingEpoch
     public static string Save(RunDirectory run, int epoch, EpochSamples samples, Tensor images)
     {
         var dir = Folder(run, epoch);
-        var temp = dir + ".tmp";
-        if (Directory.Exists(temp)) Directory.Delete(temp, true);
-        Directory.CreateDirectory(temp);
-        var tensors = new Dictionary<string, Tensor>
+        AtomicFile.WriteFolder(dir, temp =>
         {
-            ["prompt_embeds"] = samples.PromptEmbeds,
-            ["timesteps"] = samples.Timesteps,
-            ["latents"] = samples.Latents,
-            ["next_latents"] = samples.NextLatents,
-            ["log_probs"] = samples.LogProbs,
-            ["images"] = images,
-        };
-        if (samples.NegativeEmbeds is not null) tensors["negative_embeds"] = samples.NegativeEmbeds;
-        SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors);
-        File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata, groups = samples.Groups }));
-        if (Directory.Exists(dir)) Directory.Delete(dir, true);
-        Directory.Move(temp, dir);
+            var tensors = new Dictionary<string, Tensor>
+            {
+                ["prompt_embeds"] = samples.PromptEmbeds,
+                ["timesteps"] = samples.Timesteps,
+                ["latents"] = samples.Latents,
+                ["next_latents"] = samples.NextLatents,
+                ["log_probs"] = samples.LogProbs,
+                ["images"] = images,
+            };
+            if (samples.NegativeEmbeds is not null) tensors["negative_embeds"] = samples.NegativeEmbeds;
+            SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors);
+            File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata, groups = samples.Groups }));
+        });
         return dir;
     }
 

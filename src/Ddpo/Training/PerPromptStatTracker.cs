@@ -4,7 +4,7 @@ using System.Text.Json.Nodes;
 namespace Ddpo.Training;
 
 /// <summary>Reward statistics of one prompt's buffer.</summary>
-public sealed record PromptStats(double Mean, double Std, int Count);
+internal sealed record PromptStats(double Mean, double Std, int Count);
 
 /// <summary>
 /// Per-prompt reward normalisation, as ddpo-pytorch's <c>PerPromptStatTracker</c>: each prompt keeps
@@ -12,7 +12,7 @@ public sealed record PromptStats(double Mean, double Std, int Count);
 /// with fewer than <c>min_count</c> remembered rewards is normalised by the whole batch's mean and std,
 /// otherwise by its buffer's (population std, plus 1e-6).
 /// </summary>
-public sealed class PerPromptStatTracker
+internal sealed class PerPromptStatTracker
 {
     /// <summary>Added to the standard deviation before dividing.</summary>
     public const double StdEpsilon = 1e-6;

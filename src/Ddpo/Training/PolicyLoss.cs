@@ -7,7 +7,7 @@ namespace Ddpo.Training;
 /// The policy-gradient losses of DDPO for one denoising step of a batch (inputs [B]); all are
 /// means over the batch and differentiable with respect to <c>logProb</c>.
 /// </summary>
-public static class PolicyLoss
+internal static class PolicyLoss
 {
     /// <summary>
     /// DDPO-IS (ddpo-pytorch's PPO step): advantages clamped to ±<paramref name="advClipMax"/>,

@@ -22,7 +22,7 @@ namespace Ddpo.Training;
 /// <param name="LossScale">The loss scale at the end of the phase (1 without loss scaling).</param>
 /// <param name="KlMean">Mean KL between the policy's and the base model's transitions over the trained steps
 /// (<c>train.kl_coef</c> &gt; 0; null otherwise).</param>
-public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
+internal sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, double FirstRatioMaxDeviation,
     int OptimizerSteps, int MicroSteps, double Seconds, int Samples, int SkippedSteps = 0, double LossScale = 1, double? KlMean = null);
 
 /// <summary>
@@ -35,12 +35,12 @@ public sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac, 
 /// With a <see cref="ReferencePolicy"/> (<c>train.kl_coef</c> &gt; 0) each trained step's loss adds kl_coef times the KL
 /// to the base model's transition. Only the steps of the epoch's SDE window are trained (<see cref="SdeWindow"/>).
 /// </summary>
-public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
+internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights weights, optim.Optimizer optimizer,
     DdpoConfig config, ITrainingObserver observer, LossScaler? scaler = null, ReferencePolicy? reference = null,
-    Distributed.DataParallel? parallel = null)
+    DataParallel? parallel = null)
 {
     private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
-    private readonly Distributed.DataParallel _parallel = parallel ?? Distributed.DataParallel.Single;
+    private readonly DataParallel _parallel = parallel ?? DataParallel.Single;
 
     /// <summary>
     /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
@@ -69,7 +69,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
             var (start, end) = _parallel.Shard(first, Math.Min(first + batchesPerStep, batches));
             localMicro += (end - start) * trainSteps;
         }
-        var acc = new Accumulator();
+        using var acc = new Accumulator();
         pipeline.Unet.train();
         observer.PhaseStarted(epoch, "training", t.NumInnerEpochs * localMicro);
         int done = 0;
@@ -103,7 +103,7 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
                                 ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
                                 : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
                             _scaler.Scaled(loss / microPerStep).backward();
-                            acc.Loss += loss.item<float>();
+                            acc.Add(ref acc.Loss, loss);
                             acc.Micro++;
                             observer.PhaseProgress("training", ++done);
                         }
@@ -119,13 +119,13 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         }
         // The statistics are means over every rank's micro-steps; the first ratio is rank 0's (its first micro-step
         // is the epoch's first).
-        var sums = new[] { acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, _parallel.Group.Rank == 0 ? acc.FirstRatioDeviation ?? 0 : 0, acc.KlToBase };
+        var sums = new[] { Accumulator.Read(acc.Loss), Accumulator.Read(acc.Kl), Accumulator.Read(acc.ClipFrac), acc.Micro,
+            _parallel.Group.Rank == 0 ? acc.FirstRatioDeviation ?? 0 : 0, Accumulator.Read(acc.KlToBase) };
         _parallel.Sum(sums);
-        (acc.Loss, acc.Kl, acc.ClipFrac, acc.Micro, acc.FirstRatioDeviation, acc.KlToBase) = (sums[0], sums[1], sums[2], (int)sums[3], sums[4], sums[5]);
-        int n = Math.Max(acc.Micro, 1);
-        return new UpdateStats(acc.Loss / n, acc.Kl / n, acc.ClipFrac / n, acc.FirstRatioDeviation ?? 0,
-            acc.OptimizerSteps, acc.Micro, clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale,
-            reference is null ? null : acc.KlToBase / n);
+        int n = Math.Max((int)sums[3], 1);
+        return new UpdateStats(sums[0] / n, sums[1] / n, sums[2] / n, sums[4],
+            acc.OptimizerSteps, (int)sums[3], clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale,
+            reference is null ? null : sums[5] / n);
     }
 
     /// <summary>Each sample's trained steps (the policy steps, or those of the SDE window) in its own random order.</summary>
@@ -185,15 +185,15 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         else
         {
             var (isLoss, kl, clipFrac) = PolicyLoss.DdpoIs(step.LogProb, oldLogProb, advantages, config.Train.ClipRange, config.Train.AdvClipMax);
-            acc.Kl += kl.item<float>();
-            acc.ClipFrac += clipFrac.item<float>();
+            acc.Add(ref acc.Kl, kl);
+            acc.Add(ref acc.ClipFrac, clipFrac);
             loss = isLoss;
         }
         if (reference is not null)
         {
             var baseMean = reference.Mean(latents, timesteps, next, embeds, negative, config.Sample.GuidanceScale, config.Sample.Eta, config.Sample.FinalStep);
             var klToBase = ReferencePolicy.Kl(step.Mean, baseMean, step.Std).mean();
-            acc.KlToBase += klToBase.item<float>();
+            acc.Add(ref acc.KlToBase, klToBase);
             loss = loss + config.Train.KlCoef * klToBase;
         }
         return loss;
@@ -224,10 +224,41 @@ public sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeights
         }
     }
 
-    private sealed class Accumulator
+    /// <summary>
+    /// The epoch's running sums. Loss, KL and clip fraction stay on the device and are read once, after the last
+    /// micro-step: reading them every micro-step (<c>item()</c>) would make the host wait for the device each time
+    /// and stall CUDA's queue. The sums are float64, as the host's were, over the same float32 values.
+    /// </summary>
+    private sealed class Accumulator : IDisposable
     {
-        public double Loss, Kl, ClipFrac, KlToBase;
+        public Tensor? Loss, Kl, ClipFrac, KlToBase;
         public int Micro, OptimizerSteps, SkippedSteps;
         public double? FirstRatioDeviation;
+
+        /// <summary>Adds <paramref name="value"/> (a scalar tensor) to <paramref name="sum"/>, outside any dispose scope.</summary>
+        public void Add(ref Tensor? sum, Tensor value)
+        {
+            using var v = value.detach().to(ScalarType.Float64);
+            if (sum is null)
+            {
+                sum = v.clone();
+                sum.DetachFromDisposeScope();
+            }
+            else
+            {
+                sum.add_(v);
+            }
+        }
+
+        /// <summary>The sum's value (0 when nothing was added).</summary>
+        public static double Read(Tensor? sum) => sum?.item<double>() ?? 0;
+
+        public void Dispose()
+        {
+            Loss?.Dispose();
+            Kl?.Dispose();
+            ClipFrac?.Dispose();
+            KlToBase?.Dispose();
+        }
     }
 }

@@ -13,7 +13,7 @@ namespace Ddpo.Training;
 /// with full fine-tuning, a frozen copy of the initial weights. It runs without gradients, so it keeps no activations
 /// for the backward pass: the penalty costs one more forward per trained step and a mean tensor, not a second graph.
 /// </summary>
-public sealed class ReferencePolicy : IDisposable
+internal sealed class ReferencePolicy : IDisposable
 {
     private readonly UNet2DConditionModel _unet;
     private readonly DdimScheduler _scheduler;

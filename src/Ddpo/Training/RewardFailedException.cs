@@ -7,7 +7,7 @@ namespace Ddpo.Training;
 /// retries). Carries the sampled trajectories and images so the trainer can keep them and score them
 /// again on <c>--resume</c>; the owner disposes <see cref="Samples"/> and <see cref="Images"/>.
 /// </summary>
-public sealed class RewardFailedException(int epoch, EpochSamples samples, Tensor images, Exception inner)
+internal sealed class RewardFailedException(int epoch, EpochSamples samples, Tensor images, Exception inner)
     : Exception($"epoch {epoch}: the reward failed: {inner.Message}", inner)
 {
     /// <summary>The epoch whose rewards failed.</summary>

@@ -8,7 +8,7 @@ namespace Ddpo.Training;
 /// the ordinary denoising loss on the policy's own final samples x_0 (a random timestep and fresh noise
 /// per sample), each sample's mean squared error multiplied by its weight.
 /// </summary>
-public static class RewardWeightedRegression
+internal static class RewardWeightedRegression
 {
     /// <summary>
     /// One micro-batch: x_t = add_noise(x_0, noise, t) with t ~ U{0 .. num_train_timesteps - 1}; the

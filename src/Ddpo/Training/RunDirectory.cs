@@ -1,7 +1,7 @@
 namespace Ddpo.Training;
 
 /// <summary>The files of a training run: config, metrics, images, checkpoints, report.</summary>
-public sealed class RunDirectory
+internal sealed class RunDirectory
 {
     /// <summary>The run folder.</summary>
     public string Root { get; }

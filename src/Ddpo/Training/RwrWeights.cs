@@ -5,7 +5,7 @@ namespace Ddpo.Training;
 /// weights over the whole epoch's samples (<c>rwr</c>), or the samples at or above a reward
 /// percentile, unweighted (<c>rwr_sparse</c>).
 /// </summary>
-public static class RwrWeights
+internal static class RwrWeights
 {
     /// <summary>
     /// softmax(rewards · <paramref name="temperature"/>) · N over all <paramref name="rewards"/> (jannerm/ddpo's

@@ -11,7 +11,7 @@ namespace Ddpo.Training;
 /// where its end reaches <c>num_steps</c>. The position depends on the epoch only, so a resumed run samples and
 /// trains the same steps as an uninterrupted one.
 /// </summary>
-public static class SdeWindow
+internal static class SdeWindow
 {
     /// <summary>The window of <paramref name="epoch"/>, or null when <c>sample.sde_window</c> is empty (every step).</summary>
     public static StepWindow? At(SampleConfig sample, int epoch)

@@ -5,7 +5,7 @@ namespace Ddpo.Training;
 /// epoch's randomness (prompts, noise, shuffles) depends only on those: a resumed run replays exactly
 /// what an uninterrupted run would have done, with no random-generator state to save.
 /// </summary>
-public static class SeedMix
+internal static class SeedMix
 {
     /// <summary>A 64-bit seed for (<paramref name="seed"/>, <paramref name="epoch"/>, <paramref name="purpose"/>, <paramref name="index"/>).</summary>
     public static ulong Derive(long seed, int epoch, string purpose, int index = 0)

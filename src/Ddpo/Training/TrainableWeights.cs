@@ -11,7 +11,7 @@ namespace Ddpo.Training;
 /// What DDPO trains: LoRA adapters on the UNet's attention projections (the base weights frozen,
 /// possibly in fp16/bf16) or the whole UNet (fp32). Trainable parameters are always float32.
 /// </summary>
-public sealed class TrainableWeights
+internal sealed class TrainableWeights
 {
     private readonly UNet2DConditionModel _unet;
 

@@ -9,14 +9,14 @@ namespace Ddpo.Training;
 /// <param name="ConfigHash">Hash of the configuration the checkpoint was made with.</param>
 /// <param name="StatTracker">The per-prompt stat tracker's JSON, or null.</param>
 /// <param name="GlobalStep">Optimizer steps taken up to and including <paramref name="Epoch"/>.</param>
-public sealed record RestoredState(int Epoch, string ConfigHash, string? StatTracker, long GlobalStep);
+internal sealed record RestoredState(int Epoch, string ConfigHash, string? StatTracker, long GlobalStep);
 
 /// <summary>
 /// Saves and restores everything a DDPO run needs to continue exactly: the trainable tensors, the
 /// optimizer state (TorchSharp's binary form, stored as a byte tensor in the same safetensors file),
 /// the loss scaler's scale and growth counter (in <c>state.json</c>'s extras) and the stat tracker. Folders are written atomically by <see cref="CheckpointStore"/>.
 /// </summary>
-public sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
+internal sealed class TrainingCheckpoints(RunDirectory run, int keepLimit)
 {
     private const string OptimizerKey = "optimizer.state";
     private readonly CheckpointStore _store = new(run.Root, keepLimit);

@@ -40,7 +40,7 @@ public class SpriteLibraryTests
     [Fact]
     public void CommittedSpritesAreSmall()
     {
-        var folder = Path.Combine(TestPaths.RepoRoot, "src", "Ddpo", "Data", "Sprites");
+        var folder = Path.Combine(TestPaths.RepoRoot, "src", "Ddpo.Pretraining", "Data", "Sprites");
         long total = Directory.GetFiles(folder, "*.png").Sum(f => new FileInfo(f).Length);
         Assert.True(total < 300_000, $"sprites take {total} bytes");
         Assert.All(SpriteLibrary.Names, n => Assert.True(SpriteLibrary.ReadPng(n).Length > 500));

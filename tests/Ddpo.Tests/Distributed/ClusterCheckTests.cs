@@ -1,6 +1,7 @@
 using Ddpo.Cli;
 using Ddpo.Distributed;
 using Ddpo.Tests.Support;
+using Ddpo.Training;
 using Xunit;
 
 namespace Ddpo.Tests.Distributed;

@@ -9,7 +9,7 @@ namespace Ddpo.Tests.Rewards;
 public sealed class MiniLmFixture : IDisposable
 {
     /// <summary>The scorer (last layer, no idf, no rescaling).</summary>
-    public BertScorer Scorer { get; } = BertScorer.CreateDefault();
+    internal BertScorer Scorer { get; } = BertScorer.CreateDefault();
 
     /// <inheritdoc/>
     public void Dispose() => Scorer.Dispose();

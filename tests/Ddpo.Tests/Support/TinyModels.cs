@@ -4,7 +4,7 @@ using Ddpo.Schedulers;
 namespace Ddpo.Tests.Support;
 
 /// <summary>Small pipeline folders written once per test run (init-tiny), shared by tests that only read them.</summary>
-public static class TinyModels
+internal static class TinyModels
 {
     private static readonly Lazy<string> LatentModel = new(() => Write("latent", new TinyPipelineOptions()));
     private static readonly Lazy<string> PixelModel = new(() => Write("pixel", new TinyPipelineOptions

@@ -12,7 +12,7 @@ namespace Ddpo.Imaging.Jpeg;
 /// baseline sequential JFIF 1.01 file with density 1x1 and no unit), then <c>jpeg_set_quality(q, TRUE)</c>, no
 /// smoothing, no restart markers, no EXIF, ICC profile or comment.
 /// </summary>
-public static unsafe class PilJpegEncoder
+internal static unsafe class PilJpegEncoder
 {
     /// <summary>Rows handed to <c>jpeg_write_scanlines</c> per call (the output does not depend on it).</summary>
     private const int RowsPerCall = 64;

@@ -10,7 +10,7 @@ namespace Ddpo.Models.Blocks;
 /// [heads, L, L] score matrix is materialised). Only where the model's config asks for it (<c>upcast_attention</c>,
 /// SD 2.1) does it compute in float32 and cast the result back, as diffusers' SDPA processor does.
 /// </summary>
-public static class AttentionKernel
+internal static class AttentionKernel
 {
     /// <summary>softmax(q k^T / sqrt(d)) v over [B, heads, L, d] inputs; the result has the inputs' dtype.</summary>
     public static Tensor Compute(Tensor q, Tensor k, Tensor v, bool upcast)

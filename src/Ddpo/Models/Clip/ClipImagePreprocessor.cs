@@ -14,7 +14,7 @@ namespace Ddpo.Models.Clip;
 /// this one stays in floating point and uses libtorch's antialiased bicubic filter (same kernel,
 /// a = -0.5, different rounding). Expect differences of the order of 1/255 in pixel values.
 /// </remarks>
-public sealed class ClipImagePreprocessor
+internal sealed class ClipImagePreprocessor
 {
     /// <summary>CLIP's per-channel mean (RGB).</summary>
     public static readonly double[] ClipMean = [0.48145466, 0.4578275, 0.40821073];

@@ -8,7 +8,7 @@ namespace Ddpo.Models.Clip;
 /// folder). Defaults are transformers' defaults. A full <c>CLIPModel</c> config (<c>model_type</c>
 /// <c>clip</c>) is read from its <c>text_config</c>.
 /// </summary>
-public sealed class ClipTextConfig
+internal sealed class ClipTextConfig
 {
     /// <summary>Number of token ids (<c>vocab_size</c>).</summary>
     public int VocabSize { get; init; } = 49408;

@@ -11,7 +11,7 @@ namespace Ddpo.Models.Clip;
 /// embeddings, a causal pre-norm transformer and a final layer norm. State-dict names are
 /// transformers' without the <c>text_model.</c> prefix (<c>embeddings.token_embedding.weight</c>, ...).
 /// </summary>
-public sealed class ClipTextModel : nn.Module
+internal sealed class ClipTextModel : nn.Module
 {
 #pragma warning disable IDE1006 // field names are the transformers state-dict names
     private readonly ClipTextEmbeddings embeddings;

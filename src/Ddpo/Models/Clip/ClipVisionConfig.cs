@@ -8,7 +8,7 @@ namespace Ddpo.Models.Clip;
 /// <c>CLIPModel</c> config (<c>model_type</c> <c>clip</c>) is read from its <c>vision_config</c>, with the
 /// model's top-level <c>projection_dim</c> (the width of its <c>visual_projection</c>).
 /// </summary>
-public sealed class ClipVisionConfig
+internal sealed class ClipVisionConfig
 {
     /// <summary>Width of the transformer (<c>hidden_size</c>).</summary>
     public int HiddenSize { get; init; } = 768;

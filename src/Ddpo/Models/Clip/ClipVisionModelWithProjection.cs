@@ -11,7 +11,7 @@ namespace Ddpo.Models.Clip;
 /// (e.g. CLIP ViT-L/14 for the LAION aesthetic predictor). State-dict names are transformers'
 /// (<c>vision_model.…</c>, <c>visual_projection.weight</c>).
 /// </summary>
-public sealed class ClipVisionModelWithProjection : nn.Module
+internal sealed class ClipVisionModelWithProjection : nn.Module
 {
 #pragma warning disable IDE1006 // field names are the transformers state-dict names
     private readonly ClipVisionTransformer vision_model;

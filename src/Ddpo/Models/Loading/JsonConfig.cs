@@ -7,7 +7,7 @@ namespace Ddpo.Models.Loading;
 /// Read-only view of a diffusers / transformers <c>config.json</c> with typed getters whose
 /// errors name the file and the field. Absent fields and JSON <c>null</c> take the default.
 /// </summary>
-public sealed class JsonConfig
+internal sealed class JsonConfig
 {
     private readonly JsonObject _root;
 

@@ -11,7 +11,7 @@ namespace Ddpo.Models.Loading;
 /// truncated or corrupt file is an error that names it, the tensor and what was expected; writes them
 /// through TorchSharp.PyBridge.
 /// </summary>
-public static class SafetensorsFile
+internal static class SafetensorsFile
 {
     /// <summary>Checks the header completely (see <see cref="SafetensorsHeader"/>); throws <see cref="ModelLoadException"/> naming the file.</summary>
     public static SafetensorsHeader Validate(string path) => SafetensorsHeader.Read(path);

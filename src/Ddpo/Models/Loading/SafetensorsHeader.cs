@@ -11,7 +11,7 @@ namespace Ddpo.Models.Loading;
 /// <param name="Shape">The dimensions (none for a scalar).</param>
 /// <param name="Begin">First byte in the data section (after the header).</param>
 /// <param name="End">One past the last byte in the data section.</param>
-public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End);
+internal sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, long Begin, long End);
 
 /// <summary>
 /// The header of a safetensors file, checked completely before any tensor is made: the 8-byte little-endian
@@ -21,7 +21,7 @@ public sealed record SafetensorsEntry(string Name, string Dtype, long[] Shape, l
 /// <c>__metadata__</c> is a string-to-string map. Each problem is a <see cref="ModelLoadException"/> naming the
 /// file, the tensor and what was expected.
 /// </summary>
-public sealed class SafetensorsHeader
+internal sealed class SafetensorsHeader
 {
     /// <summary>The largest header accepted (the reference implementation's limit is 100 MB too).</summary>
     public const long MaxHeaderBytes = 100_000_000;

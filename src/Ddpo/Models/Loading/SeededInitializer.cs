@@ -9,7 +9,7 @@ namespace Ddpo.Models.Loading;
 /// threads may use at the same time). Uses PyTorch's default rule for linear and convolution layers:
 /// weights and biases uniform in ±1/sqrt(fan_in); normalisation layers get weight 1 and bias 0.
 /// </summary>
-public static class SeededInitializer
+internal static class SeededInitializer
 {
     /// <summary>Initialises every parameter of <paramref name="module"/> from <paramref name="seed"/>.</summary>
     public static void Apply(nn.Module module, long seed)

@@ -8,7 +8,7 @@ namespace Ddpo.Models.Loading;
 /// must be present with the same shape, and every tensor given must be used. All problems are
 /// collected and reported together, naming the tensors and the source file.
 /// </summary>
-public static class StateDictLoader
+internal static class StateDictLoader
 {
     /// <summary>
     /// Loads <paramref name="tensors"/> into <paramref name="module"/>. Values are converted to the

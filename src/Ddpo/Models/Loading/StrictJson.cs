@@ -8,7 +8,7 @@ namespace Ddpo.Models.Loading;
 /// parse time (by default <see cref="JsonObject"/> accepts the text and then throws an unnamed
 /// <see cref="ArgumentException"/> on first use, far from the file).
 /// </summary>
-public static class StrictJson
+internal static class StrictJson
 {
     private static readonly JsonDocumentOptions Options = new() { AllowDuplicateProperties = false };
 

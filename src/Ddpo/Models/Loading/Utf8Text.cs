@@ -9,7 +9,7 @@ namespace Ddpo.Models.Loading;
 /// (and System.Text.Json, given raw bytes, fails late with an unnamed <see cref="InvalidOperationException"/>);
 /// here an invalid byte is an error naming the file, the byte offset and the line.
 /// </summary>
-public static class Utf8Text
+internal static class Utf8Text
 {
     private static ReadOnlySpan<byte> Bom => [0xEF, 0xBB, 0xBF];
 

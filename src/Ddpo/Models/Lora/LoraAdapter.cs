@@ -9,7 +9,7 @@ namespace Ddpo.Models.Lora;
 /// One low-rank adapter: <c>delta(x) = scale * up(down(x))</c> with <c>down</c> [rank, in] and <c>up</c> [out, rank].
 /// Its parameters are float32 whatever the base layer's dtype; they are not part of the base module's state dict.
 /// </summary>
-public sealed class LoraAdapter : IDisposable
+internal sealed class LoraAdapter : IDisposable
 {
     /// <summary>The down projection weight [rank, in_features] (float32, trainable).</summary>
     public Parameter Down { get; private set; }

@@ -12,7 +12,7 @@ namespace Ddpo.Models.Lora;
 /// dict; they are saved in diffusers' <c>pytorch_lora_weights.safetensors</c> naming
 /// (<c>unet.&lt;module&gt;.lora.down.weight</c> / <c>.lora.up.weight</c>, scale folded into up).
 /// </summary>
-public sealed class LoraAdapters : IDisposable
+internal sealed class LoraAdapters : IDisposable
 {
     /// <summary>The default target projections.</summary>
     public static readonly IReadOnlyList<string> DefaultTargets = ["to_q", "to_k", "to_v", "to_out.0"];

@@ -21,7 +21,7 @@ public enum LoraInit
 }
 
 /// <summary>Config names of <see cref="LoraInit"/> (<c>lora.init</c>).</summary>
-public static class LoraInits
+internal static class LoraInits
 {
     /// <summary>The accepted names, in the order they are listed in errors.</summary>
     public static readonly IReadOnlyList<string> Names = ["gaussian", "kaiming_uniform"];

@@ -11,7 +11,7 @@ namespace Ddpo.Models.Lora;
 /// checkpoints load strictly, and which can carry an optional <see cref="LoraAdapter"/> (not in the state dict):
 /// <c>y = W x + b + scale * up(down(x))</c>.
 /// </summary>
-public sealed class LoraLinear : nn.Module<Tensor, Tensor>
+internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "weight")] private Parameter _weight;
     [ComponentName(Name = "bias")] private Parameter? _bias;

@@ -10,7 +10,7 @@ namespace Ddpo.Models.Unet;
 /// Note diffusers' naming quirk: when <see cref="NumAttentionHeads"/> is unset, <see cref="AttentionHeadDim"/>
 /// is the number of attention HEADS per block (SD 1.x: 8 heads; SD 2.x: [5, 10, 20, 20] heads).
 /// </summary>
-public sealed class UNet2DConditionConfig
+internal sealed class UNet2DConditionConfig
 {
     /// <summary>The diffusers class name written to and expected in <c>config.json</c>.</summary>
     public const string ClassName = "UNet2DConditionModel";

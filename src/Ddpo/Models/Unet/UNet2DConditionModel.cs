@@ -11,7 +11,7 @@ namespace Ddpo.Models.Unet;
 /// diffusers <c>UNet2DConditionModel</c> for Stable Diffusion 1.x / 2.x: predicts the noise (or v) for a
 /// noisy sample, a timestep and text embeddings. Submodule names equal diffusers' state-dict names.
 /// </summary>
-public sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
+internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     [ComponentName(Name = "conv_in")] private readonly Conv2d _convIn;
     [ComponentName(Name = "time_embedding")] private readonly TimestepEmbedding _timeEmbedding;

@@ -10,7 +10,7 @@ namespace Ddpo.Models.Vae;
 /// diffusers <c>AutoencoderKL</c> (the Stable Diffusion VAE). <see cref="Encode"/> gives the diagonal Gaussian
 /// of the latents and <see cref="Decode"/> maps latents to images; neither applies <see cref="ScalingFactor"/>.
 /// </summary>
-public sealed class AutoencoderKL : nn.Module
+internal sealed class AutoencoderKL : nn.Module
 {
     [ComponentName(Name = "encoder")] private readonly VaeEncoder _encoder;
     [ComponentName(Name = "decoder")] private readonly VaeDecoder _decoder;

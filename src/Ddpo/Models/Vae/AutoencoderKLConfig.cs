@@ -5,7 +5,7 @@ using Ddpo.Models.Loading;
 namespace Ddpo.Models.Vae;
 
 /// <summary>The configuration of a diffusers <c>AutoencoderKL</c> (defaults are diffusers').</summary>
-public sealed class AutoencoderKLConfig
+internal sealed class AutoencoderKLConfig
 {
     /// <summary>The diffusers class name written to and expected in <c>config.json</c>.</summary>
     public const string ClassName = "AutoencoderKL";

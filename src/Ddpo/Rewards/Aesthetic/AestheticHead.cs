@@ -11,7 +11,7 @@ namespace Ddpo.Rewards.Aesthetic;
 /// 16 → 1 for CLIP ViT-L/14), dropouts between the first four (identity at inference) and no activations.
 /// Widths are read from the weight file, so heads for other CLIP widths load too.
 /// </summary>
-public sealed class AestheticHead : nn.Module
+internal sealed class AestheticHead : nn.Module
 {
 #pragma warning disable IDE1006 // the state-dict name
     private readonly Sequential layers;

@@ -17,7 +17,7 @@ public sealed class AestheticScorer : IDisposable
     private readonly object _lock = new();
 
     /// <summary>Combines a CLIP image tower and a head of matching width (both disposed with the scorer).</summary>
-    public AestheticScorer(ClipVisionModelWithProjection clip, AestheticHead head, int batchSize = 16)
+    internal AestheticScorer(ClipVisionModelWithProjection clip, AestheticHead head, int batchSize = 16)
     {
         _clip = clip ?? throw new ArgumentNullException(nameof(clip));
         _head = head ?? throw new ArgumentNullException(nameof(head));

@@ -20,7 +20,7 @@ public sealed class PromptImageAlignmentReward : IRewardFunction, IDisposable
     private readonly Action<string>? _log;
 
     /// <summary>Scores with <paramref name="vlm"/> and <paramref name="scorer"/>, both disposed with the reward.</summary>
-    public PromptImageAlignmentReward(OpenAiVisionClient vlm, BertScorer scorer, string question = DefaultQuestion,
+    internal PromptImageAlignmentReward(OpenAiVisionClient vlm, BertScorer scorer, string question = DefaultQuestion,
         RewardImageFormat format = RewardImageFormat.Png, Action<string>? log = null)
     {
         _vlm = vlm ?? throw new ArgumentNullException(nameof(vlm));

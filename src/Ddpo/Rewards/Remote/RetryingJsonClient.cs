@@ -12,7 +12,7 @@ namespace Ddpo.Rewards.Remote;
 /// Other HTTP errors (400, 401, 404, ...) fail at once. Every failure is a <see cref="RewardServerException"/>
 /// naming the URL and what came back (status and an excerpt of the body, or the connection error).
 /// </summary>
-public sealed class RetryingJsonClient : IDisposable
+internal sealed class RetryingJsonClient : IDisposable
 {
     private const int ExcerptLength = 300;
     private readonly HttpClient _http;

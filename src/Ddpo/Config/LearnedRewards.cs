@@ -1,0 +1,107 @@
+using Ddpo.Config;
+using Ddpo.Models.Loading;
+using Ddpo.Rewards.Aesthetic;
+using Ddpo.Rewards.Alignment;
+using Ddpo.Rewards.Remote;
+using Ddpo.Rewards;
+using Ddpo.Runtime;
+using Ddpo.Text;
+using static TorchSharp.torch;
+
+namespace Ddpo.Config;
+
+/// <summary>
+/// Registers the learned and remote rewards, built from a config's <c>[reward.*]</c> sections:
+/// <c>aesthetic_score</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c> and <c>remote</c>.
+/// Models are loaded and settings checked when a reward is created, so only the rewards a run uses need
+/// their settings; a missing one is a <see cref="ConfigException"/> naming the key.
+/// </summary>
+internal static class LearnedRewards
+{
+    /// <summary>
+    /// Adds the factories to <paramref name="registry"/>. <paramref name="log"/> receives retry and
+    /// dropped-sample messages; the models run on <c>device</c> (<c>auto</c>: CUDA when available).
+    /// </summary>
+    public static RewardRegistry RegisterAll(RewardRegistry registry, DdpoConfig config, Action<string>? log = null)
+    {
+        ArgumentNullException.ThrowIfNull(registry);
+        ArgumentNullException.ThrowIfNull(config);
+        var r = config.Reward;
+        registry.Register(RewardNames.AestheticScore, () => CreateAesthetic(config));
+        registry.Register(RewardNames.PromptImageAlignment, () =>
+        {
+            var scorer = CreateBertScorer(r.BertScore, Device(config));
+            try
+            {
+                return new PromptImageAlignmentReward(CreateVlm(r.Vlm, log), scorer, r.Vlm.Question,
+                    RewardImageEncoding.Parse(r.Vlm.ImageFormat, "reward.vlm.image_format"), log);
+            }
+            catch
+            {
+                scorer.Dispose();
+                throw;
+            }
+        });
+        registry.Register(RewardNames.VlmStrictSatisfaction, () =>
+            new StrictSatisfactionReward(CreateVlm(r.Vlm, log), RewardImageEncoding.Parse(r.Vlm.ImageFormat, "reward.vlm.image_format"), log));
+        registry.Register(RewardNames.Remote, () => new RemoteReward(new RemoteRewardOptions(
+            r.Server.BaseUrl, r.Server.BatchSize, RewardImageEncoding.Parse(r.Server.ImageFormat, "reward.server.image_format"),
+            HttpRetryOptions.FromSeconds(r.Server.TimeoutS, r.Server.MaxRetries, r.Server.BackoffS)), log: log));
+        return registry;
+    }
+
+    /// <summary>A registry with the built-in rewards and those of <see cref="RegisterAll"/>.</summary>
+    public static RewardRegistry CreateRegistry(DdpoConfig config, Action<string>? log = null) => RegisterAll(new RewardRegistry(), config, log);
+
+    /// <summary>
+    /// The reward a training run optimises (<c>reward_fn</c>, or the weighted <c>rewards</c>), wrapped so
+    /// that the <c>watch_rewards</c> are computed on the same images and logged; dispose it after the run.
+    /// </summary>
+    public static IRewardFunction CreateForTraining(DdpoConfig config, Action<string>? log = null)
+    {
+        var registry = CreateRegistry(config, log);
+        var optimised = registry.Create(config.RewardFn, config.Rewards);
+        var watches = config.WatchRewardNames.Select(registry.Create).ToList();
+        return watches.Count == 0 ? optimised : new WatchedReward(optimised, watches);
+    }
+
+    private static Device Device(DdpoConfig config) => TorchRuntime.ResolveDevice(config.Device);
+
+    private static AestheticReward CreateAesthetic(DdpoConfig config)
+    {
+        var a = config.Reward.Aesthetic;
+        if (string.IsNullOrWhiteSpace(a.ClipModel))
+        {
+            throw new ConfigException($"reward.aesthetic.clip_model: {RewardNames.AestheticScore} needs a CLIP ViT-L/14 folder in transformers format " +
+                "(e.g. openai/clip-vit-large-patch14 with model.safetensors): --set reward.aesthetic.clip_model=PATH");
+        }
+        if (string.IsNullOrWhiteSpace(a.Head))
+        {
+            throw new ConfigException($"reward.aesthetic.head: {RewardNames.AestheticScore} needs the LAION aesthetic head as safetensors " +
+                "(sac+logos+ava1-l14-linearMSE converted): --set reward.aesthetic.head=PATH");
+        }
+        return new AestheticReward(AestheticScorer.Load(a.ClipModel, a.Head, Device(config), a.BatchSize));
+    }
+
+    /// <summary>The BERTScore scorer a config asks for: the folder in <c>reward.bertscore.model</c>, or the built-in all-MiniLM-L6-v2.</summary>
+    public static BertScorer CreateBertScorer(BertScoreRewardConfig b, Device? device = null)
+    {
+        bool builtin = string.IsNullOrWhiteSpace(b.Model);
+        int? layers = b.NumLayers < 0 ? null : b.NumLayers;
+        BertScoreBaseline? baseline = null;
+        if (!string.IsNullOrWhiteSpace(b.Baseline))
+        {
+            int resolved = layers ?? (builtin ? BertConfig.MiniLmL6 : BertConfig.Load(Path.Combine(b.Model, "config.json"))).NumHiddenLayers;
+            baseline = BertScoreBaseline.Load(b.Baseline, resolved);
+        }
+        var options = new BertScoreOptions { NumLayers = layers, Idf = b.Idf, Baseline = baseline };
+        return builtin ? BertScorer.CreateDefault(options, device) : BertScorer.FromPretrained(b.Model, options, device);
+    }
+
+    private static OpenAiVisionClient CreateVlm(VlmRewardConfig v, Action<string>? log)
+    {
+        var key = string.IsNullOrEmpty(v.ApiKeyEnv) ? null : Environment.GetEnvironmentVariable(v.ApiKeyEnv);
+        return new OpenAiVisionClient(new OpenAiVisionOptions(v.BaseUrl, v.Model, key, v.MaxTokens, v.Temperature, v.MaxConcurrency,
+            HttpRetryOptions.FromSeconds(v.TimeoutS, v.MaxRetries, v.BackoffS)), log: log);
+    }
+}
