@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ddpo.Models.Lora;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
@@ -32,21 +31,7 @@ internal static class PipelineBenchmark
         var prompts = Enumerable.Range(0, batch).Select(i => i % 2 == 0 ? "a cat" : "a dog riding a bike").ToArray();
         var options = new SamplingOptions { NumSteps = steps, GuidanceScale = guidance, Eta = 1.0, FinalStep = Schedulers.DdimFinalStep.Ddpo, RecordTrajectory = true };
         var device = pipeline.Device;
-        double Time(Action action)
-        {
-            action();
-            UnetBenchmark.Synchronize(device);
-            var times = new List<double>();
-            for (int i = 0; i < repeats; i++)
-            {
-                var clock = Stopwatch.StartNew();
-                action();
-                UnetBenchmark.Synchronize(device);
-                times.Add(clock.Elapsed.TotalMilliseconds);
-            }
-            times.Sort();
-            return times[times.Count / 2];
-        }
+        double Time(Action action) => MedianTimer.Milliseconds(action, warmup: 1, repeats, device);
 
         Trajectory? kept = null;
         double sampleMs = Time(() =>

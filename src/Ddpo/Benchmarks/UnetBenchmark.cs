@@ -1,4 +1,3 @@
-using System.Diagnostics;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
 using TorchSharp;
@@ -49,18 +48,7 @@ internal static class UnetBenchmark
             unet.forward(sample, t, states);
         }
         double flops = FlopCounter.Count(unet, Forward);
-        for (int i = 0; i < warmup; i++) Forward();
-        Synchronize(device);
-        var times = new List<double>();
-        for (int i = 0; i < iterations; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            Forward();
-            Synchronize(device);
-            times.Add(clock.Elapsed.TotalMilliseconds);
-        }
-        times.Sort();
-        double ms = times[times.Count / 2];
+        double ms = MedianTimer.Milliseconds(Forward, warmup, iterations, device);
         long parameters = unet.parameters().Sum(p => p.numel());
         return new UnetBenchmarkResult(spec, batch, ms, flops / batch / 1e9, flops / (ms / 1000) / 1e12, parameters);
     }

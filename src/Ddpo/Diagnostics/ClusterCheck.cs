@@ -1,5 +1,4 @@
 using Ddpo.Distributed;
-using System.Diagnostics;
 using System.Text.Json;
 using Ddpo.Benchmarks;
 using Ddpo.Models.Unet;
@@ -77,19 +76,8 @@ internal static class ClusterCheck
         return (weights.Parameters.Sum(p => p.numel()), seconds);
     }
 
-    private static double Median(int iterations, Action call)
-    {
-        call();
-        var times = new List<double>();
-        for (int i = 0; i < iterations; i++)
-        {
-            var clock = Stopwatch.StartNew();
-            call();
-            times.Add(clock.Elapsed.TotalSeconds);
-        }
-        times.Sort();
-        return times[times.Count / 2];
-    }
+    /// <summary>Median seconds of a host-side call (MPI), after one warm-up call.</summary>
+    private static double Median(int iterations, Action call) => MedianTimer.Milliseconds(call, warmup: 1, iterations) / 1000;
 
     /// <summary>
     /// The expected time of a ring all-reduce of <paramref name="bytes"/> over <paramref name="processes"/> processes on a

@@ -21,22 +21,8 @@ namespace Ddpo.Diagnostics;
 /// </summary>
 internal static class SpeedSuite
 {
-    /// <summary>Median milliseconds of <paramref name="iterations"/> timed calls after <paramref name="warmup"/> untimed ones.</summary>
-    public static double Time(Action action, int warmup, int iterations, Device device)
-    {
-        for (int i = 0; i < warmup; i++) action();
-        UnetBenchmark.Synchronize(device);
-        var times = new List<double>();
-        for (int i = 0; i < Math.Max(1, iterations); i++)
-        {
-            var clock = Stopwatch.StartNew();
-            action();
-            UnetBenchmark.Synchronize(device);
-            times.Add(clock.Elapsed.TotalMilliseconds);
-        }
-        times.Sort();
-        return times[times.Count / 2];
-    }
+    private static double Time(Action action, int warmup, int iterations, Device device) =>
+        MedianTimer.Milliseconds(action, warmup, iterations, device);
 
     /// <summary>Runs every row; <paramref name="onRow"/> sees each as it is made. A failing row is reported and skipped.</summary>
     public static List<SpeedRow> Run(GpuCheckSizes sizes, Device device, Action<SpeedRow> onRow, Action<string, Exception> onError)
