@@ -124,8 +124,13 @@ public sealed class MpiTrainingTests
             var (code, output) = await CliProcess.RunAsync(2, TrainArgs(run, 3), Timeout,
                 new Dictionary<string, string> { ["DDPO_FAULT_INJECT"] = "1:1" });
             Assert.True(code != 0, output);
+            // mpirun reports the abort with a help text ("MPI_ABORT was invoked on rank 1"). Open MPI 4.1 sometimes fails
+            // to print that text ("ORTE_ERROR_LOG: Data unpack would read past end of buffer in file
+            // .../show_help.c"; 2 runs in 12 on the 2-core machine), which is still its abort path.
+            bool mpirunReportedAbort = output.Contains("MPI_ABORT was invoked on rank 1")
+                || (output.Contains("ORTE_ERROR_LOG") && output.Contains("show_help.c"));
             Assert.True(output.Contains("rank 1 of 2 (") && output.Contains("failed: InjectedFaultException: fault injected by DDPO_FAULT_INJECT=1:1 at epoch 1")
-                && output.Contains("MPI_ABORT was invoked on rank 1"), output);
+                && mpirunReportedAbort, output);
             // Epoch 0 finished and was checkpointed (atomically); epoch 1 was never written. Resuming from a
             // checkpoint left by a dead job is tested with the killed rank below.
             Assert.Single(Metrics(run));
