@@ -17,6 +17,9 @@ public static class CliApp
     /// <summary>Exit code when the reward failed after retries (the epoch's samples are kept for --resume).</summary>
     public const int RewardFailed = 3;
 
+    /// <summary>Exit code when training was refused because this device's float32 gradients are wrong (<c>ddpo doctor</c> says more).</summary>
+    public const int WrongGradients = 3;
+
     /// <summary>Builds the root command with every sub-command.</summary>
     public static RootCommand BuildRoot()
     {
@@ -46,6 +49,12 @@ public static class CliApp
             // One of several processes: end the whole job, naming this rank (the others would wait forever).
             Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, BadInput);
             return BadInput;
+        }
+        catch (Ddpo.Diagnostics.GradientCheckFailedException e)
+        {
+            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, WrongGradients);
+            return WrongGradients;
         }
         catch (Ddpo.Training.RewardFailedException e)
         {

@@ -16,6 +16,7 @@ public static class CommandCatalog
         EvalCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
+        DoctorCommand.Create(),
         GpuCheckCommand.Create(),
         ClusterCheckCommand.Create(),
         MakeDataCommand.Create(),

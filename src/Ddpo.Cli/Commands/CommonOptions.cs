@@ -15,6 +15,8 @@ public sealed class CommonOptions
     public Option<string?> LibTorch { get; } = new("--libtorch") { Description = $"PyTorch's torch/lib folder to load CUDA libtorch from (or set {TorchRuntime.LibTorchEnvironmentVariable})" };
     /// <summary><c>--threads N</c>: CPU threads for TorchSharp.</summary>
     public Option<int?> Threads { get; } = new("--threads") { Description = "CPU threads for tensor math (default: all cores)" };
+    /// <summary><c>--cpu-kernels auto|default|safe</c>: which CPU kernels libtorch runs (see docs/cpu-gradients.md).</summary>
+    public Option<string?> CpuKernels { get; } = new("--cpu-kernels") { Description = $"auto, default or safe: libtorch's CPU kernels (default: {Runtime.CpuKernels.EnvironmentVariable}, else auto: safe on AMD Zen 5)" };
 
     /// <summary>Adds the options to a command.</summary>
     public void AddTo(Command command)
@@ -23,6 +25,7 @@ public sealed class CommonOptions
         command.Add(DType);
         command.Add(LibTorch);
         command.Add(Threads);
+        command.Add(CpuKernels);
     }
 
     /// <summary>Loads libtorch if asked, sets threads, and resolves the device and dtype.</summary>
@@ -35,10 +38,12 @@ public sealed class CommonOptions
         return (device, TorchRuntime.ResolveDType(parse.GetValue(DType)!, device));
     }
 
-    /// <summary>Loads libtorch from <c>--libtorch</c> if given and sets <c>--threads</c>.</summary>
+    /// <summary>Loads libtorch from <c>--libtorch</c> if given, chooses its CPU kernels and sets <c>--threads</c>.</summary>
     public void ApplyRuntime(ParseResult parse)
     {
         TorchRuntime.UseLibTorchFrom(parse.GetValue(LibTorch));
+        // Before the first tensor: oneDNN and ATen read their instruction-set limits once.
+        Runtime.CpuKernels.Apply(ExplicitCpuKernels(parse));
         var threads = parse.GetValue(Threads);
         if (threads is { } n)
         {
@@ -46,6 +51,10 @@ public sealed class CommonOptions
             set_num_threads(n);
         }
     }
+
+    /// <summary>The <c>--cpu-kernels</c> profile when given; null: the environment or auto.</summary>
+    public CpuKernelProfile? ExplicitCpuKernels(ParseResult parse) =>
+        parse.GetValue(CpuKernels) is { } value ? Runtime.CpuKernels.Parse(value) : null;
 
     /// <summary>The <c>--device</c> value when given on the command line; null when left at its default (the config decides).</summary>
     public string? ExplicitDevice(ParseResult parse) => parse.GetResult(Device) is { Implicit: false } ? parse.GetValue(Device) : null;

@@ -17,10 +17,11 @@ public static class TrainCommand
         var epochs = new Option<int?>("--epochs") { Description = "number of epochs (num_epochs)" };
         var runDir = new Option<string?>("--run-dir") { Description = "run folder (default: runs/<preset>-<time>)" };
         var resume = new Option<bool>("--resume") { Description = "continue the run in --run-dir from its newest checkpoint" };
+        var skipCheck = new Option<bool>("--skip-gradient-check") { Description = "do not check float32 gradients against float64 before training (ddpo doctor runs the check)" };
         var common = new CommonOptions();
         var command = new Command("train", "Fine-tune a text-to-image model with DDPO (default: the built-in model on JPEG compressibility, on the CPU)")
         {
-            epochs, runDir, resume,
+            epochs, runDir, resume, skipCheck,
         };
         configOptions.AddTo(command);
         common.AddTo(command);
@@ -41,6 +42,7 @@ public static class TrainCommand
             options.DType = common.ExplicitDType(parse);
             options.RunDirectory = dir;
             options.Resume = resuming;
+            options.CheckGradients = !parse.GetValue(skipCheck);
             options.ProcessGroup = group;
             options.Observers.Add(observer);
             options.Outputs = RunOutputs.All.WithReports();

@@ -79,6 +79,7 @@ public sealed class DdpoRun : IDisposable
     public static DdpoRun Create(DdpoTrainingOptions options)
     {
         ArgumentNullException.ThrowIfNull(options);
+        Runtime.CpuKernels.Apply(options.CpuKernels);
         var (config, preset) = ResolveConfig(options);
         var group = options.ProcessGroup ?? Distributed.SingleProcessGroup.Instance;
         var device = Distributed.ProcessGroups.DeviceForRank(TorchRuntime.ResolveDevice(options.Device ?? config.Device), group);
@@ -94,8 +95,11 @@ public sealed class DdpoRun : IDisposable
             // Checked before anything is written or loaded: an existing run is never touched without Resume.
             throw new ArgumentException($"{Path.GetFullPath(runDirectory)}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
         }
+        // Before anything is written: a run refused for wrong gradients leaves no folder behind.
+        var gradientCheck = options.CheckGradients ? Diagnostics.GradientSelfCheck.EnsureOnce(device) : null;
         var prompts = RecordPrompts(options, config, runDirectory, writes: group.Rank == 0);
         var observer = Observers(options, runDirectory, writes: group.Rank == 0);
+        if (gradientCheck is not null) observer.Message(gradientCheck);
         // TF32, cuDNN autotuning, fused attention: libtorch's global switches, set once on CUDA (see CudaPerformance).
         if (device.type == DeviceType.CUDA) observer.Message($"cuda: {CudaPerformance.Configure(device)}");
         var (reward, owned) = CreateReward(options, config, observer.Message);

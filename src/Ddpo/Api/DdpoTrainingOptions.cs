@@ -67,6 +67,18 @@ public sealed class DdpoTrainingOptions
     /// <summary>The run folder; null: <c>runs/PRESET-TIME</c>.</summary>
     public string? RunDirectory { get; set; }
 
+    /// <summary>
+    /// Which CPU kernels libtorch runs (null: <c>DDPO_CPU_KERNELS</c>, else auto). Takes full effect only when the run
+    /// is created before the process's first tensor (see <see cref="Runtime.CpuKernels"/>).
+    /// </summary>
+    public Runtime.CpuKernelProfile? CpuKernels { get; set; }
+
+    /// <summary>
+    /// Check float32 gradients against float64 on the device before the first epoch (once per process and device), and
+    /// refuse to train on wrong ones with <see cref="Diagnostics.GradientCheckFailedException"/>. Default true.
+    /// </summary>
+    public bool CheckGradients { get; set; } = true;
+
     /// <summary>Continue the run in <see cref="RunDirectory"/> from its newest checkpoint.</summary>
     public bool Resume { get; set; }
 

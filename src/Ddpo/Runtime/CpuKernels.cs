@@ -1,0 +1,171 @@
+using System.Runtime.InteropServices;
+
+namespace Ddpo.Runtime;
+
+/// <summary>Which CPU kernels libtorch runs: its own choice, or the safe set (see <see cref="CpuKernels"/>).</summary>
+public enum CpuKernelProfile
+{
+    /// <summary>The safe set on CPUs known to compute wrong gradients with libtorch's choice (AMD Zen 5), else libtorch's choice; the gradient check can still switch to the safe set.</summary>
+    Auto,
+    /// <summary>libtorch's choice: oneDNN convolutions at the CPU's best ISA, the flash attention kernel.</summary>
+    Default,
+    /// <summary>No oneDNN convolution (im2col + BLAS instead), the math attention path, AVX2 kernels in oneDNN and ATen.</summary>
+    Safe,
+}
+
+/// <summary>
+/// Chooses libtorch's CPU kernels. Part of the choice must be made before libtorch initialises (oneDNN's and ATen's
+/// instruction sets are read from the environment once, at their first use): <see cref="Apply"/> does that from the
+/// CPU's features. The rest are libtorch's global switches, which <see cref="UseSafeKernels"/> can flip at any time
+/// (the gradient check does, when libtorch's choice fails it). docs/cpu-gradients.md says why.
+/// </summary>
+public static class CpuKernels
+{
+    /// <summary>The environment variable that chooses the profile (auto, default or safe) where no option does.</summary>
+    public const string EnvironmentVariable = "DDPO_CPU_KERNELS";
+
+    private static readonly string[] SafeEnvironment = ["DNNL_MAX_CPU_ISA=AVX2", "ATEN_CPU_CAPABILITY=avx2"];
+    private static readonly object Gate = new();
+    private static CpuKernelProfile? _requested;
+    private static readonly List<string> EnvironmentSet = [];
+
+    /// <summary>The profile asked for (option, environment, or auto); null before <see cref="Apply"/>.</summary>
+    public static CpuKernelProfile? Requested => _requested;
+
+    /// <summary>Whether libtorch now runs the safe set's switches (no oneDNN convolution, math attention).</summary>
+    public static bool SafeKernelsActive => LibTorchSwitches.TryGet(out var s) && !s.MkldnnEnabled && !s.FlashAttentionEnabled;
+
+    /// <summary>Parses <c>auto</c>, <c>default</c> or <c>safe</c>; anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
+    public static CpuKernelProfile Parse(string value, string what = "--cpu-kernels") => value.Trim().ToLowerInvariant() switch
+    {
+        "auto" => CpuKernelProfile.Auto,
+        "default" => CpuKernelProfile.Default,
+        "safe" => CpuKernelProfile.Safe,
+        _ => throw new ArgumentException($"{what}: '{value}' is not a CPU kernel profile (expected auto, default or safe)"),
+    };
+
+    /// <summary>
+    /// Applies <paramref name="profile"/> (null: <see cref="EnvironmentVariable"/>, else auto). Call before the first
+    /// tensor is made: the safe set's instruction-set limits only take effect then (variables the user set are kept).
+    /// Later calls only flip libtorch's switches. Returns the profile in force.
+    /// </summary>
+    public static CpuKernelProfile Apply(CpuKernelProfile? profile = null)
+    {
+        lock (Gate)
+        {
+            var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
+            var requested = profile ?? (string.IsNullOrWhiteSpace(env) ? CpuKernelProfile.Auto : Parse(env, EnvironmentVariable));
+            bool safe = requested == CpuKernelProfile.Safe || (requested == CpuKernelProfile.Auto && CpuFeatures.Current.IsZen5OrLater);
+            if (_requested is null && safe)
+            {
+                foreach (var pair in SafeEnvironment)
+                {
+                    var (name, value) = (pair[..pair.IndexOf('=')], pair[(pair.IndexOf('=') + 1)..]);
+                    if (!string.IsNullOrEmpty(Environment.GetEnvironmentVariable(name))) continue;
+                    SetProcessEnvironment(name, value);
+                    EnvironmentSet.Add(pair);
+                }
+            }
+            _requested = requested;
+            if (safe) UseSafeKernels();
+            else if (requested == CpuKernelProfile.Default && LibTorchSwitches.TryGet(out _)) LibTorchSwitches.Set(mkldnn: true, flashAttention: true);
+            return requested;
+        }
+    }
+
+    /// <summary>Switches libtorch to the safe set now: convolutions by im2col + BLAS, attention by the math path.</summary>
+    public static void UseSafeKernels()
+    {
+        if (!LibTorchSwitches.TryGet(out _))
+        {
+            throw new InvalidOperationException("libtorch's global context could not be found in this process (libtorch_cpu.so not mapped)");
+        }
+        LibTorchSwitches.Set(mkldnn: false, flashAttention: false);
+    }
+
+    /// <summary>What is in force, for logs and <c>ddpo doctor</c>: the switches and the environment that chose kernels.</summary>
+    public static string Describe()
+    {
+        var parts = new List<string>();
+        if (LibTorchSwitches.TryGet(out var s))
+        {
+            parts.Add(s.MkldnnEnabled ? "oneDNN convolutions" : "im2col + BLAS convolutions (oneDNN off)");
+            parts.Add(s.FlashAttentionEnabled ? "flash attention" : "math attention");
+        }
+        foreach (var name in new[] { "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS" })
+        {
+            var value = Environment.GetEnvironmentVariable(name);
+            if (!string.IsNullOrEmpty(value)) parts.Add($"{name}={value}{(EnvironmentSet.Any(e => e.StartsWith(name + "=", StringComparison.Ordinal)) ? " (set by ddpo)" : "")}");
+        }
+        return string.Join(", ", parts);
+    }
+
+    // oneDNN and ATen read these with getenv(); .NET's Environment does not change the C environment on Linux.
+    private static void SetProcessEnvironment(string name, string value)
+    {
+        Environment.SetEnvironmentVariable(name, value);
+        if (OperatingSystem.IsLinux() || OperatingSystem.IsMacOS()) _ = setenv(name, value, 1);
+    }
+
+    [DllImport("libc", EntryPoint = "setenv")]
+    private static extern int setenv([MarshalAs(UnmanagedType.LPUTF8Str)] string name, [MarshalAs(UnmanagedType.LPUTF8Str)] string value, int overwrite);
+}
+
+/// <summary>
+/// libtorch's global switches that TorchSharp does not expose (<c>torch.backends.mkldnn.enabled</c>,
+/// <c>torch.backends.cuda.enable_flash_sdp</c>, which also governs the CPU's flash kernel): <c>at::Context</c>'s
+/// members, called through their exported symbols (Itanium C++ ABI: the context pointer is the first argument).
+/// </summary>
+internal static unsafe class LibTorchSwitches
+{
+    private static bool _resolved;
+    private static nint _context;
+    private static delegate* unmanaged<nint, byte> _getMkldnn;
+    private static delegate* unmanaged<nint, byte, void> _setMkldnn;
+    private static delegate* unmanaged<nint, byte> _getFlash;
+    private static delegate* unmanaged<nint, byte, void> _setFlash;
+
+    /// <summary>The switches' values.</summary>
+    public readonly record struct State(bool MkldnnEnabled, bool FlashAttentionEnabled);
+
+    /// <summary>Reads the switches; false where libtorch's symbols are not found.</summary>
+    public static bool TryGet(out State state)
+    {
+        state = default;
+        if (!Resolve()) return false;
+        state = new State(_getMkldnn(_context) != 0, _getFlash(_context) != 0);
+        return true;
+    }
+
+    /// <summary>Sets both switches.</summary>
+    public static void Set(bool mkldnn, bool flashAttention)
+    {
+        if (!Resolve()) throw new InvalidOperationException("libtorch's global context could not be found");
+        _setMkldnn(_context, mkldnn ? (byte)1 : (byte)0);
+        _setFlash(_context, flashAttention ? (byte)1 : (byte)0);
+    }
+
+    private static bool Resolve()
+    {
+        if (_resolved) return _context != 0;
+        // Any call into TorchSharp loads libtorch; the symbols are then looked up in the mapped libtorch_cpu.so.
+        _ = TorchSharp.torch.get_num_threads();
+        _resolved = true;
+        var path = TorchRuntime.LoadedLibTorch();
+        if (path is null || !NativeLibrary.TryLoad(path, out var lib)) return false;
+        if (!NativeLibrary.TryGetExport(lib, "_ZN2at13globalContextEv", out var global)
+            || !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context17userEnabledMkldnnEv", out var getMkldnn)
+            || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledMkldnnEb", out var setMkldnn)
+            || !NativeLibrary.TryGetExport(lib, "_ZNK2at7Context19userEnabledFlashSDPEv", out var getFlash)
+            || !NativeLibrary.TryGetExport(lib, "_ZN2at7Context14setSDPUseFlashEb", out var setFlash))
+        {
+            return false;
+        }
+        _getMkldnn = (delegate* unmanaged<nint, byte>)getMkldnn;
+        _setMkldnn = (delegate* unmanaged<nint, byte, void>)setMkldnn;
+        _getFlash = (delegate* unmanaged<nint, byte>)getFlash;
+        _setFlash = (delegate* unmanaged<nint, byte, void>)setFlash;
+        _context = ((delegate* unmanaged<nint>)global)();
+        return _context != 0;
+    }
+}
