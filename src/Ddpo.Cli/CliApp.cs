@@ -31,6 +31,34 @@ public static class CliApp
         return root;
     }
 
+    /// <summary>The console width assumed where output is redirected: wide enough that no line is ever wrapped.</summary>
+    public const int UnwrappedWidth = 1_000_000;
+
+    /// <summary>
+    /// Where standard output is not a terminal (redirected to a file or a pipe), makes <see cref="AnsiConsole"/> write
+    /// plain text (no colours, no cursor movement, not interactive, so no live progress bars) and never wrap a line:
+    /// Spectre.Console would otherwise break lines at its assumed 80 columns, in the middle of a value. Called by the
+    /// program's entry point (not by <see cref="Run"/>, which tests call in-process with a console of their own).
+    /// </summary>
+    public static void UnwrapRedirectedOutput()
+    {
+        if (Console.IsOutputRedirected) AnsiConsole.Console = UnwrappedConsole(Console.Out);
+    }
+
+    /// <summary>A plain, non-interactive console writing to <paramref name="writer"/> that does not wrap lines.</summary>
+    public static IAnsiConsole UnwrappedConsole(TextWriter writer)
+    {
+        var console = AnsiConsole.Create(new AnsiConsoleSettings
+        {
+            Out = new AnsiConsoleOutput(writer),
+            Ansi = AnsiSupport.No,
+            ColorSystem = ColorSystemSupport.NoColors,
+            Interactive = InteractionSupport.No,
+        });
+        console.Profile.Width = UnwrappedWidth;
+        return console;
+    }
+
     /// <summary>Parses and runs <paramref name="args"/>; returns the process exit code.</summary>
     public static int Run(string[] args)
     {

@@ -42,6 +42,8 @@ internal static class ReportPage
         table.grid th{font-size:12px;font-weight:600;color:#374151;text-align:center;vertical-align:bottom}
         table.grid th.prompt{text-align:right;max-width:220px;font-weight:500;vertical-align:middle}
         table.grid th small{display:block;font-weight:400;color:#5b6472}
+        .badge{display:inline-block;border-radius:4px;padding:0 5px;font-size:11px;font-weight:600}
+        .badge.collapsed{background:#f3e5f5;color:#8c2d9c;border:1px solid #8c2d9c}
         img.px{image-rendering:pixelated;image-rendering:crisp-edges;display:block;border-radius:3px;background:#eee}
         .missing{display:flex;align-items:center;justify-content:center;background:repeating-linear-gradient(45deg,#f1f2f4,#f1f2f4 6px,#e6e8eb 6px,#e6e8eb 12px);color:#6b7280;font-size:11px;border-radius:3px}
         pre.config{background:#f6f7f9;border:1px solid #e4e7eb;border-radius:6px;padding:10px 12px;font-size:12px;overflow:auto;max-height:600px;margin:0}

@@ -79,6 +79,15 @@ internal sealed partial class RunData
     /// <summary>Whether any epoch has the field <paramref name="key"/> as a number.</summary>
     public bool Has(string key) => Epochs.Any(e => e.TryGetNumber(key, out _));
 
+    /// <summary>
+    /// The epochs whose rewards had no spread (<c>reward_collapsed</c>; for a line written before that field, reward_min
+    /// equal to reward_max over at least 2 finite rewards): the policy has likely collapsed.
+    /// </summary>
+    public IReadOnlyList<int> CollapsedEpochs => Epochs.Where(IsCollapsed).Select(e => e.Epoch).ToList();
+
+    private static bool IsCollapsed(EpochMetrics e) => e.RewardCollapsed
+        ?? (e.Samples - (double.IsNaN(e.NonfiniteRewards) ? 0 : e.NonfiniteRewards) >= 2 && EpochMetrics.IsCollapsed([e.RewardMin, e.RewardMax]));
+
     /// <summary>Reads the run directory <paramref name="runDirectory"/>.</summary>
     /// <exception cref="DirectoryNotFoundException">The directory does not exist.</exception>
     /// <exception cref="FileNotFoundException">It has no <c>metrics.jsonl</c>, so it is not a run directory.</exception>

@@ -21,6 +21,8 @@ public static class RunReport
 
     private const string OverOptColor = "#d62728";
 
+    private const string CollapseColor = "#8c2d9c";
+
     /// <summary>
     /// Reads <paramref name="runDir"/> and writes <c>runDir/report.html</c> atomically (temporary file,
     /// then rename), so a browser never sees a half-written report. Returns the report's path.
@@ -90,6 +92,17 @@ public static class RunReport
                 $"{Signed(f.WatchSlope)}/epoch (± {Num(f.WatchSlopeError)}). Flagged epochs: {Escape(spans)} (shaded red in the reward charts). " +
                 $"<span class=\"note\">Rule: {Escape(detector.Describe())}.</span>"));
         }
+        var collapsed = run.CollapsedEpochs;
+        if (collapsed.Count > 0)
+        {
+            var byEpoch = run.Epochs.ToDictionary(e => e.Epoch);
+            var values = collapsed.Select(e => byEpoch[e].RewardMean).Where(double.IsFinite).Distinct().Take(3).Select(Num);
+            sb.Append(ReportPage.Callout("warn", $"Reward collapse: {collapsed.Count} epoch{(collapsed.Count == 1 ? "" : "s")} with zero reward spread",
+                $"<p>Every sample of epoch{(collapsed.Count == 1 ? "" : "s")} {Escape(EpochRanges(collapsed))} got the same reward ({Escape(string.Join(", ", values))}): " +
+                "the policy has likely collapsed and produces identical images (e.g. all black), so those updates have no signal. " +
+                "Lower <code>train.learning_rate</code> or use the KL penalty (<code>train.kl_coef</code> &gt; 0).</p>" +
+                "<p class=\"note\">Marked “collapsed” on the reward chart and in the image grid (field <code>reward_collapsed</code>).</p>"));
+        }
         if (summary.NonfiniteRewards > 0)
         {
             var where = run.Epochs.Where(e => e["nonfinite_rewards"] > 0).Select(e => e.Epoch.ToString(CultureInfo.InvariantCulture));
@@ -122,6 +135,9 @@ public static class RunReport
         var std = run.Series("reward_std");
         var spans = findings.SelectMany(f => f.Spans.Select(s => new ChartSpan(s.FromEpoch, s.ToEpoch, $"over-optimisation ({f.WatchReward})", OverOptColor))).ToList();
         var markers = findings.Select(f => f.OnsetEpoch).Distinct().Select(e => new ChartMarker(e, "over-opt", OverOptColor)).ToList();
+        // Every collapsed epoch gets a line; the first of each run of consecutive ones the label.
+        var collapsed = run.CollapsedEpochs;
+        var collapseMarkers = collapsed.Select((e, i) => new ChartMarker(e, i == 0 || collapsed[i - 1] != e - 1 ? "collapsed" : "", CollapseColor)).ToList();
 
         sb.Append("<section id=\"rewards\"><h2>Reward</h2><div class=\"charts\">");
         var rewardSeries = new List<ChartSeries>
@@ -140,8 +156,8 @@ public static class RunReport
             rewardSeries.Add(new ChartSeries("reward max", "#9aa1ab", x, run.Series("reward_max")) { Dashed = true, Width = 1.2, Dots = false });
             legend.Add(("min / max", "#9aa1ab", true));
         }
-        sb.Append(ReportPage.Figure("Reward per epoch: mean ± std", SvgChart.Lines("Reward mean ± std per epoch", "reward", rewardSeries, spans, markers),
-            SvgChart.Legend(legend), id: "reward-chart"));
+        sb.Append(ReportPage.Figure("Reward per epoch: mean ± std", SvgChart.Lines("Reward mean ± std per epoch", "reward", rewardSeries, spans, [.. markers, .. collapseMarkers]),
+            SvgChart.Legend(legend), collapsed.Count > 0 ? "Dashed purple lines: epochs whose rewards collapsed (all equal)." : null, id: "reward-chart"));
 
         if (run.WatchRewards.Count > 0)
         {
@@ -186,11 +202,13 @@ public static class RunReport
         var columns = PickColumns(run.ImageEpochs);
         int rows = Math.Max(run.EvalPrompts.Count, columns.Select(MaxImageIndex).DefaultIfEmpty(-1).Max() + 1);
         var byEpoch = run.Epochs.ToDictionary(e => e.Epoch);
+        var collapsed = run.CollapsedEpochs.ToHashSet();
         sb.Append("<div class=\"scroll\"><table class=\"grid\"><thead><tr><th></th>");
         foreach (var c in columns)
         {
             var reward = byEpoch.TryGetValue(c.Epoch, out var m) && m.TryGetNumber("reward_mean", out var r) ? $"<small>reward {Num(r)}</small>" : "";
-            sb.Append($"<th>epoch {c.Epoch}{reward}</th>");
+            var badge = collapsed.Contains(c.Epoch) ? "<span class=\"badge collapsed\" title=\"every reward of this epoch was the same\">collapsed</span>" : "";
+            sb.Append($"<th>epoch {c.Epoch}{reward}{badge}</th>");
         }
         sb.Append("</tr></thead><tbody>");
         for (int p = 0; p < rows; p++)
@@ -304,6 +322,21 @@ public static class RunReport
             sb.Append($"<tr><td class=\"text\">{Escape(k)}</td><td>{Duration(v)}</td><td>{(total > 0 ? (v / total).ToString("P0", CultureInfo.InvariantCulture) : "—")}</td><td>{Duration(perEpoch)}</td></tr>");
         }
         sb.Append($"<tr><th class=\"text\">all</th><th>{Duration(total)}</th><th></th><th></th></tr></tbody></table></div></div></section>\n");
+    }
+
+    /// <summary>Epoch numbers (ascending) as ranges: "2, 5–7".</summary>
+    internal static string EpochRanges(IReadOnlyList<int> epochs)
+    {
+        var parts = new List<string>();
+        for (int i = 0; i < epochs.Count;)
+        {
+            int j = i;
+            while (j + 1 < epochs.Count && epochs[j + 1] == epochs[j] + 1) j++;
+            parts.Add(j == i ? epochs[i].ToString(CultureInfo.InvariantCulture)
+                : string.Create(CultureInfo.InvariantCulture, $"{epochs[i]}–{epochs[j]}"));
+            i = j + 1;
+        }
+        return string.Join(", ", parts);
     }
 
     private static double[] Normalise(double[] values)

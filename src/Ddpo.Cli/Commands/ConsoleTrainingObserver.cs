@@ -3,7 +3,11 @@ using Spectre.Console;
 
 namespace Ddpo.Cli.Commands;
 
-/// <summary>Shows training progress as Spectre.Console progress bars and one summary line per epoch.</summary>
+/// <summary>
+/// Shows training progress as Spectre.Console progress bars and one summary line per epoch, plus a warning line for an
+/// epoch whose rewards collapsed. Where the console is not interactive (output redirected to a file or a pipe, see
+/// <see cref="CliApp.UnwrapRedirectedOutput"/>) there are no progress bars: only the lines.
+/// </summary>
 public sealed class ConsoleTrainingObserver : ITrainingObserver
 {
     private ProgressContext? _context;
@@ -16,7 +20,8 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
     /// <summary>Runs the training under a live progress display.</summary>
     public async Task RunAsync(Func<Task> training)
     {
-        if (_quiet)
+        // Spectre's fallback for a non-interactive console prints progress milestones as lines: noise in a log file.
+        if (_quiet || !AnsiConsole.Profile.Capabilities.Interactive)
         {
             await training();
             return;
@@ -54,6 +59,7 @@ public sealed class ConsoleTrainingObserver : ITrainingObserver
         if (_quiet) return;
         AnsiConsole.MarkupLineInterpolated(
             $"epoch {m.Epoch,3}  reward {m.RewardMean:F4} ± {m.RewardStd:F4}  kl {m.ApproxKl:E2}  clipfrac {m.ClipFrac:F3}  loss {m.Loss:E2}  sample {m.SamplingSeconds:F1}s  reward {m.RewardSeconds:F1}s  train {m.TrainingSeconds:F1}s{Extras(m)}");
+        if (m.CollapseWarning() is { } warning) AnsiConsole.MarkupLineInterpolated($"[yellow]warning:[/] {warning}");
     }
 
     /// <inheritdoc />

@@ -27,6 +27,11 @@ public sealed record EpochMetrics
     public double RewardMin { get; init; } = double.NaN;
     /// <summary><c>reward_max</c>.</summary>
     public double RewardMax { get; init; } = double.NaN;
+    /// <summary>
+    /// <c>reward_collapsed</c>: every reward of the epoch was the same (see <see cref="IsCollapsed"/>), e.g. all images
+    /// black: the policy has likely collapsed. Null where the line lacks the field (written by an older version).
+    /// </summary>
+    public bool? RewardCollapsed { get; init; }
     /// <summary><c>approx_kl</c> between the sampling and the updated policy.</summary>
     public double ApproxKl { get; init; } = double.NaN;
     /// <summary><c>clipfrac</c>: fraction of importance ratios outside the clip range.</summary>
@@ -135,6 +140,7 @@ public sealed record EpochMetrics
             RewardSem = N("reward_sem"),
             RewardMin = N("reward_min"),
             RewardMax = N("reward_max"),
+            RewardCollapsed = values.TryGetValue("reward_collapsed", out var c) && c is bool collapsed ? collapsed : null,
             ApproxKl = N("approx_kl"),
             ClipFrac = N("clipfrac"),
             Loss = N("loss"),
@@ -180,6 +186,31 @@ public sealed record EpochMetrics
         foreach (var (key, value) in extra ?? new Dictionary<string, object?>()) line[key] = value;
         return FromValues(line, $"epoch {epoch}");
     }
+
+    /// <summary>
+    /// Whether an epoch's rewards have no spread: at least 2 of them, and max − min at most 1e-12 of the largest
+    /// |reward| (exactly equal for rewards of 0): every image scored the same, as when the policy collapsed to
+    /// one image (all black, every JPEG the same size). Such an epoch teaches nothing: its advantages are all 0.
+    /// </summary>
+    public static bool IsCollapsed(IReadOnlyList<double> rewards)
+    {
+        ArgumentNullException.ThrowIfNull(rewards);
+        if (rewards.Count < 2) return false;
+        double min = rewards.Min(), max = rewards.Max();
+        return double.IsFinite(min) && double.IsFinite(max) && max - min <= CollapseTolerance * Math.Max(Math.Abs(min), Math.Abs(max));
+    }
+
+    /// <summary>The relative spread (max − min over the largest |reward|) at or below which <see cref="IsCollapsed"/> holds.</summary>
+    public const double CollapseTolerance = 1e-12;
+
+    /// <summary>
+    /// The warning for an epoch whose rewards collapsed (<see cref="RewardCollapsed"/>), naming the epoch and the
+    /// reward, what it likely means and what to try; null for any other epoch.
+    /// </summary>
+    public string? CollapseWarning() => RewardCollapsed == true
+        ? string.Create(CultureInfo.InvariantCulture,
+            $"epoch {Epoch}: all {(double.IsFinite(Samples - NonfiniteRewards) ? (Samples - NonfiniteRewards).ToString(CultureInfo.InvariantCulture) + " " : "")}rewards are {RewardMean:G6} (zero spread): the policy has likely collapsed and produces identical images, so the update has no signal; lower train.learning_rate or use the KL penalty (train.kl_coef > 0)")
+        : null;
 
     private const string WatchPrefix = "watch_";
     private const string RewardPrefix = "reward_";

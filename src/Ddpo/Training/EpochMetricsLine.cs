@@ -6,8 +6,8 @@ internal static class EpochMetricsLine
     /// <summary>
     /// The line (see <see cref="EpochMetrics.Build"/>): <c>epoch</c>, reward statistics over the rewards of <paramref name="samples"/> (the finite ones)
     /// (<c>reward_mean</c>; <c>reward_std</c> with n in the denominator, as ddpo-pytorch logs numpy's
-    /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
-    /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
+    /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max;
+    /// <c>reward_collapsed</c>, see <see cref="EpochMetrics.IsCollapsed"/>), per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
     /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
     /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
     /// </summary>
@@ -25,6 +25,7 @@ internal static class EpochMetricsLine
             ["reward_sem"] = Evaluation.StandardError.OfMean(r),
             ["reward_min"] = r.Length > 0 ? r.Min() : double.NaN,
             ["reward_max"] = r.Length > 0 ? r.Max() : double.NaN,
+            ["reward_collapsed"] = EpochMetrics.IsCollapsed(r),
             ["approx_kl"] = stats.ApproxKl,
             ["clipfrac"] = stats.ClipFrac,
             ["loss"] = stats.Loss,

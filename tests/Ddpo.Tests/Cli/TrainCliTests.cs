@@ -1,6 +1,9 @@
 using System.Text.Json;
+using System.Text.Json.Nodes;
+using System.Text.RegularExpressions;
 using Ddpo.Cli;
 using Ddpo.Pipelines;
+using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using TorchSharp;
@@ -74,6 +77,50 @@ public sealed class TrainCliTests
         using var b = exported.Sample(["a cat"], options, new torch.Generator(3));
         TensorAssert.Close(a.Images, b.Images, atol: 1e-4, what: "merged export vs LoRA adapters");
         adapters.Detach();
+        Directory.Delete(root, true);
+    }
+
+    /// <summary>
+    /// <c>ddpo train</c> with its output redirected (as to a log file) and an assumed width of 80 columns: every epoch
+    /// line holds its whole record, the header and the run folder are one line each, and there are no progress bars. The
+    /// reward server gives every image the same reward, so each epoch's rewards have zero spread: a warning line says
+    /// so and metrics.jsonl marks the epoch <c>reward_collapsed</c>.
+    /// </summary>
+    [Fact]
+    public async Task RedirectedOutputIsOneLinePerEpochAndACollapsedRewardIsWarnedAbout()
+    {
+        using var server = LocalHttpServer.Answering((request, _) =>
+        {
+            var images = JsonNode.Parse(request.Body)!["images"]!.AsArray();
+            return (200, new JsonObject { ["rewards"] = new JsonArray(images.Select(_ => (JsonNode)JsonValue.Create(1.0)).ToArray()) }.ToJsonString());
+        });
+        var root = TestPaths.NewTempDir();
+        var run = Path.Combine(root, "a-run-folder-whose-name-alone-is-longer-than-the-eighty-columns-a-console-is-assumed-to-have");
+        var (code, output) = await CliProcess.RunAsync(1,
+            [.. TrainArgs(run, 2), "--set", "reward_fn=\"remote\"", "--set", $"reward.server.base_url=\"{server.BaseUrl}\""],
+            TimeSpan.FromMinutes(5), new Dictionary<string, string> { ["COLUMNS"] = "80" });
+        Assert.True(code == 0, output);
+        var lines = output.Split('\n').Select(l => l.TrimEnd('\r')).ToArray();
+
+        var epochLines = lines.Where(l => l.StartsWith("epoch ", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, epochLines.Length);
+        for (int e = 0; e < 2; e++)
+        {
+            Assert.Matches($@"^epoch +{e}  reward \S+ ± \S+  kl \S+  clipfrac \S+  loss \S+  sample \S+s  reward \S+s  train \S+s$", epochLines[e]);
+            Assert.True(epochLines[e].Length > 80, epochLines[e]);
+        }
+        var warnings = lines.Where(l => l.StartsWith("warning:", StringComparison.Ordinal)).ToArray();
+        Assert.Equal(2, warnings.Length);
+        for (int e = 0; e < 2; e++)
+        {
+            Assert.Matches($@"^warning: epoch {e}: all 4 rewards are 1 \(zero spread\): the policy has likely collapsed and produces identical images, .*lower train\.learning_rate or use the KL penalty \(train\.kl_coef > 0\)$", warnings[e]);
+        }
+        Assert.Single(lines, l => l.StartsWith("ddpo train: ", StringComparison.Ordinal) && l.EndsWith("epochs 0..1", StringComparison.Ordinal));
+        Assert.Single(lines, l => l == $"run folder: {run}");
+        Assert.Single(lines, l => l == $"done: metrics in {Path.Combine(run, "metrics.jsonl")}");
+        // No progress bars (Spectre's fallback would print "epoch 0: sampling ... 25%" lines) and no escape codes.
+        Assert.DoesNotContain(lines, l => l.Contains('%') || l.Contains('\u001b'));
+        Assert.All(MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")), m => Assert.Equal(true, m["reward_collapsed"]));
         Directory.Delete(root, true);
     }
 }

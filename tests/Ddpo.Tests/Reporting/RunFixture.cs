@@ -23,9 +23,11 @@ internal sealed class RunFixture
     /// <summary>
     /// Logs <paramref name="epochs"/> epochs of metrics with rewards rising linearly (plus deterministic
     /// noise), per-prompt rewards, a reward component and, where <paramref name="watchFallsFrom"/> is set,
-    /// a watch reward that rises, then falls from that epoch on.
+    /// a watch reward that rises, then falls from that epoch on; <paramref name="collapsed"/> marks epochs
+    /// <c>reward_collapsed</c> (and gives them zero spread).
     /// </summary>
-    public RunFixture WriteMetrics(int epochs, int? watchFallsFrom = null, bool withWatch = true, Func<int, string, double?>? overrideValue = null)
+    public RunFixture WriteMetrics(int epochs, int? watchFallsFrom = null, bool withWatch = true, Func<int, string, double?>? overrideValue = null,
+        Func<int, bool>? collapsed = null)
     {
         using var writer = new MetricsWriter(Directory);
         var rng = new Random(1234);
@@ -75,6 +77,12 @@ internal sealed class RunFixture
                 {
                     if (overrideValue(e, key) is { } v) line[key] = v;
                 }
+            }
+            if (collapsed is not null)
+            {
+                // Every sample scored the same: no spread, and the field that says so.
+                line["reward_collapsed"] = collapsed(e);
+                if (collapsed(e)) (line["reward_std"], line["reward_sem"], line["reward_min"], line["reward_max"]) = (0.0, 0.0, line["reward_mean"], line["reward_mean"]);
             }
             writer.Write(line);
             Lines.Add(line);

@@ -147,6 +147,33 @@ public sealed class RunReportTests : IDisposable
     }
 
     [Fact]
+    public void CollapsedEpochsAreCalledOutMarkedOnTheRewardChartAndBadgedInTheGrid()
+    {
+        var run = NewRun().WriteMetrics(epochs: 8, withWatch: false, collapsed: e => e is 2 or 5 or 6).WriteImages([0, 2, 4, 6]);
+
+        var html = File.ReadAllText(RunReport.Write(run.Directory));
+
+        Assert.Contains("Reward collapse: 3 epochs with zero reward spread", html);
+        Assert.Contains("Every sample of epochs 2, 5–6 got the same reward", html);
+        Assert.Contains("train.kl_coef", html);
+        // One marker line per collapsed epoch, labelled once per run of consecutive epochs.
+        var chart = Section(html, "reward-chart");
+        Assert.Equal(3, Count(chart, "<line class=\"marker\"[^>]*stroke=\"#8c2d9c\""));
+        Assert.Equal(2, Count(chart, ">collapsed</text>"));
+        // The grid's columns of epochs 2 and 6 (not 0 and 4) carry the badge.
+        var grid = Section(html, "images");
+        Assert.Equal(2, Count(grid, "class=\"badge collapsed\""));
+        Assert.Matches("epoch 2<small>[^<]*</small><span class=\"badge collapsed\"", grid);
+        Assert.Matches("epoch 6<small>[^<]*</small><span class=\"badge collapsed\"", grid);
+
+        // Without collapsed epochs (or with the field false) there is none of it.
+        var fine = NewRun("run-b").WriteMetrics(epochs: 8, withWatch: false, collapsed: _ => false).WriteImages([0, 2]);
+        var fineHtml = File.ReadAllText(RunReport.Write(fine.Directory));
+        Assert.DoesNotContain("Reward collapse", fineHtml);
+        Assert.DoesNotContain("collapsed</", fineHtml);
+    }
+
+    [Fact]
     public void EmptyMetricsSaysNoEpochsYetAndBadDirectoriesAreClearErrors()
     {
         var run = NewRun();
