@@ -52,14 +52,14 @@ internal sealed class CheckpointStore
     public CheckpointInfo Save(CheckpointState state, IReadOnlyDictionary<string, Tensor> tensors)
     {
         ArgumentOutOfRangeException.ThrowIfNegative(state.Epoch);
+        Directory.CreateDirectory(Root);
+        RemoveStaleTemporaries();
         var final = Path.Combine(Root, FolderName(state.Epoch));
         if (FirstNonFinite(tensors) is { } bad)
         {
             throw new NonFiniteTensorException($"{final}: refusing to write a checkpoint whose tensor '{bad}' has non-finite values (NaN/inf); " +
                 "the newest checkpoint already in the run folder is kept");
         }
-        Directory.CreateDirectory(Root);
-        RemoveStaleTemporaries();
         AtomicFile.WriteFolder(final, temp =>
         {
             SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
