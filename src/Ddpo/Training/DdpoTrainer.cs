@@ -227,7 +227,7 @@ public sealed class DdpoTrainer : IDisposable
         var t = _config.Train;
         var latest = _checkpoints.Latest();
         var where = latest is null
-            ? "No checkpoint was written before this, so the run must start again (without --resume, in a new --run-dir)."
+            ? "No checkpoint was written before this: the run starts again from epoch 0 (the same command with --resume does that in this folder)."
             : $"Nothing non-finite was saved: the newest checkpoint, {latest.Path} (epoch {latest.Epoch}), is the last good one.";
         var resume = latest is null ? "" : $" Then continue from {latest.Path} with the same command plus --resume (e.g. --resume --set train.learning_rate=...).";
         var message = $"training stopped in epoch {e.Epoch}: {e.What}. {where} " +
