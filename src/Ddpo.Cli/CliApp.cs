@@ -20,6 +20,12 @@ public static class CliApp
     /// <summary>Exit code when training was refused because this device's float32 gradients are wrong (<c>ddpo doctor</c> says more).</summary>
     public const int WrongGradients = 3;
 
+    /// <summary>
+    /// Exit code when training stopped because it became non-finite (the weights, or <c>train.max_skipped_steps</c>
+    /// skipped steps in a row); the run folder's newest checkpoint is the last good one and the message names it.
+    /// </summary>
+    public const int TrainingStopped = 3;
+
     /// <summary>Builds the root command with every sub-command.</summary>
     public static RootCommand BuildRoot()
     {
@@ -89,6 +95,12 @@ public static class CliApp
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
             Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, RewardFailed);
             return RewardFailed;
+        }
+        catch (Exception e) when (e is Ddpo.Training.TrainingStoppedException or Ddpo.Training.NonFiniteTensorException)
+        {
+            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, TrainingStopped);
+            return TrainingStopped;
         }
         catch (Exception e)
         {

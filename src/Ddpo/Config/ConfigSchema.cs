@@ -164,6 +164,7 @@ internal static class ConfigSchema
         Float("train.adam_epsilon", c => c.Train.AdamEpsilon, (c, v) => c.Train.AdamEpsilon = v, Positive());
         Int("train.gradient_accumulation_steps", c => c.Train.GradientAccumulationSteps, (c, v) => c.Train.GradientAccumulationSteps = v, 1);
         Float("train.max_grad_norm", c => c.Train.MaxGradNorm, (c, v) => c.Train.MaxGradNorm = v, Positive());
+        Int("train.max_skipped_steps", c => c.Train.MaxSkippedSteps, (c, v) => c.Train.MaxSkippedSteps = v, 1);
         Int("train.num_inner_epochs", c => c.Train.NumInnerEpochs, (c, v) => c.Train.NumInnerEpochs = v, 1);
         Bool("train.cfg", c => c.Train.Cfg, (c, v) => c.Train.Cfg = v);
         Float("train.adv_clip_max", c => c.Train.AdvClipMax, (c, v) => c.Train.AdvClipMax = v, Positive());

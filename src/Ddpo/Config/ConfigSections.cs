@@ -103,6 +103,13 @@ public sealed class TrainConfig
     /// <summary><c>max_grad_norm</c>: gradient clipping norm.</summary>
     public double MaxGradNorm { get; set; } = 1.0;
 
+    /// <summary>
+    /// <c>max_skipped_steps</c>: optimizer steps in a row whose loss or gradients are not finite (each skipped, weights
+    /// and AdamW state untouched) after which the run stops with exit code 3, its newest checkpoint being the last
+    /// good one. Under fp16 loss scaling the scaler's own back-off skips (finite loss, scale above 1) do not count.
+    /// </summary>
+    public int MaxSkippedSteps { get; set; } = 3;
+
     /// <summary><c>num_inner_epochs</c>: passes over each epoch's samples.</summary>
     public int NumInnerEpochs { get; set; } = 1;
 

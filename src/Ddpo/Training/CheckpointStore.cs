@@ -12,7 +12,8 @@ internal sealed record CheckpointInfo(int Epoch, string Path);
 /// Checkpoints of a run under <c>RUN/checkpoints/epoch-000010/</c>: <c>tensors.safetensors</c> (named tensors:
 /// trainable weights and optimiser state) and <c>state.json</c> (<see cref="CheckpointState"/>). Each is built in a
 /// temporary folder and renamed into place, so a crash never leaves a half-written checkpoint under a final name;
-/// only the newest <see cref="KeepLimit"/> are kept.
+/// only the newest <see cref="KeepLimit"/> are kept. A checkpoint with a non-finite tensor is never written (and so the
+/// newest good one is never pruned for it), and one found on disk is refused when loaded.
 /// </summary>
 internal sealed class CheckpointStore
 {
@@ -45,6 +46,8 @@ internal sealed class CheckpointStore
     /// <summary>
     /// Writes a checkpoint for <see cref="CheckpointState.Epoch"/> atomically (replacing one of the same epoch),
     /// then deletes the oldest beyond <see cref="KeepLimit"/>. Tensors are copied to the CPU; the caller keeps ownership.
+    /// A floating-point tensor with a NaN or infinite value is refused (<see cref="NonFiniteTensorException"/>, naming
+    /// it) before anything is written or pruned.
     /// </summary>
     public CheckpointInfo Save(CheckpointState state, IReadOnlyDictionary<string, Tensor> tensors)
     {
@@ -52,6 +55,11 @@ internal sealed class CheckpointStore
         Directory.CreateDirectory(Root);
         RemoveStaleTemporaries();
         var final = Path.Combine(Root, FolderName(state.Epoch));
+        if (FirstNonFinite(tensors) is { } bad)
+        {
+            throw new NonFiniteTensorException($"{final}: refusing to write a checkpoint whose tensor '{bad}' has non-finite values (NaN/inf); " +
+                "the newest checkpoint already in the run folder is kept");
+        }
         AtomicFile.WriteFolder(final, temp =>
         {
             SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
@@ -101,7 +109,34 @@ internal sealed class CheckpointStore
         {
             throw new ModelLoadException($"{statePath}: field 'epoch' is {state.Epoch}, expected a non-negative integer");
         }
-        return (state, SafetensorsFile.Load(Path.Combine(checkpointDirectory, TensorsFile)));
+        var tensorsPath = Path.Combine(checkpointDirectory, TensorsFile);
+        var tensors = SafetensorsFile.Load(tensorsPath);
+        if (FirstNonFinite(tensors) is { } bad)
+        {
+            foreach (var t in tensors.Values) t.Dispose();
+            throw new ModelLoadException($"{tensorsPath}: tensor '{bad}' has non-finite values (NaN/inf); this checkpoint cannot be resumed from. " +
+                "Move its folder out of checkpoints/ to resume from the previous one, or start the run again");
+        }
+        return (state, tensors);
+    }
+
+    /// <summary>
+    /// The name of the first floating-point tensor of <paramref name="tensors"/> (in name order) with a NaN or infinite
+    /// value, or null when all are finite: one fused check, and a search only when it fails.
+    /// </summary>
+    public static string? FirstNonFinite(IReadOnlyDictionary<string, Tensor> tensors)
+    {
+        var floats = tensors.Where(kv => is_floating_point(kv.Value)).OrderBy(kv => kv.Key, StringComparer.Ordinal).ToList();
+        using (var all = NonFiniteGuard.AllFinite(floats.Select(kv => kv.Value)))
+        {
+            if (all is null || all.item<bool>()) return null;
+        }
+        foreach (var (name, t) in floats)
+        {
+            using var finite = t.isfinite().all();
+            if (!finite.item<bool>()) return name;
+        }
+        return null;
     }
 
     private void Prune()

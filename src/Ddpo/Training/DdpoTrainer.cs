@@ -59,6 +59,12 @@ public sealed class DdpoTrainer : IDisposable
     /// <summary>The first epoch this trainer will run (after a resume, the one after the checkpoint).</summary>
     public int StartEpoch => _startEpoch;
 
+    /// <summary>The AdamW optimizer of the trainable weights.</summary>
+    internal OptimizerHelper Optimizer => _optimizer;
+
+    /// <summary>A testing aid passed to the <see cref="PolicyUpdater"/>: (epoch, micro-step) -> write a NaN into a gradient.</summary>
+    internal Func<int, int, bool>? GradientFault { get; set; }
+
     /// <summary>
     /// Prepares a run: writes the resolved config, attaches trainable weights and the optimizer, and
     /// with <paramref name="resume"/> restores the newest checkpoint of <paramref name="runDirectory"/>.
@@ -107,6 +113,9 @@ public sealed class DdpoTrainer : IDisposable
         if (resume && _checkpoints.Latest() is { } latest)
         {
             var state = _checkpoints.Restore(latest, _weights, _optimizer, _scaler);
+            // The optimizer state brings back the learning rate it was saved with; the run's config decides it (so that
+            // --resume --set train.learning_rate=... takes effect, e.g. after a run stopped on non-finite training).
+            foreach (var group in _optimizer.ParamGroups) group.LearningRate = t.LearningRate;
             if (state.ConfigHash != config.ComputeHash())
             {
                 _observer.Message($"note: the configuration differs from the one checkpoint {latest.Path} was made with");
@@ -147,7 +156,7 @@ public sealed class DdpoTrainer : IDisposable
     {
         var group = _parallel.Group;
         var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer, group.Rank, group.Size);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference, _parallel);
+        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference, _parallel) { GradientFault = GradientFault };
         using var metrics = Writes ? new MetricsWriter(_run.Root) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -170,7 +179,19 @@ public sealed class DdpoTrainer : IDisposable
             {
                 // Everything the update makes (graphs, shuffles, statistics) dies with the scope; the weights
                 // and the optimizer's moments were made outside it and live on.
-                stats = Update(updater, train, epoch);
+                try
+                {
+                    stats = Update(updater, train, epoch);
+                }
+                catch (NonFiniteStepException e)
+                {
+                    throw Stopped(e);
+                }
+            }
+            if (stats.SkippedSteps > 0)
+            {
+                _observer.Message($"epoch {epoch}: skipped {stats.SkippedSteps} optimizer step(s) whose loss or gradients were not finite " +
+                    $"(weights and AdamW state untouched{(_scaler.Enabled ? $"; loss scale now {stats.LossScale:G6}" : "")})");
             }
             _globalStep += stats.OptimizerSteps;
             WeightsChecksum.Verify(group, _weights.Parameters, epoch);
@@ -195,6 +216,25 @@ public sealed class DdpoTrainer : IDisposable
         if (!Writes) return;
         using var exportScope = NewDisposeScope();
         _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
+    }
+
+    /// <summary>
+    /// The run stops on non-finite training: nothing of this epoch is saved, so the newest checkpoint is the last good
+    /// one; the message names it and what to try.
+    /// </summary>
+    private TrainingStoppedException Stopped(NonFiniteStepException e)
+    {
+        var t = _config.Train;
+        var latest = _checkpoints.Latest();
+        var where = latest is null
+            ? "No checkpoint was written before this: the run starts again from epoch 0 (the same command with --resume does that in this folder)."
+            : $"Nothing non-finite was saved: the newest checkpoint, {latest.Path} (epoch {latest.Epoch}), is the last good one.";
+        var resume = latest is null ? "" : $" Then continue from {latest.Path} with the same command plus --resume (e.g. --resume --set train.learning_rate=...).";
+        var message = $"training stopped in epoch {e.Epoch}: {e.What}. {where} " +
+            $"Try a lower train.learning_rate (now {t.LearningRate:G6}), a smaller train.max_grad_norm (now {t.MaxGradNorm:G6}), " +
+            $"fp32 (pretrained.dtype = \"fp32\"{(_pipeline.Unet.DType == ScalarType.Float32 ? ", as now" : "")}), " +
+            $"and `ddpo doctor` to check this machine's gradients.{resume}";
+        return new TrainingStoppedException(message, e.Epoch, latest?.Path, e);
     }
 
     private async Task<EpochSamples> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)

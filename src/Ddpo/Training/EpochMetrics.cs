@@ -48,7 +48,7 @@ public sealed record EpochMetrics
     public double NonfiniteRewards { get; init; } = double.NaN;
     /// <summary><c>optimizer_steps</c>.</summary>
     public double OptimizerSteps { get; init; } = double.NaN;
-    /// <summary><c>skipped_steps</c>: steps the loss scaler skipped on non-finite gradients.</summary>
+    /// <summary><c>skipped_steps</c>: optimizer steps skipped because their loss or gradients were not finite (any precision).</summary>
     public double SkippedSteps { get; init; } = double.NaN;
     /// <summary><c>loss_scale</c> (1 without loss scaling).</summary>
     public double LossScale { get; init; } = double.NaN;
@@ -173,7 +173,7 @@ public sealed record EpochMetrics
     /// ones) (<c>reward_mean</c>; <c>reward_std</c> with n in the denominator, as ddpo-pytorch logs numpy's
     /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max),
     /// per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
-    /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
+    /// the samples the update used; <c>skipped_steps</c>, steps skipped on a non-finite loss or
     /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times, the per-prompt mean rewards,
     /// with <c>train.kl_coef</c> &gt; 0 <c>kl_mean</c> (the mean KL to the base model over the trained steps), and the
     /// fields of <paramref name="extra"/> (the advantages' counts, e.g. GRPO's <c>groups</c>, <c>zero_std_groups</c>).

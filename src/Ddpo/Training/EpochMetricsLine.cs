@@ -8,7 +8,7 @@ internal static class EpochMetricsLine
     /// (<c>reward_mean</c>; <c>reward_std</c> with n in the denominator, as ddpo-pytorch logs numpy's
     /// <c>std()</c>; <c>reward_sem</c> from <see cref="Evaluation.StandardError.OfMean"/>; min, max;
     /// <c>reward_collapsed</c>, see <see cref="EpochMetrics.IsCollapsed"/>), per-component means, <c>approx_kl</c>, <c>clipfrac</c>, <c>loss</c>, counts (<c>samples_trained</c>:
-    /// the samples the update used; <c>skipped_steps</c>, steps the loss scaler skipped on non-finite
+    /// the samples the update used; <c>skipped_steps</c>, steps skipped on a non-finite loss or
     /// gradients, and the current <c>loss_scale</c>, 1 without scaling), phase times and the per-prompt mean rewards.
     /// </summary>
     public static Dictionary<string, object?> Build(int epoch, EpochSamples samples, int sampled, int nonFinite,

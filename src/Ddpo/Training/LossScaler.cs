@@ -77,19 +77,26 @@ public sealed class LossScaler
     public bool Unscale(IReadOnlyList<Parameter> parameters)
     {
         if (!Enabled) return true;
+        UnscaleGradients(parameters);
+        using var allFinite = NonFiniteGuard.AllFinite(parameters.Select(p => p.grad).Where(g => g is not null).Select(g => g!));
+        return allFinite is null || allFinite.item<bool>();
+    }
+
+    /// <summary>
+    /// Divides every gradient of <paramref name="parameters"/> by the scale in place (GradScaler's <c>unscale_</c>,
+    /// with its float32 reciprocal) without checking them; disabled, touches nothing. The training loop checks
+    /// the gradients itself, fused with its other checks (<see cref="NonFiniteGuard"/>).
+    /// </summary>
+    internal void UnscaleGradients(IReadOnlyList<Parameter> parameters)
+    {
+        if (!Enabled) return;
         using var scope = NewDisposeScope();
         using var _ = no_grad();
         float inverse = (float)(1.0 / Scale);
-        Tensor? allFinite = null;
         foreach (var p in parameters)
         {
-            var grad = p.grad;
-            if (grad is null) continue;
-            grad.mul_(inverse);
-            var finite = grad.isfinite().all();
-            allFinite = allFinite is null ? finite : allFinite.logical_and(finite);
+            p.grad?.mul_(inverse);
         }
-        return allFinite is null || allFinite.item<bool>();
     }
 
     /// <summary>

@@ -18,7 +18,7 @@ namespace Ddpo.Training;
 /// <param name="MicroSteps">Number of forward/backward passes.</param>
 /// <param name="Seconds">Wall time of the phase.</param>
 /// <param name="Samples">Samples trained on (for sparse RWR, those at or above the percentile).</param>
-/// <param name="SkippedSteps">Optimizer steps skipped by the <see cref="LossScaler"/> (non-finite gradients).</param>
+/// <param name="SkippedSteps">Optimizer steps skipped because their loss or gradients were not finite (<see cref="NonFiniteGuard"/>, any precision).</param>
 /// <param name="LossScale">The loss scale at the end of the phase (1 without loss scaling).</param>
 /// <param name="KlMean">Mean KL between the policy's and the base model's transitions over the trained steps
 /// (<c>train.kl_coef</c> &gt; 0; null otherwise).</param>
@@ -31,7 +31,8 @@ internal sealed record UpdateStats(double Loss, double ApproxKl, double ClipFrac
 /// importance ratio, as ddpo-pytorch), DDPO-SF (REINFORCE, one step per sampling round), or
 /// reward-weighted regression on the denoising loss (RWR, sparse RWR: <see cref="RewardWeightedRegression"/>).
 /// With an enabled <see cref="LossScaler"/> (fp16 models) the backward pass runs on the scaled loss and the
-/// gradients are unscaled before clipping, as accelerate does; a step with non-finite gradients is skipped.
+/// gradients are unscaled before clipping, as accelerate does. In every precision a step whose loss or gradients are
+/// not finite is skipped, and non-finite weights or too many skips in a row stop the run (<see cref="NonFiniteGuard"/>).
 /// With a <see cref="ReferencePolicy"/> (<c>train.kl_coef</c> &gt; 0) each trained step's loss adds kl_coef times the KL
 /// to the base model's transition. Only the steps of the epoch's SDE window are trained (<see cref="SdeWindow"/>).
 /// </summary>
@@ -41,6 +42,13 @@ internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeigh
 {
     private readonly LossScaler _scaler = scaler ?? new LossScaler(enabled: false);
     private readonly DataParallel _parallel = parallel ?? DataParallel.Single;
+    private readonly NonFiniteGuard _guard = new(config.Train.MaxSkippedSteps);
+
+    /// <summary>
+    /// A testing aid: called with (epoch, local micro-step of the epoch) after each micro-step's backward pass; when it
+    /// returns true a NaN is written into the first trainable gradient, as a faulty kernel would.
+    /// </summary>
+    internal Func<int, int, bool>? GradientFault { get; init; }
 
     /// <summary>
     /// Trains on <paramref name="samples"/> with per-sample <paramref name="advantages"/> (for RWR: the loss
@@ -103,17 +111,21 @@ internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeigh
                                 ? RwrLoss(shuffled, shuffledAdv, start, count, gen)
                                 : PolicyLossAt(permuted!, shuffledAdv, start, count, j, reinforce, acc);
                             _scaler.Scaled(loss / microPerStep).backward();
+                            if (GradientFault?.Invoke(epoch, acc.Micro) == true) PoisonGradient();
                             acc.Add(ref acc.Loss, loss);
+                            acc.Add(ref acc.StepLoss, loss);
                             acc.Micro++;
                             observer.PhaseProgress("training", ++done);
                         }
                     }
-                    StepOptimizer(acc);
+                    StepOptimizer(acc, epoch);
                 }
             }
+            _guard.Flush(epoch);
         }
         finally
         {
+            _guard.Discard();
             pipeline.Unet.eval();
             optimizer.zero_grad();
         }
@@ -211,17 +223,48 @@ internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeigh
             w, config.Train.BatchSize, gen);
     }
 
-    private void StepOptimizer(Accumulator acc)
+    /// <summary>
+    /// One optimizer step on the accumulated gradients, in accelerate's order: sum over the ranks, unscale, check
+    /// (<see cref="NonFiniteGuard"/>: one sync), clip to max_grad_norm, step unless the loss or a gradient is
+    /// infinite or NaN, zero the gradients, update the loss scale. A skipped step leaves the weights and the AdamW
+    /// state untouched.
+    /// </summary>
+    private void StepOptimizer(Accumulator acc, int epoch)
     {
-        _parallel.SumGradients(weights.Parameters);
-        if (_scaler.Step(weights.Parameters, optimizer, config.Train.MaxGradNorm))
+        var parameters = weights.Parameters;
+        _parallel.SumGradients(parameters);
+        _scaler.UnscaleGradients(parameters);
+        int step = acc.OptimizerSteps + acc.SkippedSteps + 1;
+        var (gradientsFinite, lossFinite) = _guard.BeforeStep(parameters, acc.StepLoss, _parallel, epoch, step);
+        acc.StepLoss?.Dispose();
+        acc.StepLoss = null;
+        bool finite = gradientsFinite && lossFinite;
+        float scale = _scaler.Scale;
+        if (finite)
         {
+            if (config.Train.MaxGradNorm > 0) nn.utils.clip_grad_norm_(parameters, config.Train.MaxGradNorm);
+            optimizer.step();
+            _guard.AfterStep(parameters, step);
             acc.OptimizerSteps++;
         }
         else
         {
             acc.SkippedSteps++;
         }
+        optimizer.zero_grad();
+        _scaler.Update(finite);
+        // Under loss scaling a finite loss with overflowing gradients is the scaler backing off while its scale is above 1.
+        _guard.Count(finite, counts: !_scaler.Enabled || !lossFinite || scale <= 1,
+            !lossFinite && !gradientsFinite ? "the loss and the gradients were" : !lossFinite ? "the loss was" : "the gradients were", epoch);
+    }
+
+    private void PoisonGradient()
+    {
+        using var _ = no_grad();
+        using var grad = weights.Parameters[0].grad ?? throw new InvalidOperationException("the first trainable parameter has no gradient");
+        using var flat = grad.view(-1);
+        using var first = flat[0];
+        first.fill_(float.NaN);
     }
 
     /// <summary>
@@ -231,7 +274,7 @@ internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeigh
     /// </summary>
     private sealed class Accumulator : IDisposable
     {
-        public Tensor? Loss, Kl, ClipFrac, KlToBase;
+        public Tensor? Loss, Kl, ClipFrac, KlToBase, StepLoss;
         public int Micro, OptimizerSteps, SkippedSteps;
         public double? FirstRatioDeviation;
 
@@ -259,6 +302,7 @@ internal sealed class PolicyUpdater(TextToImagePipeline pipeline, TrainableWeigh
             Kl?.Dispose();
             ClipFrac?.Dispose();
             KlToBase?.Dispose();
+            StepLoss?.Dispose();
         }
     }
 }

@@ -207,6 +207,8 @@ public sealed class DdpoConfigTests : IDisposable
     [InlineData("train.loss_scale_init = 0.0", "train.loss_scale_init")]
     [InlineData("train.loss_scale_init = 1e40", "train.loss_scale_init")]
     [InlineData("train.loss_scale_growth_interval = 0", "train.loss_scale_growth_interval")]
+    [InlineData("train.max_skipped_steps = 0", "train.max_skipped_steps")]
+    [InlineData("train.max_skipped_steps = 1.5", "train.max_skipped_steps")]
     [InlineData("prompt_fn = \"no_such_prompts\"", "prompt_fn")]
     [InlineData("train.adam_beta2 = 1.0", "train.adam_beta2")]
     [InlineData("rwr.percentile = 101.0", "rwr.percentile")]
