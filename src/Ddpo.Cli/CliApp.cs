@@ -84,23 +84,12 @@ public static class CliApp
             Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, BadInput);
             return BadInput;
         }
-        catch (Ddpo.Diagnostics.GradientCheckFailedException e)
+        catch (Exception e) when (StopCode(e) is int code)
         {
+            // The run could not go on (wrong gradients, a failed reward, non-finite training): the message says why and what to do.
             AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, WrongGradients);
-            return WrongGradients;
-        }
-        catch (Ddpo.Training.RewardFailedException e)
-        {
-            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, RewardFailed);
-            return RewardFailed;
-        }
-        catch (Exception e) when (e is Ddpo.Training.TrainingStoppedException or Ddpo.Training.NonFiniteTensorException)
-        {
-            AnsiConsole.Console.MarkupLineInterpolated($"[red]error:[/] {e.Message}");
-            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, TrainingStopped);
-            return TrainingStopped;
+            Ddpo.Distributed.ProcessGroups.AbortOnFailure(e.Message, code);
+            return code;
         }
         catch (Exception e)
         {
@@ -111,6 +100,14 @@ public static class CliApp
             return InternalError;
         }
     }
+
+    private static int? StopCode(Exception e) => e switch
+    {
+        Ddpo.Diagnostics.GradientCheckFailedException => WrongGradients,
+        Ddpo.Training.RewardFailedException => RewardFailed,
+        Ddpo.Training.TrainingStoppedException or Ddpo.Training.NonFiniteTensorException => TrainingStopped,
+        _ => null,
+    };
 
     private static bool IsUserError(Exception e) =>
         e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException

@@ -34,18 +34,14 @@ public static class DoctorCommand
             Console.WriteLine($"threads:  {get_num_threads()} (cores: {Environment.ProcessorCount})");
             Console.WriteLine($"device:   {device}");
             Console.WriteLine($"kernels:  {CpuKernels.Requested?.ToString().ToLowerInvariant() ?? "auto"}: {CpuKernels.Describe()}");
-            using var check = new GradientCheck(device);
-            var report = check.Run(n);
-            Print(report);
-            bool auto = device.type == TorchSharp.DeviceType.CPU && CpuKernels.Requested != CpuKernelProfile.Default && !CpuKernels.SafeKernelsActive;
-            if (!report.Passed && auto)
+            var (report, failedDefault) = GradientSelfCheck.Run(device, n);
+            if (failedDefault is not null)
             {
-                Console.WriteLine($"libtorch's own kernels failed; again with the safe kernels ({nameof(CpuKernels)}.UseSafeKernels, what `ddpo train` does here):");
-                CpuKernels.UseSafeKernels();
+                Print(failedDefault);
+                Console.WriteLine("libtorch's own kernels failed; again with the safe kernels (what `ddpo train` does here):");
                 Console.WriteLine($"kernels:  safe: {CpuKernels.Describe()}");
-                report = check.Run(n);
-                Print(report);
             }
+            Print(report);
             if (report.Passed)
             {
                 Console.WriteLine($"training here can be trusted: yes (every case within {GradientCheck.Tolerance:0e0} of float64 in all {n} runs)");

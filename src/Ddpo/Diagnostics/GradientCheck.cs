@@ -143,11 +143,14 @@ internal sealed class GradientCheck : IDisposable
             return Gradients(output, inputs, generator);
         }));
 
-    private Tensor[] Gradients(Tensor output, IList<Tensor> leaves, Generator generator)
+    private Tensor[] Gradients(Tensor output, IList<Tensor> leaves, Generator generator) =>
+        WeightedGradients(output, leaves, generator).Select(t => t.detach().cpu().to(ScalarType.Float64)).ToArray();
+
+    // The gradients of sum(output * r), r standard normal from the case's generator (the same in both precisions).
+    private IList<Tensor> WeightedGradients(Tensor output, IList<Tensor> leaves, Generator generator)
     {
         var weights = randn(output.shape, dtype: ScalarType.Float64, generator: generator).to(output.dtype, _device);
-        var grads = Grad((output * weights).sum(), leaves);
-        return grads.Select(t => t.detach().cpu().to(ScalarType.Float64)).ToArray();
+        return Grad((output * weights).sum(), leaves);
     }
 
     // Drawn in float64 on the CPU, then cast: both precisions see the same values (up to float32 rounding).
@@ -227,14 +230,8 @@ internal sealed class GradientCheck : IDisposable
         return pair;
     }
 
-    private Tensor[] ModelGradients(Tensor output, Tensor[] inputs, List<TorchSharp.Modules.Parameter> parameters, Generator generator)
-    {
-        var weights = randn(output.shape, dtype: ScalarType.Float64, generator: generator).to(output.dtype, _device);
-        var leaves = new List<Tensor>(inputs);
-        leaves.AddRange(parameters);
-        var grads = Grad((output * weights).sum(), leaves);
-        return Flattened(grads, inputs.Length);
-    }
+    private Tensor[] ModelGradients(Tensor output, Tensor[] inputs, List<TorchSharp.Modules.Parameter> parameters, Generator generator) =>
+        Flattened(WeightedGradients(output, [.. inputs, .. parameters], generator), inputs.Length);
 
     // Unused leaves (a layer the loss does not reach) get zeros: without allow_unused libtorch aborts the process.
     private static IList<Tensor> Grad(Tensor loss, IList<Tensor> leaves)

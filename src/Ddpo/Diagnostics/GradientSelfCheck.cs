@@ -37,19 +37,29 @@ internal static class GradientSelfCheck
     public static string Ensure(Device device, int repetitions = TrainingRepetitions)
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
-        using var check = new GradientCheck(device);
-        var report = check.Run(repetitions);
-        string switched = "";
-        if (!report.Passed && device.type == DeviceType.CPU && CpuKernels.Requested != CpuKernelProfile.Default && !CpuKernels.SafeKernelsActive)
-        {
-            switched = $"libtorch's own kernels failed it ({report.DescribeFailures()}); switched to the safe CPU kernels; ";
-            CpuKernels.UseSafeKernels();
-            report = check.Run(repetitions);
-        }
+        var (report, failedDefault) = Run(device, repetitions);
+        string switched = failedDefault is null ? "" : $"libtorch's own kernels failed it ({failedDefault.DescribeFailures()}); switched to the safe CPU kernels; ";
         if (!report.Passed) throw new GradientCheckFailedException(device, report, switched);
         double worst = report.Rows.Max(r => r.WorstError);
         return $"gradient check on {device.type.ToString().ToLowerInvariant()}: {switched}{report.Rows.Count} cases x {repetitions} runs within {GradientCheck.Tolerance:0e0} of float64 " +
             $"(worst {GradientCheckReport.Format(worst)}; {started.Elapsed.TotalSeconds:F1} s){(device.type == DeviceType.CPU ? $"; kernels: {CpuKernels.Describe()}" : "")}";
+    }
+
+    /// <summary>
+    /// Runs the check; where it fails on the CPU with libtorch's own kernels and the profile allows (not
+    /// <see cref="CpuKernelProfile.Default"/>), switches to the safe kernels and runs it again. Returns the last report,
+    /// and the failed one of libtorch's kernels when it switched (null otherwise).
+    /// </summary>
+    public static (GradientCheckReport Report, GradientCheckReport? FailedDefault) Run(Device device, int repetitions)
+    {
+        using var check = new GradientCheck(device);
+        var report = check.Run(repetitions);
+        if (report.Passed || device.type != DeviceType.CPU || CpuKernels.Requested == CpuKernelProfile.Default || CpuKernels.SafeKernelsActive)
+        {
+            return (report, null);
+        }
+        CpuKernels.UseSafeKernels();
+        return (check.Run(repetitions), report);
     }
 }
 

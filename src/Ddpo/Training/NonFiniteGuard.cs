@@ -67,7 +67,7 @@ internal sealed class NonFiniteGuard(int maxSkippedInARow)
         }
         if (pending is not null && !flags[2])
         {
-            throw new NonFiniteStepException(epoch, $"the trainable weights became non-finite (NaN/inf) after optimizer step {_stepOfPendingCheck} of epoch {epoch}");
+            throw WeightsNotFinite(epoch);
         }
         bool loss = flags[1];
         if (parallel.Group.Size > 1)
@@ -120,9 +120,12 @@ internal sealed class NonFiniteGuard(int maxSkippedInARow)
         }
         if (!finite)
         {
-            throw new NonFiniteStepException(epoch, $"the trainable weights became non-finite (NaN/inf) after optimizer step {_stepOfPendingCheck} of epoch {epoch}");
+            throw WeightsNotFinite(epoch);
         }
     }
+
+    private NonFiniteStepException WeightsNotFinite(int epoch) =>
+        new(epoch, $"the trainable weights became non-finite (NaN/inf) after optimizer step {_stepOfPendingCheck} of epoch {epoch}");
 
     /// <summary>Drops a pending check (the phase ended by an exception).</summary>
     public void Discard()
