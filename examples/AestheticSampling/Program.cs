@@ -3,6 +3,7 @@
 // Usage: AestheticSampling MODEL_DIR CLIP_DIR HEAD.safetensors [--device cuda] ["a prompt" ...]
 using Ddpo.Imaging;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Rewards.Aesthetic;
 using Ddpo.Runtime;
 using TorchSharp;

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Ddpo.Config;
 using Ddpo.Evaluation;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Rewards.Alignment;
@@ -63,9 +64,7 @@ public static class EvalCommand
             var info = parse.GetValue(checkpoint) is { } n
                 ? checkpoints.List().FirstOrDefault(c => c.Epoch == n) ?? throw new ArgumentException($"--checkpoint: no checkpoint of epoch {n} in {checkpoints.Root} (have: {string.Join(", ", checkpoints.List().Select(c => c.Epoch))})")
                 : checkpoints.Latest() ?? throw new ArgumentException($"--run: no checkpoint in {checkpoints.Root}");
-            var weights = cfg.UseLora
-                ? TrainableWeights.WithLora(pipeline.Unet, cfg.Lora.Rank, cfg.Lora.Alpha, cfg.Seed, cfg.Lora.Init)
-                : TrainableWeights.FullUnet(pipeline.Unet);
+            var weights = TrainableWeights.For(cfg, pipeline.Policy);
             var (_, tensors) = CheckpointStore.Load(info.Path);
             weights.LoadRawState(tensors, info.Path);
             foreach (var t in tensors.Values) t.Dispose();

@@ -3,6 +3,7 @@ using System.Text.Json;
 using Ddpo.Imaging;
 using Ddpo.Models.Lora;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Spectre.Console;
 using TorchSharp;
 

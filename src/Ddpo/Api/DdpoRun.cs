@@ -58,7 +58,10 @@ public sealed class DdpoRun : IDisposable
     public IRewardFunction Reward { get; }
 
     /// <summary>The trainer.</summary>
-    public DdpoTrainer Trainer { get; }
+    internal DdpoTrainer Trainer { get; }
+
+    /// <summary>The first epoch <see cref="RunAsync"/> runs (after a resume, the one after the checkpoint).</summary>
+    public int StartEpoch => Trainer.StartEpoch;
 
     /// <summary>The device the model runs on.</summary>
     public Device Device { get; }
@@ -108,7 +111,7 @@ public sealed class DdpoRun : IDisposable
         try
         {
             pipeline = TextToImagePipeline.FromPretrained(ModelFolder(config.Model), device, dtype);
-            var trainer = new DdpoTrainer(config, pipeline, runDirectory, options.Resume, reward, observer, prompts, options.Outputs, group);
+            var trainer = new DdpoTrainer(config, pipeline.Policy, runDirectory, options.Resume, reward, observer, prompts, options.Outputs, group);
             return new DdpoRun(config, preset, pipeline, reward, owned, trainer, device, dtype);
         }
         catch

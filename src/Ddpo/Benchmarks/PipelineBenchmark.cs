@@ -1,5 +1,6 @@
 using Ddpo.Models.Lora;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Rewards;
 using Ddpo.Training;
 using TorchSharp;

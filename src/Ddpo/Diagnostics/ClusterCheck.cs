@@ -66,7 +66,7 @@ internal static class ClusterCheck
         using var scope = NewDisposeScope();
         var config = UnetBenchmark.ResolveConfig(unetSpec);
         using var unet = new UNet2DConditionModel(config, ScalarType.Float32, device);
-        var weights = loraRank > 0 ? TrainableWeights.WithLora(unet, loraRank, loraRank, seed: 0) : TrainableWeights.FullUnet(unet);
+        var weights = loraRank > 0 ? TrainableWeights.WithLora(unet, loraRank, loraRank, seed: 0) : TrainableWeights.Full(unet);
         using (no_grad())
         {
             foreach (var p in weights.Parameters) p.grad = randn_like(p).MoveToOuterDisposeScope();

@@ -5,6 +5,7 @@ using Ddpo.Config;
 using Ddpo.Models.Lora;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Rewards;
 using Ddpo.Schedulers;
 using Ddpo.Training;
@@ -188,7 +189,7 @@ internal static class SpeedSuite
         {
             var clock = Stopwatch.StartNew();
             using var memory = new DeviceMemoryMonitor(pipeline.Device);
-            using (var trainer = new DdpoTrainer(config, pipeline, runDir, resume: false, reward))
+            using (var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume: false, reward))
             {
                 trainer.RunAsync().GetAwaiter().GetResult();
                 trainer.Weights.Lora?.Detach();

@@ -1,4 +1,5 @@
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using TorchSharp;

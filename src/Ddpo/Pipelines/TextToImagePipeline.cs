@@ -2,6 +2,7 @@ using Ddpo.Models.Clip;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Models.Vae;
+using Ddpo.Policies;
 using Ddpo.Runtime;
 using Ddpo.Schedulers;
 using Ddpo.Tokenizers;
@@ -33,6 +34,8 @@ public sealed class TextToImagePipeline : IDisposable
     public Device Device { get; }
     /// <summary>The dtype of the frozen weights.</summary>
     public ScalarType DType { get; }
+    /// <summary>The pipeline as a policy (what training and evaluation use).</summary>
+    internal IDiffusionPolicy Policy { get; }
     /// <summary>The folder the pipeline was loaded from (null when assembled in code).</summary>
     public string? Source { get; init; }
 
@@ -47,6 +50,7 @@ public sealed class TextToImagePipeline : IDisposable
         Scheduler = scheduler;
         Device = device;
         DType = dtype;
+        Policy = new StableDiffusionPolicy(this);
         Unet.eval();
         TextEncoder.eval();
         Vae?.eval();
@@ -104,75 +108,32 @@ public sealed class TextToImagePipeline : IDisposable
     /// the same images on every device. <paramref name="progress"/> receives the number of finished steps.
     /// </summary>
     public SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator = null,
-        string negativePrompt = "", IProgress<int>? progress = null) =>
-        Sample(prompts, options, generator, negativePrompt, progress, embeddings: null);
-
-    /// <summary>
-    /// Samples one image per prompt. Initial noise is drawn on the CPU from <paramref name="generator"/>,
-    /// so a seed gives the same images on every device. <paramref name="progress"/> receives the
-    /// number of finished steps. With <paramref name="embeddings"/> the prompt and negative-prompt embeddings come
-    /// from (and go into) that cache instead of a fresh text-encoder call (see <see cref="PromptEmbeddingCache"/>).
-    /// The denoising loop never waits for the device: the timesteps and every step's noise are on it before the loop.
-    /// </summary>
-    internal SamplingResult Sample(IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator,
-        string negativePrompt, IProgress<int>? progress, PromptEmbeddingCache? embeddings)
+        string negativePrompt = "", IProgress<int>? progress = null)
     {
         options.Validate();
         if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");
-        int height = options.Height ?? DefaultImageSize, width = options.Width ?? DefaultImageSize;
-        if (height % VaeScaleFactor != 0 || width % VaeScaleFactor != 0)
-        {
-            throw new ArgumentException($"height and width must be multiples of {VaeScaleFactor} for this model, got {height}x{width}");
-        }
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
-        int b = prompts.Count;
-        var promptEmbeds = embeddings?.Get(prompts) ?? EncodePrompts(prompts);
-        Tensor? negativeEmbeds = null;
-        if (options.UsesGuidance)
+        using var condition = Policy.Encode(prompts);
+        Conditioning? unconditional = null;
+        if (Policy.NeedsUnconditional(options))
         {
-            using var one = embeddings?.Get([negativePrompt]) ?? EncodePrompts([negativePrompt]);
-            negativeEmbeds = one.expand(b, -1, -1).contiguous();
+            using var one = Policy.Encode([negativePrompt]);
+            unconditional = one.Expand(prompts.Count);
         }
-        Scheduler.SetTimesteps(options.NumSteps);
-        var shape = new long[] { b, LatentChannels, height / VaeScaleFactor, width / VaeScaleFactor };
-        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device);
-        // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
-        // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
-        // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from
-        // pinned memory. The loop itself only enqueues GPU work.
-        var timesteps = HostCopy.ToDevice(tensor(Scheduler.Timesteps, dtype: ScalarType.Int64), Device);
-        var stepNoise = Scheduler.Timesteps
-            .Select(_ => HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device)).ToList();
-        var recorded = options.RecordTrajectory ? new List<Tensor> { latents } : null;
-        var logProbs = options.RecordTrajectory ? new List<Tensor>() : null;
-        for (int i = 0; i < Scheduler.Timesteps.Length; i++)
+        using (unconditional)
+        using (var rollout = Policy.Sample(condition, unconditional, options, generator, progress))
         {
-            using var step = NewDisposeScope();
-            var t = timesteps[i];
-            var eps = PredictNoise(latents, t, promptEmbeds, negativeEmbeds, options.GuidanceScale);
-            var r = Scheduler.Step(eps, t, latents, options.EtaAt(i), noise: stepNoise[i], finalStep: options.FinalStep);
-            latents = r.PrevSample.MoveToOuterDisposeScope();
-            if (recorded is not null)
+            var images = DecodeToImages(rollout.Final).MoveToOuterDisposeScope();
+            Trajectory? trajectory = null;
+            if (rollout.Latents is not null)
             {
-                recorded.Add(latents);
-                logProbs!.Add(r.LogProb.MoveToOuterDisposeScope());
+                trajectory = new Trajectory(prompts.ToArray(), condition[StableDiffusionPolicy.PromptEmbeds].alias().MoveToOuterDisposeScope(),
+                    unconditional?[StableDiffusionPolicy.PromptEmbeds].alias().MoveToOuterDisposeScope(), rollout.Times.cpu().data<long>().ToArray(),
+                    rollout.Latents.alias().MoveToOuterDisposeScope(), rollout.LogProbs!.alias().MoveToOuterDisposeScope());
             }
-            progress?.Report(i + 1);
+            return new SamplingResult(images, trajectory);
         }
-        var images = DecodeToImages(latents);
-        Trajectory? trajectory = null;
-        if (recorded is not null)
-        {
-            trajectory = new Trajectory(prompts.ToArray(), promptEmbeds, negativeEmbeds, Scheduler.Timesteps.ToArray(),
-                stack(recorded, 1), stack(logProbs!, 1));
-            trajectory.PromptEmbeds.MoveToOuterDisposeScope();
-            trajectory.NegativeEmbeds?.MoveToOuterDisposeScope();
-            trajectory.Latents.MoveToOuterDisposeScope();
-            trajectory.LogProbs.MoveToOuterDisposeScope();
-        }
-        images.MoveToOuterDisposeScope();
-        return new SamplingResult(images, trajectory);
     }
 
     /// <summary>Latents (or pixels) to images [B, 3, H, W] float32 in [0, 1] on the CPU.</summary>

@@ -2,11 +2,10 @@ using System.Diagnostics;
 using Ddpo.Config;
 using Ddpo.Imaging;
 using Ddpo.Models.Loading;
-using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
-using Ddpo.Rewards.Alignment;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -19,10 +18,10 @@ namespace Ddpo.Training;
 /// killed at any point and resumed from its last checkpoint with the same results as an
 /// uninterrupted run (all randomness is derived from the seed and the epoch).
 /// </summary>
-public sealed class DdpoTrainer : IDisposable
+internal sealed class DdpoTrainer : IDisposable
 {
     private readonly DdpoConfig _config;
-    private readonly TextToImagePipeline _pipeline;
+    private readonly IDiffusionPolicy _policy;
     private readonly RunDirectory _run;
     private readonly IPromptSource _prompts;
     private readonly IRewardFunction _reward;
@@ -34,7 +33,6 @@ public sealed class DdpoTrainer : IDisposable
     private readonly ITrainingObserver _observer;
     private readonly RunOutputs _outputs;
     private readonly ReferencePolicy? _reference;
-    private IReadOnlyDictionary<string, object?> _advantageMetrics = new Dictionary<string, object?>();
     private int _startEpoch;
     private long _globalStep;
     private readonly DataParallel _parallel;
@@ -43,9 +41,6 @@ public sealed class DdpoTrainer : IDisposable
 
     /// <summary>The resolved configuration.</summary>
     public DdpoConfig Config => _config;
-
-    /// <summary>The pipeline being fine-tuned.</summary>
-    public TextToImagePipeline Pipeline => _pipeline;
 
     /// <summary>The trainable weights.</summary>
     internal TrainableWeights Weights => _weights;
@@ -66,44 +61,30 @@ public sealed class DdpoTrainer : IDisposable
     internal Func<int, int, bool>? GradientFault { get; set; }
 
     /// <summary>
-    /// Prepares a run: writes the resolved config, attaches trainable weights and the optimizer, and
-    /// with <paramref name="resume"/> restores the newest checkpoint of <paramref name="runDirectory"/>.
+    /// Prepares a run of <paramref name="policy"/>: writes the resolved config, attaches trainable weights and the
+    /// optimizer, and with <paramref name="resume"/> restores the newest checkpoint of <paramref name="runDirectory"/>.
+    /// The prompts are <paramref name="prompts"/> (null: <c>prompt_fn</c>); <paramref name="outputs"/> chooses what is
+    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are <see cref="RunOutputs.Writers"/>);
+    /// <paramref name="processGroup"/> is the processes this one trains with (null: one process; docs/distributed.md).
     /// </summary>
-    public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
-        IRewardFunction reward, ITrainingObserver? observer = null)
-        : this(config, pipeline, runDirectory, resume, reward, observer, prompts: null, outputs: null)
-    {
-    }
-
-    /// <summary>
-    /// As the constructor above, with the prompts given as an object (null: <c>prompt_fn</c>), a choice of what is
-    /// written (null: <see cref="RunOutputs.All"/>; the report and TensorBoard are <see cref="RunOutputs.Writers"/>),
-    /// and the processes this one trains with (null: one process; see docs/distributed.md).
-    /// </summary>
-    public DdpoTrainer(DdpoConfig config, TextToImagePipeline pipeline, string runDirectory, bool resume,
-        IRewardFunction reward, ITrainingObserver? observer, IPromptSource? prompts, RunOutputs? outputs,
+    public DdpoTrainer(DdpoConfig config, IDiffusionPolicy policy, string runDirectory, bool resume,
+        IRewardFunction reward, ITrainingObserver? observer = null, IPromptSource? prompts = null, RunOutputs? outputs = null,
         Distributed.IProcessGroup? processGroup = null)
     {
         config.Validate();
         _config = config;
         _parallel = processGroup is null ? DataParallel.Single : new DataParallel(processGroup);
-        _pipeline = pipeline;
+        _policy = policy;
         _observer = observer ?? NullTrainingObserver.Instance;
         _outputs = outputs ?? RunOutputs.All;
         _run = new RunDirectory(runDirectory);
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
-        if (config.RewardNamesUsed().Contains(RewardNames.VlmStrictSatisfaction))
-        {
-            StrictSatisfactionReward.CheckPrompts(_prompts.Samples, $"prompt_fn '{config.PromptFn}'");
-        }
         _reward = reward;
-        _weights = config.UseLora
-            ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init)
-            : TrainableWeights.FullUnet(pipeline.Unet);
-        _reference = ReferencePolicy.Create(config, pipeline, _weights); // the initial weights, before any restore
+        _weights = TrainableWeights.For(config, policy);
+        _reference = ReferencePolicy.Create(config, policy, _weights); // the initial weights, before any restore
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
-        _scaler = LossScaler.For(t, pipeline.Unet.DType);
+        _scaler = LossScaler.For(t, policy.DType);
         _tracker = config.PerPromptStatTracking.Enabled
             ? new PerPromptStatTracker(config.PerPromptStatTracking.BufferSize, config.PerPromptStatTracking.MinCount)
             : null;
@@ -155,14 +136,16 @@ public sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var group = _parallel.Group;
-        var sampler = new EpochSampler(_pipeline, _config, _prompts, _reward, _observer, group.Rank, group.Size);
-        var updater = new PolicyUpdater(_pipeline, _weights, _optimizer, _config, _observer, _scaler, _reference, _parallel) { GradientFault = GradientFault };
+        var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
+        var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference);
+        var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel) { GradientFault = GradientFault };
         using var metrics = Writes ? new MetricsWriter(_run.Root) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
             double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
-            using var share = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            var sampled = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
+            using var share = sampled.Samples;
             // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
             using var gathered = group.Size > 1 ? EpochGather.Gather(group, share) : null;
             var samples = gathered ?? share;
@@ -181,7 +164,7 @@ public sealed class DdpoTrainer : IDisposable
                 // and the optimizer's moments were made outside it and live on.
                 try
                 {
-                    stats = Update(updater, train, epoch);
+                    stats = updater.Update(train, epoch);
                 }
                 catch (NonFiniteStepException e)
                 {
@@ -196,7 +179,7 @@ public sealed class DdpoTrainer : IDisposable
             _globalStep += stats.OptimizerSteps;
             WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
-                sampler.SamplingSeconds, sampler.RewardSeconds, evalSeconds, _config.Train.LearningRate, _advantageMetrics);
+                sampled.SamplingSeconds, sampled.RewardSeconds, evalSeconds, _config.Train.LearningRate, stats.TargetMetrics ?? UpdateTargets.NoMetrics);
             metrics?.Write(line.Values);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
@@ -232,16 +215,16 @@ public sealed class DdpoTrainer : IDisposable
         var resume = latest is null ? "" : $" Then continue from {latest.Path} with the same command plus --resume (e.g. --resume --set train.learning_rate=...).";
         var message = $"training stopped in epoch {e.Epoch}: {e.What}. {where} " +
             $"Try a lower train.learning_rate (now {t.LearningRate:G6}), a smaller train.max_grad_norm (now {t.MaxGradNorm:G6}), " +
-            $"fp32 (pretrained.dtype = \"fp32\"{(_pipeline.Unet.DType == ScalarType.Float32 ? ", as now" : "")}), " +
+            $"fp32 (pretrained.dtype = \"fp32\"{(_policy.DType == ScalarType.Float32 ? ", as now" : "")}), " +
             $"and `ddpo doctor` to check this machine's gradients.{resume}";
         return new TrainingStoppedException(message, e.Epoch, latest?.Path, e);
     }
 
-    private async Task<EpochSamples> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)
+    private async Task<SampledEpoch> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)
     {
         try
         {
-            if (_parallel.Group.Size == 1 && PendingEpoch.TryLoad(_run, epoch, _pipeline.Device) is { } pending)
+            if (_parallel.Group.Size == 1 && PendingEpoch.TryLoad(_run, epoch, _policy.Device) is { } pending)
             {
                 _observer.Message($"epoch {epoch}: scoring the {pending.Samples.Count} samples kept from the interrupted run");
                 using var images = pending.Images;
@@ -273,30 +256,6 @@ public sealed class DdpoTrainer : IDisposable
         }
     }
 
-    /// <summary>
-    /// The training phase on the epoch's finite-reward samples: DDPO with per-prompt (or global)
-    /// advantages, GRPO with group-relative ones (<see cref="EpochAdvantages"/>); RWR with softmax weights over
-    /// all of them; sparse RWR on those at or above the percentile.
-    /// </summary>
-    private UpdateStats Update(PolicyUpdater updater, EpochSamples samples, int epoch)
-    {
-        _advantageMetrics = new Dictionary<string, object?>();
-        if (samples.Count == 0) return new UpdateStats(double.NaN, 0, 0, 0, 0, 0, 0, 0, LossScale: _scaler.Scale);
-        switch (_config.Algorithm)
-        {
-            case TrainingAlgorithm.Rwr:
-                return updater.Train(samples, RwrWeights.Softmax(samples.Rewards, _config.Rwr.Temperature), epoch);
-            case TrainingAlgorithm.RwrSparse:
-                using (var kept = samples.Select(RwrWeights.AtOrAbovePercentile(samples.Rewards, _config.Rwr.Percentile)))
-                {
-                    return updater.Train(kept, Enumerable.Repeat(1f, kept.Count).ToArray(), epoch);
-                }
-            default:
-                (var advantages, _advantageMetrics) = EpochAdvantages.Compute(_config, samples, _tracker);
-                return updater.Train(samples, advantages, epoch);
-        }
-    }
-
     private double MaybeWriteEvalImages(int epoch)
     {
         int every = Math.Max(1, _config.Logging.ImageEvery);
@@ -319,18 +278,17 @@ public sealed class DdpoTrainer : IDisposable
         var prompts = EvalPrompts();
         if (prompts.Count == 0) return 0;
         _observer.PhaseStarted(epoch, "eval images", _config.Sample.NumSteps);
-        var options = new SamplingOptions { NumSteps = _config.Sample.NumSteps, Eta = _config.Sample.Eta, GuidanceScale = _config.Sample.GuidanceScale, FinalStep = _config.Sample.FinalStep };
         // The same noise every epoch: the images show how the policy changes, not the sampling noise.
         using var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
-        using var result = _pipeline.Sample(prompts, options, generator, progress: new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
+        var images = PolicySampling.Images(_policy, prompts, _config.Sample.ToSamplingOptions(), generator, new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
         var dir = _run.EpochImagesDir(epoch);
         AtomicFile.WriteFolder(dir, temp =>
         {
             for (int i = 0; i < prompts.Count; i++)
             {
-                ImageTensor.SavePng(result.Images[i], Path.Combine(temp, $"{i:D2}.png"));
+                ImageTensor.SavePng(images[i], Path.Combine(temp, $"{i:D2}.png"));
             }
-            using var grid = ImageTensor.Grid(result.Images, Math.Min(prompts.Count, 8));
+            using var grid = ImageTensor.Grid(images, Math.Min(prompts.Count, 8));
             ImageTensor.SavePng(grid, Path.Combine(temp, "grid.png"));
         });
         File.WriteAllText(_run.EvalPromptsFile, System.Text.Json.JsonSerializer.Serialize(prompts));

@@ -1,6 +1,7 @@
 using Ddpo.Distributed;
 using System.Text.Json;
 using Ddpo.Training;
+using Ddpo.Policies;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
@@ -35,9 +36,9 @@ internal static class EpochGather
             Groups = header.All(h => h.Groups is not null) ? header.SelectMany(h => h.Groups!).ToArray() : null,
             RewardDetails = detailKeys.ToDictionary(k => k, k => header.SelectMany(h =>
                 h.Details.TryGetValue(k, out var v) ? v : Enumerable.Repeat(float.NaN, h.Rewards.Length)).ToArray()),
-            PromptEmbeds = Concat(group, local.PromptEmbeds, device).MoveToOuterDisposeScope(),
-            NegativeEmbeds = GatherOptional(group, local.NegativeEmbeds, device)?.MoveToOuterDisposeScope(),
-            Timesteps = Concat(group, local.Timesteps, device).MoveToOuterDisposeScope(),
+            Condition = Gather(group, local.Condition, device).MoveToOuterDisposeScope(),
+            Unconditional = GatherOptional(group, local.Unconditional, device)?.MoveToOuterDisposeScope(),
+            Times = Concat(group, local.Times, device).MoveToOuterDisposeScope(),
             Latents = Concat(group, local.Latents, device).MoveToOuterDisposeScope(),
             NextLatents = Concat(group, local.NextLatents, device).MoveToOuterDisposeScope(),
             LogProbs = Concat(group, local.LogProbs, device).MoveToOuterDisposeScope(),
@@ -45,7 +46,11 @@ internal static class EpochGather
         return samples;
     }
 
-    private static Tensor? GatherOptional(IProcessGroup group, Tensor? local, Device device)
+    /// <summary>Every rank's rows of each conditioning part, in rank order (the parts in the same order on every rank).</summary>
+    private static Conditioning Gather(IProcessGroup group, Conditioning local, Device device) =>
+        new(local.Parts.ToDictionary(kv => kv.Key, kv => Concat(group, kv.Value, device)));
+
+    private static Conditioning? GatherOptional(IProcessGroup group, Conditioning? local, Device device)
     {
         // Every rank samples with the same guidance, so either all have negative embeddings or none has.
         var present = group.AllGather(local is null ? 0 : 1);
@@ -53,7 +58,7 @@ internal static class EpochGather
         {
             throw new InvalidOperationException($"rank {group.Rank}: ranks disagree on classifier-free guidance (negative embeddings present on ranks {string.Join(", ", present.Select((p, r) => (p, r)).Where(x => x.p == 1).Select(x => x.r))})");
         }
-        return local is null ? null : Concat(group, local, device);
+        return local is null ? null : Gather(group, local, device);
     }
 
     /// <summary>Concatenates every rank's <paramref name="local"/> along dimension 0 (same dtype and trailing shape).</summary>

@@ -1,6 +1,6 @@
 using System.Diagnostics;
 using Ddpo.Config;
-using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using static TorchSharp.torch;
@@ -18,34 +18,25 @@ namespace Ddpo.Training;
 /// sample's prompt and noise depend on its global index, not on the number of processes that made the epoch
 /// (with the same per-process <c>sample.batch_size</c>).
 /// </remarks>
-internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig config, IPromptSource prompts,
+internal sealed class EpochSampler(IDiffusionPolicy policy, DdpoConfig config, IPromptSource prompts,
     IRewardFunction reward, ITrainingObserver observer, int rank = 0, int worldSize = 1)
 {
-    /// <summary>Seconds spent sampling in the last call.</summary>
-    public double SamplingSeconds { get; private set; }
-
-    /// <summary>Seconds spent computing rewards in the last call (summed over batches, may overlap sampling).</summary>
-    public double RewardSeconds { get; private set; }
-
-    /// <summary>Prompts the text encoder encoded in the last call (distinct prompts, the negative prompt included).</summary>
-    public int PromptsEncoded { get; private set; }
-
     /// <summary>Samples one epoch's trajectories and their rewards.</summary>
-    public async Task<EpochSamples> SampleAsync(int epoch, CancellationToken ct = default)
+    public async Task<SampledEpoch> SampleAsync(int epoch, CancellationToken ct = default)
     {
         var s = config.Sample;
-        var options = new SamplingOptions { NumSteps = s.NumSteps, Eta = s.Eta, GuidanceScale = s.GuidanceScale, FinalStep = s.FinalStep, RecordTrajectory = true,
-            SdeWindow = SdeWindow.At(s, epoch) };
+        var options = s.ToSamplingOptions(trainingEpoch: epoch);
         var rng = new Random(SeedMix.DeriveInt(config.Seed, epoch, "prompts"));
         int share = s.BatchSize * s.NumBatchesPerEpoch;
         var epochPrompts = DrawPrompts(rng, share * worldSize, s.GroupSize)[(rank * share)..((rank + 1) * share)];
-        var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
-        var batches = new List<(PromptSample[] Prompts, Trajectory Trajectory)>();
+        var timed = new TimedReward(reward);
+        var rewards = new RewardPipeline(timed, maxConcurrency: 1);
+        var batches = new List<(PromptSample[] Prompts, Conditioning Condition, Conditioning? Unconditional, Rollout Rollout)>();
         var images = new List<Tensor>();
         var tasks = new List<Task<RewardResult>>();
         var clock = Stopwatch.StartNew();
         // Each distinct prompt (and the negative prompt) is encoded once per epoch, not once per batch.
-        using var embeddings = new PromptEmbeddingCache(pipeline);
+        using var conditionings = new ConditioningCache(policy);
         observer.PhaseStarted(epoch, "sampling", s.NumBatchesPerEpoch * s.NumSteps);
         try
         {
@@ -53,39 +44,35 @@ internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig conf
             {
                 ct.ThrowIfCancellationRequested();
                 var chosen = epochPrompts[(b * s.BatchSize)..((b + 1) * s.BatchSize)];
+                var texts = chosen.Select(p => p.Prompt).ToArray();
                 var generator = new Generator(SeedMix.Derive(config.Seed, epoch, "noise", rank * s.NumBatchesPerEpoch + b));
-                int offset = b * s.NumSteps;
-                var result = pipeline.Sample(chosen.Select(p => p.Prompt).ToArray(), options, generator, "",
-                    new Progress(observer, "sampling", offset), embeddings);
-                batches.Add((chosen, result.Trajectory!));
-                images.Add(result.Images);
+                var condition = conditionings.Get(texts);
+                Conditioning? unconditional = null;
+                if (policy.NeedsUnconditional(options))
+                {
+                    using var one = conditionings.Get([""]);
+                    unconditional = one.Expand(texts.Length);
+                }
+                var rollout = policy.Sample(condition, unconditional, options, generator, new Progress(observer, "sampling", b * s.NumSteps));
+                var batchImages = policy.Decode(rollout.Final);
+                batches.Add((chosen, condition, unconditional, rollout));
+                images.Add(batchImages);
                 // Submit copies the images; ours are kept until the rewards are in, to be saved if they fail.
-                tasks.Add(rewards.Submit(new RewardBatch(result.Images, chosen.Select(p => p.Prompt).ToArray(),
-                    chosen.Select(p => p.Metadata).ToArray()), ct));
+                tasks.Add(rewards.Submit(new RewardBatch(batchImages, texts, chosen.Select(p => p.Metadata).ToArray()), ct));
             }
-            SamplingSeconds = clock.Elapsed.TotalSeconds;
-            PromptsEncoded = embeddings.EncodedCount;
-            observer.PhaseStarted(epoch, "rewards", tasks.Count);
-            var scored = new RewardResult[tasks.Count];
-            for (int i = 0; i < tasks.Count; i++)
-            {
-                try
-                {
-                    scored[i] = await tasks[i].ConfigureAwait(false);
-                }
-                catch (Exception e) when (e is not OperationCanceledException)
-                {
-                    var unscored = batches.Select(b => new RewardResult(Enumerable.Repeat(float.NaN, b.Prompts.Length).ToArray())).ToArray();
-                    throw new RewardFailedException(epoch, Collate(batches, unscored), cat(images, 0), e);
-                }
-                observer.PhaseProgress("rewards", i + 1);
-            }
-            RewardSeconds = ((TimedReward)rewards.Reward).Seconds;
-            return Collate(batches, scored);
+            double samplingSeconds = clock.Elapsed.TotalSeconds;
+            var scored = await AwaitRewardsAsync(epoch, tasks,
+                () => Collate(batches, batches.Select(b => Unscored(b.Prompts.Length)).ToArray()), () => cat(images, 0)).ConfigureAwait(false);
+            return new SampledEpoch(Collate(batches, scored), samplingSeconds, timed.Seconds, conditionings.EncodedCount);
         }
         finally
         {
-            foreach (var (_, t) in batches) t.Dispose();
+            foreach (var b in batches)
+            {
+                b.Condition.Dispose();
+                b.Unconditional?.Dispose();
+                b.Rollout.Dispose();
+            }
             foreach (var t in images) t.Dispose();
         }
     }
@@ -103,9 +90,10 @@ internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig conf
     /// Scores the images of trajectories sampled earlier (kept when their rewards failed), in batches
     /// of <c>sample.batch_size</c>; returns the samples with their rewards. Takes ownership of <paramref name="samples"/>.
     /// </summary>
-    public async Task<EpochSamples> ScoreAsync(int epoch, EpochSamples samples, Tensor images, CancellationToken ct = default)
+    public async Task<SampledEpoch> ScoreAsync(int epoch, EpochSamples samples, Tensor images, CancellationToken ct = default)
     {
-        var rewards = new RewardPipeline(new TimedReward(reward), maxConcurrency: 1);
+        var timed = new TimedReward(reward);
+        var rewards = new RewardPipeline(timed, maxConcurrency: 1);
         int size = config.Sample.BatchSize;
         var tasks = new List<Task<RewardResult>>();
         for (int start = 0; start < samples.Count; start += size)
@@ -114,24 +102,35 @@ internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig conf
             using var slice = images[start..end];
             tasks.Add(rewards.Submit(new RewardBatch(slice, samples.Prompts[start..end], samples.Metadata[start..end]), ct));
         }
+        var scored = await AwaitRewardsAsync(epoch, tasks, () => samples, images.alias).ConfigureAwait(false);
+        return new SampledEpoch(samples.WithRewards(scored.SelectMany(r => r.Rewards).ToArray(), MergeDetails(scored)), 0, timed.Seconds, 0);
+    }
+
+    /// <summary>
+    /// The rewards of the submitted batches in order, with the "rewards" phase's progress. When one fails, the
+    /// epoch's samples (<paramref name="unscored"/>) and images (<paramref name="allImages"/>) go into the
+    /// <see cref="RewardFailedException"/>, to be kept for --resume.
+    /// </summary>
+    private async Task<RewardResult[]> AwaitRewardsAsync(int epoch, List<Task<RewardResult>> tasks, Func<EpochSamples> unscored, Func<Tensor> allImages)
+    {
         observer.PhaseStarted(epoch, "rewards", tasks.Count);
-        var scored = new List<RewardResult>();
-        foreach (var task in tasks)
+        var scored = new RewardResult[tasks.Count];
+        for (int i = 0; i < tasks.Count; i++)
         {
             try
             {
-                scored.Add(await task.ConfigureAwait(false));
+                scored[i] = await tasks[i].ConfigureAwait(false);
             }
             catch (Exception e) when (e is not OperationCanceledException)
             {
-                throw new RewardFailedException(epoch, samples, images.alias(), e);
+                throw new RewardFailedException(epoch, unscored(), allImages(), e);
             }
-            observer.PhaseProgress("rewards", scored.Count);
+            observer.PhaseProgress("rewards", i + 1);
         }
-        SamplingSeconds = 0;
-        RewardSeconds = ((TimedReward)rewards.Reward).Seconds;
-        return samples.WithRewards(scored.SelectMany(r => r.Rewards).ToArray(), MergeDetails(scored));
+        return scored;
     }
+
+    private static RewardResult Unscored(int count) => new(Enumerable.Repeat(float.NaN, count).ToArray());
 
     private static Dictionary<string, float[]> MergeDetails(IReadOnlyList<RewardResult> scored)
     {
@@ -143,32 +142,29 @@ internal sealed class EpochSampler(TextToImagePipeline pipeline, DdpoConfig conf
         return details;
     }
 
-    private EpochSamples Collate(List<(PromptSample[] Prompts, Trajectory Trajectory)> batches, RewardResult[] scored)
+    private EpochSamples Collate(List<(PromptSample[] Prompts, Conditioning Condition, Conditioning? Unconditional, Rollout Rollout)> batches, RewardResult[] scored)
     {
         using var scope = NewDisposeScope();
-        var all = batches.Select(b => b.Trajectory).ToList();
-        var latents = cat(all.Select(t => t.Latents).ToList(), 0);
+        var latents = cat(batches.Select(b => b.Rollout.Latents!).ToList(), 0);
         long steps = latents.shape[1] - 1;
         long n = latents.shape[0];
-        var timesteps = tensor(all[0].Timesteps, dtype: ScalarType.Int64, device: latents.device).unsqueeze(0).expand(n, steps).contiguous();
-        var details = MergeDetails(scored);
-        var samples = new EpochSamples
+        var times = batches[0].Rollout.Times.to(latents.device).unsqueeze(0).expand(n, steps).contiguous();
+        return new EpochSamples
         {
             Prompts = batches.SelectMany(b => b.Prompts.Select(p => p.Prompt)).ToArray(),
             Metadata = batches.SelectMany(b => b.Prompts.Select(p => p.Metadata)).ToArray(),
-            PromptEmbeds = cat(all.Select(t => t.PromptEmbeds).ToList(), 0).MoveToOuterDisposeScope(),
-            NegativeEmbeds = all[0].NegativeEmbeds is null ? null : cat(all.Select(t => t.NegativeEmbeds!).ToList(), 0).MoveToOuterDisposeScope(),
-            Timesteps = timesteps.MoveToOuterDisposeScope(),
+            Condition = Conditioning.Concat(batches.Select(b => b.Condition).ToList()).MoveToOuterDisposeScope(),
+            Unconditional = batches[0].Unconditional is null ? null : Conditioning.Concat(batches.Select(b => b.Unconditional!).ToList()).MoveToOuterDisposeScope(),
+            Times = times.MoveToOuterDisposeScope(),
             Latents = latents[.., ..(int)steps].contiguous().MoveToOuterDisposeScope(),
             NextLatents = latents[.., 1..].contiguous().MoveToOuterDisposeScope(),
-            LogProbs = cat(all.Select(t => t.LogProbs).ToList(), 0).MoveToOuterDisposeScope(),
+            LogProbs = cat(batches.Select(b => b.Rollout.LogProbs!).ToList(), 0).MoveToOuterDisposeScope(),
             Rewards = scored.SelectMany(r => r.Rewards).ToArray(),
-            RewardDetails = details,
+            RewardDetails = MergeDetails(scored),
             // Ids number the groups by global sample index, so that they stay unique in the epoch gathered from several
             // processes, and a group whose samples two processes made stays one group.
             Groups = GlobalGroups((int)n),
         };
-        return samples;
     }
 
     /// <summary>The group of each of this process's <paramref name="count"/> samples: global sample index / group size.</summary>

@@ -1,11 +1,12 @@
+using Ddpo.Policies;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
 
 /// <summary>
 /// One epoch's trajectories, collated over sampling batches: for every sample and denoising step the
-/// state x_t, the action x_{t-1}, the timestep and the log-probability under the sampling policy,
-/// plus the prompt, its embeddings and the reward. Tensors live on the training device.
+/// state x_t, the action x_{t-1}, the step's time and the log-probability under the sampling policy,
+/// plus the prompt, its conditioning and the reward. Tensors live on the training device.
 /// </summary>
 internal sealed class EpochSamples : IDisposable
 {
@@ -13,12 +14,12 @@ internal sealed class EpochSamples : IDisposable
     public required string[] Prompts { get; init; }
     /// <summary>Prompt metadata of each sample.</summary>
     public required IReadOnlyDictionary<string, string>[] Metadata { get; init; }
-    /// <summary>[N, L, D] prompt embeddings.</summary>
-    public required Tensor PromptEmbeds { get; init; }
-    /// <summary>[N, L, D] negative-prompt embeddings, or null without guidance.</summary>
-    public Tensor? NegativeEmbeds { get; init; }
-    /// <summary>[N, T] int64 timesteps.</summary>
-    public required Tensor Timesteps { get; init; }
+    /// <summary>The prompts' conditioning (N rows).</summary>
+    public required Conditioning Condition { get; init; }
+    /// <summary>The unconditional (negative-prompt) conditioning (N rows), or null when sampling was not guided with one.</summary>
+    public Conditioning? Unconditional { get; init; }
+    /// <summary>[N, T] the time of each step (the policy's schedule values; DDIM: int64 timesteps).</summary>
+    public required Tensor Times { get; init; }
     /// <summary>[N, T, C, H, W] x_t before each step.</summary>
     public required Tensor Latents { get; init; }
     /// <summary>[N, T, C, H, W] x_{t-1} after each step.</summary>
@@ -39,7 +40,7 @@ internal sealed class EpochSamples : IDisposable
     public int Count => Prompts.Length;
 
     /// <summary>Number of denoising steps per sample.</summary>
-    public int Steps => (int)Timesteps.shape[1];
+    public int Steps => (int)Times.shape[1];
 
     /// <summary>A new set holding the samples at <paramref name="indices"/> in that order (tensors copied).</summary>
     public EpochSamples Select(long[] indices)
@@ -49,9 +50,9 @@ internal sealed class EpochSamples : IDisposable
         {
             Prompts = indices.Select(i => Prompts[i]).ToArray(),
             Metadata = indices.Select(i => Metadata[i]).ToArray(),
-            PromptEmbeds = PromptEmbeds.index_select(0, idx),
-            NegativeEmbeds = NegativeEmbeds?.index_select(0, idx),
-            Timesteps = Timesteps.index_select(0, idx),
+            Condition = Condition.Select(idx),
+            Unconditional = Unconditional?.Select(idx),
+            Times = Times.index_select(0, idx),
             Latents = Latents.index_select(0, idx),
             NextLatents = NextLatents.index_select(0, idx),
             LogProbs = LogProbs.index_select(0, idx),
@@ -83,9 +84,9 @@ internal sealed class EpochSamples : IDisposable
         {
             Prompts = Prompts,
             Metadata = Metadata,
-            PromptEmbeds = PromptEmbeds.alias().MoveToOuterDisposeScope(),
-            NegativeEmbeds = NegativeEmbeds?.alias().MoveToOuterDisposeScope(),
-            Timesteps = Gather(Timesteps),
+            Condition = Condition.Alias().MoveToOuterDisposeScope(),
+            Unconditional = Unconditional?.Alias().MoveToOuterDisposeScope(),
+            Times = Gather(Times),
             Latents = Gather(Latents),
             NextLatents = Gather(NextLatents),
             LogProbs = Gather(LogProbs),
@@ -101,8 +102,8 @@ internal sealed class EpochSamples : IDisposable
         if (rewards.Length != Count) throw new ArgumentException($"{rewards.Length} rewards for {Count} samples");
         return new EpochSamples
         {
-            Prompts = Prompts, Metadata = Metadata, PromptEmbeds = PromptEmbeds, NegativeEmbeds = NegativeEmbeds,
-            Timesteps = Timesteps, Latents = Latents, NextLatents = NextLatents, LogProbs = LogProbs,
+            Prompts = Prompts, Metadata = Metadata, Condition = Condition, Unconditional = Unconditional,
+            Times = Times, Latents = Latents, NextLatents = NextLatents, LogProbs = LogProbs,
             Rewards = rewards, RewardDetails = details, Groups = Groups,
         };
     }
@@ -110,9 +111,9 @@ internal sealed class EpochSamples : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        PromptEmbeds.Dispose();
-        NegativeEmbeds?.Dispose();
-        Timesteps.Dispose();
+        Condition.Dispose();
+        Unconditional?.Dispose();
+        Times.Dispose();
         Latents.Dispose();
         NextLatents.Dispose();
         LogProbs.Dispose();

@@ -1,6 +1,7 @@
 using System.Text.Json;
 using Ddpo.Models.Loading;
 using Ddpo.Runtime;
+using Ddpo.Policies;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
@@ -23,16 +24,16 @@ internal static class PendingEpoch
         var dir = Folder(run, epoch);
         AtomicFile.WriteFolder(dir, temp =>
         {
-            var tensors = new Dictionary<string, Tensor>
+            // The conditioning under its parts' names (Stable Diffusion: prompt_embeds, negative_embeds).
+            var tensors = new Dictionary<string, Tensor>(samples.Condition.Parts)
             {
-                ["prompt_embeds"] = samples.PromptEmbeds,
-                ["timesteps"] = samples.Timesteps,
+                ["timesteps"] = samples.Times,
                 ["latents"] = samples.Latents,
                 ["next_latents"] = samples.NextLatents,
                 ["log_probs"] = samples.LogProbs,
                 ["images"] = images,
             };
-            if (samples.NegativeEmbeds is not null) tensors["negative_embeds"] = samples.NegativeEmbeds;
+            if (samples.Unconditional is not null) foreach (var (name, t) in samples.Unconditional.AsNegative()) tensors[name] = t;
             SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors);
             File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata, groups = samples.Groups }));
         });
@@ -61,13 +62,14 @@ internal static class PendingEpoch
             throw;
         }
         Tensor Take(string key) => tensors[key].to(device);
+        var (condition, unconditional) = Conditioning.FromStored(tensors, device);
         var samples = new EpochSamples
         {
             Prompts = prompts,
             Metadata = metadata,
-            PromptEmbeds = Take("prompt_embeds"),
-            NegativeEmbeds = tensors.ContainsKey("negative_embeds") ? Take("negative_embeds") : null,
-            Timesteps = Take("timesteps"),
+            Condition = condition,
+            Unconditional = unconditional,
+            Times = Take("timesteps"),
             Latents = Take("latents"),
             NextLatents = Take("next_latents"),
             LogProbs = Take("log_probs"),

@@ -1,75 +1,54 @@
 using Ddpo.Config;
 using Ddpo.Models.Lora;
-using Ddpo.Models.Unet;
-using Ddpo.Pipelines;
-using Ddpo.Schedulers;
+using Ddpo.Policies;
 using static TorchSharp.torch;
 
 namespace Ddpo.Training;
 
 /// <summary>
 /// The base model of the KL penalty (<c>train.kl_coef</c>): the policy before any update. With LoRA it is the same
-/// UNet with its adapters switched off for the call (<see cref="LoraAdapters.Disable"/>: no second copy in memory);
-/// with full fine-tuning, a frozen copy of the initial weights. It runs without gradients, so it keeps no activations
+/// policy with its adapters switched off for the call (<see cref="LoraAdapters.Disable"/>: no second copy in memory);
+/// with full fine-tuning, the policy with a frozen copy of the initial denoiser (<see cref="IDiffusionPolicy.FrozenCopy"/>). It runs without gradients, so it keeps no activations
 /// for the backward pass: the penalty costs one more forward per trained step and a mean tensor, not a second graph.
 /// </summary>
 internal sealed class ReferencePolicy : IDisposable
 {
-    private readonly UNet2DConditionModel _unet;
-    private readonly DdimScheduler _scheduler;
+    private readonly IDiffusionPolicy _policy;
     private readonly LoraAdapters? _lora;
-    private readonly bool _ownsUnet;
+    private readonly bool _ownsPolicy;
 
-    private ReferencePolicy(UNet2DConditionModel unet, DdimScheduler scheduler, LoraAdapters? lora, bool ownsUnet)
+    private ReferencePolicy(IDiffusionPolicy policy, LoraAdapters? lora, bool ownsPolicy)
     {
-        _unet = unet;
-        _scheduler = scheduler;
+        _policy = policy;
         _lora = lora;
-        _ownsUnet = ownsUnet;
+        _ownsPolicy = ownsPolicy;
     }
 
     /// <summary>
     /// The reference of a run, or null when <c>train.kl_coef</c> is 0. Call it before any update (and before a
     /// checkpoint is restored): a full fine-tuning run copies the weights as they are now.
     /// </summary>
-    public static ReferencePolicy? Create(DdpoConfig config, TextToImagePipeline pipeline, TrainableWeights weights) =>
+    public static ReferencePolicy? Create(DdpoConfig config, IDiffusionPolicy policy, TrainableWeights weights) =>
         config.Train.KlCoef > 0
-            ? (weights.Lora is { } lora ? WithAdaptersOff(lora, pipeline.Scheduler) : FrozenCopy(pipeline.Unet, pipeline.Scheduler))
+            ? (weights.Lora is { } lora ? WithAdaptersOff(policy, lora) : FrozenCopy(policy))
             : null;
 
-    /// <summary>The base model as the adapted UNet with <paramref name="lora"/> switched off; <paramref name="scheduler"/> is the policy's.</summary>
-    public static ReferencePolicy WithAdaptersOff(LoraAdapters lora, DdimScheduler scheduler) => new(lora.Unet, scheduler, lora, ownsUnet: false);
+    /// <summary>The base model as <paramref name="policy"/> with <paramref name="lora"/> switched off.</summary>
+    public static ReferencePolicy WithAdaptersOff(IDiffusionPolicy policy, LoraAdapters lora) => new(policy, lora, ownsPolicy: false);
 
-    /// <summary>The base model as a frozen copy of <paramref name="unet"/> as it is now; <paramref name="scheduler"/> is the policy's.</summary>
-    public static ReferencePolicy FrozenCopy(UNet2DConditionModel unet, DdimScheduler scheduler)
-    {
-        var copy = new UNet2DConditionModel(unet.Config, unet.DType, unet.Device);
-        using (no_grad())
-        {
-            var source = unet.state_dict();
-            foreach (var (name, tensor) in copy.state_dict())
-            {
-                tensor.copy_(source[name]);
-            }
-        }
-        foreach (var p in copy.parameters()) p.requires_grad = false;
-        copy.eval();
-        return new ReferencePolicy(copy, scheduler, null, ownsUnet: true);
-    }
+    /// <summary>The base model as <paramref name="policy"/> with a frozen copy of its denoiser as it is now.</summary>
+    public static ReferencePolicy FrozenCopy(IDiffusionPolicy policy) => new(policy.FrozenCopy(), null, ownsPolicy: true);
 
     /// <summary>
-    /// The mean of the base model's transition from <paramref name="latents"/> at <paramref name="timesteps"/> (the same
-    /// guidance, eta and final step as the policy's), without gradients.
+    /// The mean of the base model's transitions <paramref name="batch"/> (the same guidance, eta and final step as the
+    /// policy's), without gradients.
     /// </summary>
-    public Tensor Mean(Tensor latents, Tensor timesteps, Tensor nextLatents, Tensor promptEmbeds, Tensor? negativeEmbeds,
-        double guidanceScale, double eta, DdimFinalStep finalStep)
+    public Tensor Mean(TransitionBatch batch, SamplingOptions options)
     {
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
         using var off = _lora?.Disable();
-        var eps = GuidedNoisePredictor.Predict(_unet, latents, timesteps, promptEmbeds, negativeEmbeds, guidanceScale, _unet.DType);
-        var step = _scheduler.Step(eps, timesteps, latents, eta, prevSample: nextLatents, finalStep: finalStep);
-        return step.Mean.MoveToOuterDisposeScope();
+        return _policy.Evaluate(batch, options).Mean.MoveToOuterDisposeScope();
     }
 
     /// <summary>
@@ -88,6 +67,6 @@ internal sealed class ReferencePolicy : IDisposable
     /// <inheritdoc />
     public void Dispose()
     {
-        if (_ownsUnet) _unet.Dispose();
+        if (_ownsPolicy) _policy.Dispose();
     }
 }

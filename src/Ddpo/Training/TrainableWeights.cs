@@ -1,6 +1,8 @@
+using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Lora;
 using Ddpo.Models.Unet;
+using Ddpo.Policies;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -8,12 +10,13 @@ using static TorchSharp.torch;
 namespace Ddpo.Training;
 
 /// <summary>
-/// What DDPO trains: LoRA adapters on the UNet's attention projections (the base weights frozen,
-/// possibly in fp16/bf16) or the whole UNet (fp32). Trainable parameters are always float32.
+/// What DDPO trains: LoRA adapters on the denoiser's attention projections (the base weights frozen,
+/// possibly in fp16/bf16) or the whole denoiser (fp32). Trainable parameters are always float32.
 /// </summary>
 internal sealed class TrainableWeights
 {
-    private readonly UNet2DConditionModel _unet;
+    private readonly nn.Module _denoiser;
+    private readonly string _denoiserName;
 
     /// <summary>The LoRA adapters, or null when the full UNet is trained.</summary>
     public LoraAdapters? Lora { get; }
@@ -21,31 +24,42 @@ internal sealed class TrainableWeights
     /// <summary>The parameters given to the optimizer.</summary>
     public IReadOnlyList<Parameter> Parameters { get; }
 
-    private TrainableWeights(UNet2DConditionModel unet, LoraAdapters? lora, IReadOnlyList<Parameter> parameters)
+    private TrainableWeights(nn.Module denoiser, string denoiserName, LoraAdapters? lora, IReadOnlyList<Parameter> parameters)
     {
-        _unet = unet;
+        _denoiser = denoiser;
+        _denoiserName = denoiserName;
         Lora = lora;
         Parameters = parameters;
     }
 
-    /// <summary>Attaches LoRA (rank, alpha, down drawn as <paramref name="init"/> from the seed; up-projections zero) and freezes the base UNet.</summary>
-    public static TrainableWeights WithLora(UNet2DConditionModel unet, int rank, double alpha, long seed, LoraInit init = LoraInit.Gaussian)
+    /// <summary>What a run trains on <paramref name="policy"/>: LoRA (<c>use_lora</c>, the <c>[lora]</c> settings, drawn from the seed) or the whole denoiser.</summary>
+    public static TrainableWeights For(DdpoConfig config, IDiffusionPolicy policy) => config.UseLora
+        ? WithLora(policy.Denoiser, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init, policy.LoraTargets, policy.DenoiserName)
+        : Full(policy.Denoiser, policy.DenoiserName);
+
+    /// <summary>
+    /// Attaches LoRA to the linear layers of <paramref name="denoiser"/> named by <paramref name="targets"/> (default:
+    /// the attention projections; rank, alpha, down drawn as <paramref name="init"/> from the seed; up-projections zero)
+    /// and freezes the base weights.
+    /// </summary>
+    public static TrainableWeights WithLora(nn.Module denoiser, int rank, double alpha, long seed, LoraInit init = LoraInit.Gaussian,
+        IReadOnlyList<string>? targets = null, string denoiserName = "unet")
     {
-        foreach (var p in unet.parameters()) p.requires_grad = false;
-        var lora = LoraAdapters.Attach(unet, rank, alpha, gen: new Generator((ulong)seed), init: init);
-        return new TrainableWeights(unet, lora, lora.Parameters);
+        foreach (var p in denoiser.parameters()) p.requires_grad = false;
+        var lora = LoraAdapters.Attach((UNet2DConditionModel)denoiser, rank, alpha, targets, new Generator((ulong)seed), init);
+        return new TrainableWeights(denoiser, denoiserName, lora, lora.Parameters);
     }
 
-    /// <summary>Makes every UNet parameter trainable (the UNet must be float32).</summary>
-    public static TrainableWeights FullUnet(UNet2DConditionModel unet)
+    /// <summary>Makes every parameter of <paramref name="denoiser"/> trainable (it must be float32).</summary>
+    public static TrainableWeights Full(nn.Module denoiser, string denoiserName = "unet")
     {
-        var ps = unet.parameters().ToList();
+        var ps = denoiser.parameters().ToList();
         if (ps.Any(p => p.dtype != ScalarType.Float32))
         {
-            throw new ConfigException("use_lora = false trains the whole UNet, which needs float32 weights: set pretrained.dtype = \"fp32\"");
+            throw new ConfigException($"use_lora = false trains the whole {(denoiserName == "unet" ? "UNet" : denoiserName)}, which needs float32 weights: set pretrained.dtype = \"fp32\"");
         }
         foreach (var p in ps) p.requires_grad = true;
-        return new TrainableWeights(unet, null, ps);
+        return new TrainableWeights(denoiser, denoiserName, null, ps);
     }
 
     /// <summary>
@@ -75,11 +89,11 @@ internal sealed class TrainableWeights
     }
 
     /// <summary>The file name <see cref="Export"/> output gets in run and checkpoint folders.</summary>
-    public string ExportFileName => Lora is not null ? "lora.safetensors" : "unet.safetensors";
+    public string ExportFileName => Lora is not null ? "lora.safetensors" : $"{_denoiserName}.safetensors";
 
     /// <summary>
     /// Writes the fine-tuned weights for other tools: LoRA in diffusers naming (loadable by
-    /// <c>pipe.load_lora_weights</c> and <c>ddpo sample --lora</c>), or the full UNet state dict.
+    /// <c>pipe.load_lora_weights</c> and <c>ddpo sample --lora</c>), or the full denoiser's state dict.
     /// </summary>
     public void Export(string path)
     {
@@ -89,7 +103,7 @@ internal sealed class TrainableWeights
         }
         else
         {
-            SafetensorsFile.SaveAtomic(path, _unet.state_dict());
+            SafetensorsFile.SaveAtomic(path, _denoiser.state_dict());
         }
     }
 }

@@ -3,6 +3,7 @@ using System.Text.Json.Nodes;
 using System.Text.RegularExpressions;
 using Ddpo.Cli;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;

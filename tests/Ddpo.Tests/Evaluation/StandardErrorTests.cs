@@ -1,3 +1,4 @@
+using Ddpo.Pipelines;
 using Ddpo.Evaluation;
 using Ddpo.Prompts;
 using Ddpo.Training;
@@ -27,8 +28,8 @@ public sealed class StandardErrorTests
         {
             Prompts = ["a", "b", "a", "b"],
             Metadata = Enumerable.Repeat(PromptSample.NoMetadata, 4).ToArray(),
-            PromptEmbeds = zeros(4, 1, 1),
-            Timesteps = zeros(new long[] { 4, 1 }, dtype: ScalarType.Int64),
+            Condition = StableDiffusionPolicy.Condition(zeros(4, 1, 1)),
+            Times = zeros(new long[] { 4, 1 }, dtype: ScalarType.Int64),
             Latents = zeros(4, 1, 1),
             NextLatents = zeros(4, 1, 1),
             LogProbs = zeros(4, 1),

@@ -250,8 +250,8 @@ public sealed class CorruptFileTests
         {
             Prompts = ["a cat", "a dog"],
             Metadata = [new Dictionary<string, string> { ["animal"] = "cat" }, new Dictionary<string, string>()],
-            PromptEmbeds = ones(2, 5, 8),
-            Timesteps = tensor(new long[] { 900, 600, 300, 900, 600, 300 }).reshape(2, 3),
+            Condition = StableDiffusionPolicy.Condition(ones(2, 5, 8)),
+            Times = tensor(new long[] { 900, 600, 300, 900, 600, 300 }).reshape(2, 3),
             Latents = zeros(new long[] { 2, 3, 4, 2, 2 }),
             NextLatents = ones(new long[] { 2, 3, 4, 2, 2 }),
             LogProbs = full(2, 3, -1.5f),

@@ -1,4 +1,5 @@
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;
 using TorchSharp;

@@ -1,5 +1,6 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Schedulers;
@@ -52,10 +53,12 @@ public sealed class GpuReadySamplingTests
     public void TheCacheEncodesEachDistinctPromptOnceWithTheEncodersNumbers()
     {
         using var pipe = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
-        using var cache = new PromptEmbeddingCache(pipe);
-        using var first = cache.Get(["a cat", "a cat", "a dog", ""]);
+        using var cache = new ConditioningCache(pipe.Policy);
+        using var firstRows = cache.Get(["a cat", "a cat", "a dog", ""]);
+        var first = firstRows[StableDiffusionPolicy.PromptEmbeds];
         Assert.Equal((3, 1), (cache.EncodedCount, cache.EncoderCalls));
-        using var second = cache.Get(["a dog", "a cat"]);
+        using var secondRows = cache.Get(["a dog", "a cat"]);
+        var second = secondRows[StableDiffusionPolicy.PromptEmbeds];
         Assert.Equal((3, 1), (cache.EncodedCount, cache.EncoderCalls));
         using var fresh = pipe.EncodePrompts(["a cat", "a cat", "a dog", ""]);
         TensorAssert.Close(fresh, first, atol: 1e-5, rtol: 1e-5, what: "cached embeddings");
@@ -71,11 +74,12 @@ public sealed class GpuReadySamplingTests
         // 3 batches of 4, groups of 4: 3 distinct prompts, plus the negative prompt.
         var config = DdpoConfig.Load(null, null,
             ["sample.num_steps=2", "sample.batch_size=4", "sample.samples_per_epoch=12", "sample.group_size=4", "prompt_fn=\"simple_animals\""]);
-        var sampler = new EpochSampler(pipe, config, PromptSources.Create("simple_animals"), new JpegCompressibilityReward(), NullTrainingObserver.Instance);
-        using var samples = await sampler.SampleAsync(0);
+        var sampler = new EpochSampler(pipe.Policy, config, PromptSources.Create("simple_animals"), new JpegCompressibilityReward(), NullTrainingObserver.Instance);
+        var sampled = await sampler.SampleAsync(0);
+        using var samples = sampled.Samples;
         Assert.Equal(12, samples.Count);
         int distinct = samples.Prompts.Distinct().Count();
-        Assert.Equal(distinct + 1, sampler.PromptsEncoded);
+        Assert.Equal(distinct + 1, sampled.PromptsEncoded);
         Assert.True(distinct <= 3);
     }
 }

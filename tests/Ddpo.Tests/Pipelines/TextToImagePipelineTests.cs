@@ -1,5 +1,6 @@
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Tests.Support;
 using TorchSharp;
 using Xunit;

@@ -44,7 +44,7 @@ public sealed class CompressibilityLearningTests(ITestOutputHelper output)
             "device=\"cpu\"", "save_freq=100", $"seed={seed}",
         ]);
         using (var pipeline = TextToImagePipeline.FromPretrained(model))
-        using (var trainer = new DdpoTrainer(config, pipeline, Path.Combine(root, "run"), false, new JpegCompressibilityReward()))
+        using (var trainer = new DdpoTrainer(config, pipeline.Policy, Path.Combine(root, "run"), false, new JpegCompressibilityReward()))
         {
             await trainer.RunAsync();
         }

@@ -1,5 +1,7 @@
+using Ddpo.Schedulers;
 using Ddpo.Config;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Training;
 using Xunit;
 

@@ -1,5 +1,6 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
+using Ddpo.Policies;
 using Ddpo.Rewards;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;
@@ -146,8 +147,8 @@ public sealed class GrpoTrainingTests
             {
                 Prompts = ["a cat", "a cat", "a cat", "a cat"],
                 Metadata = Enumerable.Range(0, 4).Select(_ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>()).ToArray(),
-                PromptEmbeds = zeros(new long[] { 4, 2, 3 }),
-                Timesteps = zeros(new long[] { 4, 2 }, ScalarType.Int64),
+                Condition = StableDiffusionPolicy.Condition(zeros(new long[] { 4, 2, 3 })),
+                Times = zeros(new long[] { 4, 2 }, ScalarType.Int64),
                 Latents = zeros(new long[] { 4, 2, 3, 4, 4 }),
                 NextLatents = zeros(new long[] { 4, 2, 3, 4, 4 }),
                 LogProbs = zeros(new long[] { 4, 2 }),

@@ -1,3 +1,4 @@
+using Ddpo.Policies;
 using Ddpo.Models.Lora;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
@@ -51,7 +52,9 @@ public sealed class KlPenaltyTests
         using var unet = new UNet2DConditionModel(TinyUnet(), ScalarType.Float64);
         using var scheduler = new DdimScheduler(DdimSchedulerConfig.StableDiffusion());
         scheduler.SetTimesteps(5);
-        using var reference = ReferencePolicy.FrozenCopy(unet, scheduler);
+        using var policy = new StableDiffusionPolicy(unet, scheduler);
+        using var reference = ReferencePolicy.FrozenCopy(policy);
+        var options = new SamplingOptions { NumSteps = 5, GuidanceScale = 4.0, Eta = 1.0, FinalStep = DdimFinalStep.Ddpo };
         var gen = new Generator(4);
         var x = randn(new long[] { 2, 3, 8, 8 }, dtype: ScalarType.Float64, generator: gen);
         var next = randn(new long[] { 2, 3, 8, 8 }, dtype: ScalarType.Float64, generator: gen) * 0.1 + x * 0.9;
@@ -62,7 +65,7 @@ public sealed class KlPenaltyTests
         {
             var eps = GuidedNoisePredictor.Predict(unet, x, t, embeds, negative, 4.0, ScalarType.Float64);
             var step = scheduler.Step(eps, t, x, 1.0, prevSample: next, finalStep: DdimFinalStep.Ddpo);
-            var baseMean = reference.Mean(x, t, next, embeds, negative, 4.0, 1.0, DdimFinalStep.Ddpo);
+            var baseMean = reference.Mean(new TransitionBatch(x, next, t, StableDiffusionPolicy.Condition(embeds.alias()), StableDiffusionPolicy.Condition(negative.alias())), options);
             return ReferencePolicy.Kl(step.Mean, baseMean, step.Std).mean();
         }
         Assert.Equal(0.0, Kl().item<double>());
@@ -123,7 +126,8 @@ public sealed class KlPenaltyMemoryTests(ITestOutputHelper output)
         {
             foreach (var p in weights.Parameters) p.normal_(0, 0.1);
         }
-        using var reference = ReferencePolicy.WithAdaptersOff(weights.Lora!, pipeline.Scheduler);
+        using var reference = ReferencePolicy.WithAdaptersOff(pipeline.Policy, weights.Lora!);
+        var options = new SamplingOptions { NumSteps = 4, GuidanceScale = 5.0, Eta = 1.0, FinalStep = DdimFinalStep.Ddpo };
         pipeline.Scheduler.SetTimesteps(4);
         using var embeds = pipeline.EncodePrompts(Enumerable.Repeat("a cat", 8).ToArray());
         using var negative = pipeline.EncodePrompts(Enumerable.Repeat("", 8).ToArray());
@@ -144,7 +148,7 @@ public sealed class KlPenaltyMemoryTests(ITestOutputHelper output)
             var loss = step.LogProb.mean();
             if (withKl)
             {
-                var baseMean = reference.Mean(x, t, next, embeds, negative, 5.0, 1.0, DdimFinalStep.Ddpo);
+                var baseMean = reference.Mean(new TransitionBatch(x, next, t, StableDiffusionPolicy.Condition(embeds.alias()), StableDiffusionPolicy.Condition(negative.alias())), options);
                 loss = loss + 0.1 * ReferencePolicy.Kl(step.Mean, baseMean, step.Std).mean();
             }
             long held = HeapUsage.InUseBytes() - before;

@@ -83,7 +83,7 @@ public sealed class RwrTests
         foreach (var rows in batches)
         {
             var idx = tensor(rows);
-            var micro = RewardWeightedRegression.Weighted(Losses(idx), weights.index_select(0, idx), batchSize);
+            var micro = RwrStrategy.Weighted(Losses(idx), weights.index_select(0, idx), batchSize);
             (micro / microBatches).backward();
         }
         var accumulated = p.grad!.clone();
@@ -97,15 +97,15 @@ public sealed class RwrTests
         var full = tensor(new long[] { 0, 1 });
         using (no_grad())
         {
-            var ours = RewardWeightedRegression.Weighted(Losses(full), weights.index_select(0, full), batchSize).item<double>();
+            var ours = RwrStrategy.Weighted(Losses(full), weights.index_select(0, full), batchSize).item<double>();
             var theirs = (Losses(full) * (weights.index_select(0, full) / batchSize)).sum().item<double>();
             Assert.Equal(theirs, ours, 12);
             // A mean over the samples present would count the lone last sample twice.
             var last = tensor(new long[] { 4 });
-            var lone = RewardWeightedRegression.Weighted(Losses(last), weights.index_select(0, last), batchSize).item<double>();
+            var lone = RwrStrategy.Weighted(Losses(last), weights.index_select(0, last), batchSize).item<double>();
             Assert.Equal((weights[4] * Losses(last)).item<double>() / 2, lone, 12);
         }
-        Assert.Throws<ArgumentException>(() => RewardWeightedRegression.Weighted(Losses(full), weights, batchSize));
+        Assert.Throws<ArgumentException>(() => RwrStrategy.Weighted(Losses(full), weights, batchSize));
     }
 
     [Fact]
@@ -135,9 +135,12 @@ public sealed class RwrTests
         double Expected(Tensor prediction) =>
             ((noise - prediction).pow(2).mean([1L, 2L, 3L]) * weights).sum().item<float>() / batchSize;
 
-        var loss = RewardWeightedRegression.Loss(pipeline, x0, embeds, negative, guidance, weights, batchSize, new Generator(7));
+        var policy = pipeline.Policy;
+        Tensor Loss(Tensor? negativeEmbeds) => RwrStrategy.Weighted(policy.DenoisingLoss(x0, StableDiffusionPolicy.Condition(embeds.alias()),
+            negativeEmbeds is null ? null : StableDiffusionPolicy.Condition(negativeEmbeds.alias()), guidance, new Generator(7)), weights, batchSize);
+        var loss = Loss(negative);
         Assert.Equal(Expected(guided), loss.item<float>(), 4);
-        var plain = RewardWeightedRegression.Loss(pipeline, x0, embeds, null, guidance, weights, batchSize, new Generator(7));
+        var plain = Loss(null);
         Assert.Equal(Expected(cond), plain.item<float>(), 4);
         Assert.NotEqual(loss.item<float>(), plain.item<float>());
     }
@@ -158,7 +161,7 @@ public sealed class RwrTests
         ]);
         var dir = TestPaths.NewTempDir();
         using (var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel))
-        using (var trainer = new DdpoTrainer(config, pipeline, dir, false, new MeanBrightnessReward()))
+        using (var trainer = new DdpoTrainer(config, pipeline.Policy, dir, false, new MeanBrightnessReward()))
         {
             await trainer.RunAsync();
         }

@@ -1,8 +1,7 @@
-using Ddpo.Config;
 using Ddpo.Models.Loading;
-using Ddpo.Pipelines;
+using Ddpo.Schedulers;
 
-namespace Ddpo.Training;
+namespace Ddpo.Config;
 
 /// <summary>
 /// Where an epoch's SDE window lies (<c>sample.sde_window</c>, <c>sample.sde_window_shift</c>,

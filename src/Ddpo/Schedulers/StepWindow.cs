@@ -1,4 +1,4 @@
-namespace Ddpo.Pipelines;
+namespace Ddpo.Schedulers;
 
 /// <summary>
 /// A half-open range <c>[Start, End)</c> of denoising step indices (0 = the first, noisiest step): the steps of a

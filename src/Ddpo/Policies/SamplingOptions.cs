@@ -1,6 +1,6 @@
 using Ddpo.Schedulers;
 
-namespace Ddpo.Pipelines;
+namespace Ddpo.Policies;
 
 /// <summary>How to sample: DDIM steps, eta (stochasticity; DDPO needs eta &gt; 0), guidance scale and size.</summary>
 public sealed record SamplingOptions

@@ -1,0 +1,81 @@
+using Ddpo.Schedulers;
+using TorchSharp;
+using static TorchSharp.torch;
+
+namespace Ddpo.Policies;
+
+/// <summary>
+/// A text-to-image model family as a policy over the denoising MDP: what the trainer, the evaluation and the GPU
+/// check use of a model, and nothing else. Stable Diffusion 1.x/2.x with DDIM is one implementation
+/// (<c>Pipelines.StableDiffusionPolicy</c>); a flow-matching transformer with an SDE sampler is another
+/// (docs/architecture.md, "Adding a model family"). Frozen parts run in <see cref="DType"/>; latents and the sampler's
+/// math stay float32.
+/// </summary>
+internal interface IDiffusionPolicy : IDisposable
+{
+    /// <summary>The family, for messages (e.g. "Stable Diffusion (DDIM)").</summary>
+    string Family { get; }
+
+    /// <summary>Where the models run.</summary>
+    Device Device { get; }
+
+    /// <summary>The dtype of the frozen weights (and of the denoiser's base weights under LoRA).</summary>
+    ScalarType DType { get; }
+
+    /// <summary>The module training changes: trained whole, or with LoRA on its <see cref="LoraTargets"/>.</summary>
+    nn.Module Denoiser { get; }
+
+    /// <summary>The denoiser's folder name in a diffusers pipeline (<c>unet</c>, <c>transformer</c>): exported weights are <c>NAME.safetensors</c>.</summary>
+    string DenoiserName { get; }
+
+    /// <summary>The names (last parts of module paths) of the linear layers LoRA attaches to (diffusers' target modules).</summary>
+    IReadOnlyList<string> LoraTargets { get; }
+
+    /// <summary>The image side in pixels the denoiser was configured for.</summary>
+    int DefaultImageSize { get; }
+
+    /// <summary>Encodes prompts (no gradient) to the family's conditioning, on <see cref="Device"/>.</summary>
+    Conditioning Encode(IReadOnlyList<string> prompts);
+
+    /// <summary>
+    /// True when sampling with <paramref name="options"/> needs an unconditional conditioning (classifier-free
+    /// guidance); false for a family that guides through an embedding, or without guidance.
+    /// </summary>
+    bool NeedsUnconditional(SamplingOptions options);
+
+    /// <summary>
+    /// Samples one trajectory per row of <paramref name="condition"/> (no gradient). Initial and per-step noise are
+    /// drawn on the CPU from <paramref name="generator"/>, so that a seed gives the same images on every device.
+    /// <paramref name="unconditional"/> is given when <see cref="NeedsUnconditional"/> says so.
+    /// <paramref name="progress"/> receives the number of finished steps.
+    /// </summary>
+    Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress);
+
+    /// <summary>How many of the steps of <paramref name="options"/>, from the first, are stochastic: the actions to train.</summary>
+    int StochasticSteps(SamplingOptions options);
+
+    /// <summary>
+    /// Re-evaluates recorded transitions under the current weights with the sampling's guidance, noise level and final
+    /// step: the log-probability of each recorded next sample, and the step's mean and std (for a KL). Gradients flow
+    /// when enabled.
+    /// </summary>
+    Transition Evaluate(TransitionBatch batch, SamplingOptions options);
+
+    /// <summary>
+    /// The family's denoising (regression) loss on clean samples <paramref name="x0"/>, per sample [B]: a random
+    /// time and fresh noise per sample drawn from <paramref name="generator"/> (reward-weighted regression).
+    /// </summary>
+    Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator);
+
+    /// <summary>Makes the draws <see cref="DenoisingLoss"/> makes for a batch of <paramref name="x0Shape"/> and discards them.</summary>
+    void SkipDenoisingDraws(long[] x0Shape, Generator generator);
+
+    /// <summary>Final latents to images [B, 3, H, W] float32 in [0, 1] on the CPU.</summary>
+    Tensor Decode(Tensor latents);
+
+    /// <summary>
+    /// The policy with a frozen copy of the denoiser as it is now (the base model of a KL penalty when the whole
+    /// denoiser is trained); it shares the encoders and sampler, and disposing it frees only the copy.
+    /// </summary>
+    IDiffusionPolicy FrozenCopy();
+}
