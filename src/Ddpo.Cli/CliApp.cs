@@ -112,7 +112,7 @@ public static class CliApp
     private static bool IsUserError(Exception e) =>
         e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException
             or DirectoryNotFoundException or InvalidDataException or UserFacingException
-            or Ddpo.Training.WeightsDivergedException or DllNotFoundException
+            or Ddpo.Distributed.WeightsDivergedException or DllNotFoundException
             // Readers of run files (metrics.jsonl, prompts.json, checkpoint state) report malformed content
             // as a FormatException whose message names the file and line.
             or FormatException;

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ddpo.Config;
+using Ddpo.Distributed;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Schedulers;
