@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Ddpo.Cli;
 
 /// <summary>The <c>ddpo</c> command line: builds the command tree and turns known failures into clear messages.</summary>
-public static class CliApp
+internal static class CliApp
 {
     /// <summary>Exit code for bad input (config, weights, arguments).</summary>
     public const int BadInput = 2;
@@ -119,4 +119,4 @@ public static class CliApp
 }
 
 /// <summary>An error caused by the user's input or environment, shown without a stack trace.</summary>
-public sealed class UserFacingException(string message, Exception? inner = null) : Exception(message, inner);
+internal sealed class UserFacingException(string message, Exception? inner = null) : Exception(message, inner);
