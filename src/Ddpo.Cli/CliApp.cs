@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Ddpo.Cli;
 
 /// <summary>The <c>ddpo</c> command line: builds the command tree and turns known failures into clear messages.</summary>
-public static class CliApp
+internal static class CliApp
 {
     /// <summary>Exit code for bad input (config, weights, arguments).</summary>
     public const int BadInput = 2;
@@ -112,11 +112,11 @@ public static class CliApp
     private static bool IsUserError(Exception e) =>
         e is ModelLoadException or ConfigException or ArgumentException or FileNotFoundException
             or DirectoryNotFoundException or InvalidDataException or UserFacingException
-            or Ddpo.Training.WeightsDivergedException or DllNotFoundException
+            or Ddpo.Distributed.WeightsDivergedException or DllNotFoundException
             // Readers of run files (metrics.jsonl, prompts.json, checkpoint state) report malformed content
             // as a FormatException whose message names the file and line.
             or FormatException;
 }
 
 /// <summary>An error caused by the user's input or environment, shown without a stack trace.</summary>
-public sealed class UserFacingException(string message, Exception? inner = null) : Exception(message, inner);
+internal sealed class UserFacingException(string message, Exception? inner = null) : Exception(message, inner);

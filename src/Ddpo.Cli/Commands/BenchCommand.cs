@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo bench unet|model</c>: speed measurements.</summary>
-public static class BenchCommand
+internal static class BenchCommand
 {
     /// <summary>Reference: PyTorch 2.11 + diffusers on an H200, SD 1.4 UNet, batch 16, fp16.</summary>
     public const double ReferenceMs = 49.6;

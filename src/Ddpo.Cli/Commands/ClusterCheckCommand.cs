@@ -10,7 +10,7 @@ namespace Ddpo.Cli.Commands;
 /// <c>ddpo cluster-check</c>: run under <c>mpirun</c> / <c>srun</c> to check that the ranks reach each other and to
 /// measure the all-reduce bandwidth and one optimizer step's gradient all-reduce; alone, it prints the volumes only.
 /// </summary>
-public static class ClusterCheckCommand
+internal static class ClusterCheckCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

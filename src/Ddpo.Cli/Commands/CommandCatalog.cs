@@ -3,7 +3,7 @@ using System.CommandLine;
 namespace Ddpo.Cli.Commands;
 
 /// <summary>Every sub-command of <c>ddpo</c>.</summary>
-public static class CommandCatalog
+internal static class CommandCatalog
 {
     /// <summary>Creates the sub-commands, in the order <c>--help</c> lists them.</summary>
     public static IEnumerable<Command> All() =>

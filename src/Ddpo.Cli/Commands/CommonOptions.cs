@@ -5,7 +5,7 @@ using static TorchSharp.torch;
 namespace Ddpo.Cli.Commands;
 
 /// <summary>Options shared by the commands that run models: device, dtype and where CUDA libtorch lives.</summary>
-public sealed class CommonOptions
+internal sealed class CommonOptions
 {
     /// <summary><c>--device cpu|cuda|cuda:N|auto</c>.</summary>
     public Option<string> Device { get; } = new("--device") { Description = "cpu, cuda, cuda:N or auto", DefaultValueFactory = _ => "cpu" };

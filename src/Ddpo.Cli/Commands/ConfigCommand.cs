@@ -8,7 +8,7 @@ namespace Ddpo.Cli.Commands;
 /// (loadable with <c>--config</c>), and its sample counts per epoch, per optimizer step and per process, without
 /// loading a model.
 /// </summary>
-public static class ConfigCommand
+internal static class ConfigCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

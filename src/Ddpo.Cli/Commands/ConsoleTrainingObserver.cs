@@ -8,7 +8,7 @@ namespace Ddpo.Cli.Commands;
 /// epoch whose rewards collapsed. Where the console is not interactive (output redirected to a file or a pipe, see
 /// <see cref="CliApp.UnwrapRedirectedOutput"/>) there are no progress bars: only the lines.
 /// </summary>
-public sealed class ConsoleTrainingObserver : ITrainingObserver
+internal sealed class ConsoleTrainingObserver : ITrainingObserver
 {
     private ProgressContext? _context;
     private readonly Dictionary<string, ProgressTask> _tasks = new();

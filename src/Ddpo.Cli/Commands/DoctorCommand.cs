@@ -12,7 +12,7 @@ namespace Ddpo.Cli.Commands;
 /// a tiny UNet and VAE decoder and the DDPO loss against float64, several times; libtorch, CPU features, threads and
 /// the kernels chosen. Exit 0 when they are right, 3 when not (the same check <c>ddpo train</c> runs first).
 /// </summary>
-public static class DoctorCommand
+internal static class DoctorCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

@@ -18,7 +18,7 @@ namespace Ddpo.Cli.Commands;
 /// <c>ddpo eval</c>: base vs fine-tuned rewards on the training prompts, on held-out prompts, and on any other
 /// prompt set (e.g. <c>everyday_objects</c>, the paper's test of generalisation beyond animals).
 /// </summary>
-public static class EvalCommand
+internal static class EvalCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

@@ -5,7 +5,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo export</c>: merges fine-tuned LoRA weights into a full diffusers pipeline folder.</summary>
-public static class ExportCommand
+internal static class ExportCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

@@ -7,7 +7,7 @@ namespace Ddpo.Cli.Commands;
 /// <c>ddpo gpu-check --out DIR --fixtures DIR [--smoke] [--torch-results FILE]</c>: our half of the GPU check
 /// (<c>tools/gpu/check.sh</c> runs PyTorch's half first and passes its results here to be merged).
 /// </summary>
-public static class GpuCheckCommand
+internal static class GpuCheckCommand
 {
     /// <summary>Exit code when a correctness row failed or a section or row could not run (the files are still written).</summary>
     public const int ChecksFailed = 4;

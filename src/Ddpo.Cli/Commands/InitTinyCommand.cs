@@ -5,7 +5,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo init-tiny</c>: writes a small randomly initialised pipeline folder (diffusers layout).</summary>
-public static class InitTinyCommand
+internal static class InitTinyCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

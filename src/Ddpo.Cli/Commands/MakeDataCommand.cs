@@ -6,7 +6,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo make-data</c>: writes a synthetic emoji-scene dataset for <c>ddpo pretrain</c>.</summary>
-public static class MakeDataCommand
+internal static class MakeDataCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

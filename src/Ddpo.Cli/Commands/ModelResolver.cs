@@ -4,7 +4,7 @@ using static TorchSharp.torch;
 namespace Ddpo.Cli.Commands;
 
 /// <summary>Turns a <c>--model</c> value (a folder, <c>builtin</c> or nothing) into a loaded pipeline.</summary>
-public static class ModelResolver
+internal static class ModelResolver
 {
     /// <summary>The folder of <paramref name="model"/>: the built-in model when null/empty or "builtin".</summary>
     public static string Folder(string? model) => DdpoRun.ModelFolder(model ?? "");

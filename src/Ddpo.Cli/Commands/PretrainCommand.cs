@@ -7,7 +7,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo pretrain</c>: ordinary denoising training of a (small) text-to-image model.</summary>
-public static class PretrainCommand
+internal static class PretrainCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

@@ -3,7 +3,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary>Runs work under a Spectre.Console progress display (plain lines when output is redirected).</summary>
-public static class ProgressReporter
+internal static class ProgressReporter
 {
     /// <summary>Runs <paramref name="work"/> with one progress bar of <paramref name="total"/> units.</summary>
     public static T Run<T>(string description, double total, Func<IProgress<double>, T> work)

@@ -5,7 +5,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo report RUN_DIR [RUN_DIR ...]</c>: (re)builds a run's report.html, or compares runs.</summary>
-public static class ReportCommand
+internal static class ReportCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

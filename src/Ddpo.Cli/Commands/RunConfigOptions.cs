@@ -8,7 +8,7 @@ namespace Ddpo.Cli.Commands;
 /// layering, shared by <c>ddpo train</c> and <c>ddpo config</c> so that the printed config is the one a run uses:
 /// <see cref="RunConfigLayers"/> (the library applies the built-in layer).
 /// </summary>
-public sealed class RunConfigOptions
+internal sealed class RunConfigOptions
 {
     /// <summary><c>--config FILE</c>.</summary>
     public Option<string?> Config { get; } = new("--config") { Description = "config file (TOML or JSON) with ddpo-pytorch's key names" };

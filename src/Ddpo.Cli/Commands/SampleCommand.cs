@@ -10,7 +10,7 @@ using TorchSharp;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo sample</c>: text-to-image sampling to PNG files.</summary>
-public static class SampleCommand
+internal static class SampleCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

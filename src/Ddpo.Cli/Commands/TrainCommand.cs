@@ -8,7 +8,7 @@ using Spectre.Console;
 namespace Ddpo.Cli.Commands;
 
 /// <summary><c>ddpo train</c>: DDPO fine-tuning with progress bars, metrics, images and checkpoints.</summary>
-public static class TrainCommand
+internal static class TrainCommand
 {
     /// <summary>Builds the command.</summary>
     public static Command Create()

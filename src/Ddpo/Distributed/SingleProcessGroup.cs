@@ -1,7 +1,7 @@
 namespace Ddpo.Distributed;
 
 /// <summary>A run of one process: every collective leaves its data as it is. MPI is never loaded.</summary>
-public sealed class SingleProcessGroup : IProcessGroup
+internal sealed class SingleProcessGroup : IProcessGroup
 {
     /// <summary>The one instance.</summary>
     public static readonly SingleProcessGroup Instance = new();

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ddpo.Config;
+using Ddpo.Distributed;
 using Ddpo.Imaging;
 using Ddpo.Models.Loading;
 using Ddpo.Policies;
@@ -46,7 +47,7 @@ internal sealed class DdpoTrainer : IDisposable
     internal TrainableWeights Weights => _weights;
 
     /// <summary>The dynamic loss scaler of the backward pass (disabled unless the UNet runs in fp16 or <c>train.loss_scaling = "dynamic"</c>).</summary>
-    public LossScaler Scaler => _scaler;
+    internal LossScaler Scaler => _scaler;
 
     /// <summary>The run folder.</summary>
     internal RunDirectory Run => _run;

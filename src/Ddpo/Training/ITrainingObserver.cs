@@ -23,7 +23,7 @@ public interface ITrainingObserver
 }
 
 /// <summary>An observer that ignores everything.</summary>
-public sealed class NullTrainingObserver : ITrainingObserver
+internal sealed class NullTrainingObserver : ITrainingObserver
 {
     /// <summary>The shared instance.</summary>
     public static readonly NullTrainingObserver Instance = new();
@@ -39,7 +39,7 @@ public sealed class NullTrainingObserver : ITrainingObserver
 }
 
 /// <summary>Passes every call on to several observers, in order.</summary>
-public sealed class CompositeTrainingObserver(IEnumerable<ITrainingObserver> observers) : ITrainingObserver
+internal sealed class CompositeTrainingObserver(IEnumerable<ITrainingObserver> observers) : ITrainingObserver
 {
     private readonly ITrainingObserver[] _observers = observers.ToArray();
 

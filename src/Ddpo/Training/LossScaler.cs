@@ -15,7 +15,7 @@ namespace Ddpo.Training;
 /// steps the scale is multiplied by <see cref="GrowthFactor"/> (kept only if still finite). Like GradScaler the
 /// scale is a float32 value. A disabled scaler (fp32 / bf16 models by default) has scale 1 and changes nothing.
 /// </summary>
-public sealed class LossScaler
+internal sealed class LossScaler
 {
     /// <summary>GradScaler's <c>init_scale</c>: 2^16.</summary>
     public const float DefaultInitScale = 65536f;

@@ -1,3 +1,4 @@
+using Ddpo.Distributed;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 

@@ -1,5 +1,6 @@
 using System.Diagnostics;
 using Ddpo.Config;
+using Ddpo.Distributed;
 using Ddpo.Policies;
 using Ddpo.Schedulers;
 using TorchSharp;

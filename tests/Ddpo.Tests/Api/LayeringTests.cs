@@ -7,15 +7,17 @@ using Xunit;
 namespace Ddpo.Tests.Api;
 
 /// <summary>
-/// The layers of docs/architecture.md, checked on the source and the assemblies: the core's namespaces
-/// (<c>Ddpo.X</c>) have no dependency cycle, the core does not reference the reporting or pretraining assemblies, and
+/// The layers of docs/architecture.md, checked on the source and the assemblies: the core's namespaces (full names,
+/// <c>Ddpo.Models.Lora</c> apart from <c>Ddpo.Models.Unet</c>, the root <c>Ddpo</c> included) have no dependency cycle, the core does not reference the reporting or pretraining assemblies, and
 /// only the user-facing types are public.
 /// </summary>
 public sealed partial class LayeringTests
 {
-    // Shared by every layer (thrown or named anywhere), so they are a layer of their own below all others even though
-    // they sit in the root namespace with the front door.
-    private static readonly HashSet<string> BaseTypes = ["ConfigException", "CodeObjects"];
+    // TEMPORARY (remove once ConfigException and CodeObjects live in namespace Ddpo.Base): while they still sit in
+    // the root namespace with the front door, their files count as namespace Ddpo.Base, where they are moving. After
+    // the move this mapping matches nothing and can go.
+    private static readonly HashSet<string> BaseTypesInRoot = ["ConfigException", "CodeObjects"];
+    private const string BaseNamespace = "Ddpo.Base";
 
     [Fact]
     public void CoreNamespacesHaveNoCycle()
@@ -23,22 +25,39 @@ public sealed partial class LayeringTests
         var edges = NamespaceDependencies(Path.Combine(TestPaths.RepoRoot, "src", "Ddpo"));
         Assert.Contains("Ddpo.Training", edges.Keys);
         Assert.Contains("Ddpo.Rewards", edges["Ddpo.Training"].Keys);
-        var cyclic = edges.SelectMany(a => a.Value.Where(b => Reaches(edges, b.Key, a.Key))
-            .Select(b => $"{a.Key} -> {b.Key} ({string.Join(", ", b.Value.Order())})")).Order().ToList();
+        var cyclic = CyclicEdges(edges);
         Assert.True(cyclic.Count == 0, "namespace dependencies in cycles:\n" + string.Join("\n", cyclic));
     }
 
     [Fact]
     public void CycleCheckFindsACycle()
     {
-        // The check itself: two namespaces that name each other's types are reported.
+        // The check itself: namespaces that name each other's types are reported, on full names (Ddpo.M.A, Ddpo.M.B
+        // and Ddpo.M.C would be one node Ddpo.M if names were cut to two parts), the root namespace included.
         var dir = Directory.CreateTempSubdirectory("ddpo-layering-");
         try
         {
             File.WriteAllText(Path.Combine(dir.FullName, "A.cs"), "namespace Ddpo.A;\ninternal sealed class Alpha { Ddpo.B.Beta? b; }\n");
             File.WriteAllText(Path.Combine(dir.FullName, "B.cs"), "namespace Ddpo.B;\ninternal sealed class Beta { Alpha? a; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "MA.cs"), "namespace Ddpo.M.A;\ninternal sealed class MAlpha { M.B.MBeta? b; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "MB.cs"), "namespace Ddpo.M.B;\ninternal sealed class MBeta { MGamma? c; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "MC.cs"), "namespace Ddpo.M.C;\ninternal sealed class MGamma { Ddpo.M.A.MAlpha? a; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "MD.cs"), "namespace Ddpo.M.D;\ninternal sealed class MDelta { MAlpha? a; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "Root.cs"), "namespace Ddpo;\npublic sealed class Front { RootUser? u; }\n");
+            File.WriteAllText(Path.Combine(dir.FullName, "RootUser.cs"), "namespace Ddpo.R;\ninternal sealed class RootUser { Front? f; }\n");
             var edges = NamespaceDependencies(dir.FullName);
             Assert.True(Reaches(edges, "Ddpo.A", "Ddpo.B") && Reaches(edges, "Ddpo.B", "Ddpo.A"));
+            Assert.Equal(new[] { "Ddpo.M.B" }, edges["Ddpo.M.A"].Keys);
+            Assert.Equal(new[] { "Ddpo.M.C" }, edges["Ddpo.M.B"].Keys);
+            Assert.Equal(new[] { "Ddpo.M.A" }, edges["Ddpo.M.C"].Keys);
+            Assert.True(Reaches(edges, "Ddpo.M.A", "Ddpo.M.C") && Reaches(edges, "Ddpo.M.C", "Ddpo.M.B"));
+            Assert.Contains("Ddpo.M.A", edges["Ddpo.M.D"].Keys);
+            Assert.False(Reaches(edges, "Ddpo.M.A", "Ddpo.M.D"));
+            Assert.True(Reaches(edges, "Ddpo", "Ddpo.R") && Reaches(edges, "Ddpo.R", "Ddpo"));
+            var cyclic = CyclicEdges(edges);
+            Assert.Contains("Ddpo.M.C -> Ddpo.M.A (MAlpha)", cyclic);
+            Assert.Contains("Ddpo -> Ddpo.R (RootUser)", cyclic);
+            Assert.DoesNotContain(cyclic, e => e.StartsWith("Ddpo.M.D ", StringComparison.Ordinal));
         }
         finally
         {
@@ -67,18 +86,24 @@ public sealed partial class LayeringTests
             Assert.Contains(t, exported);
         }
         foreach (var t in new[] { "Ddpo.Training.PolicyUpdater", "Ddpo.Training.EpochSamples", "Ddpo.Models.Unet.UNet2DConditionModel",
-                     "Ddpo.Config.ConfigSchema", "Ddpo.Runtime.AtomicFile", "Ddpo.Diagnostics.SpeedSuite" })
+                     "Ddpo.Config.ConfigSchema", "Ddpo.Runtime.AtomicFile", "Ddpo.Diagnostics.SpeedSuite",
+                     "Ddpo.Training.NullTrainingObserver", "Ddpo.Training.CompositeTrainingObserver", "Ddpo.Distributed.SingleProcessGroup",
+                     "Ddpo.Distributed.DataParallel", "Ddpo.Rewards.Remote.RewardImageEncoding" })
         {
             Assert.DoesNotContain(t, exported);
         }
-        // The surface stays small: about 60 of the core's 220 types (docs/architecture.md lists them).
-        Assert.InRange(exported.Count, 30, 80);
-        var pretraining = Assembly.Load("Ddpo.Pretraining");
-        Assert.Empty(pretraining.GetExportedTypes());
+        // The surface stays small: 74 of the core's 220 types (docs/architecture.md lists them).
+        Assert.InRange(exported.Count, 69, 79);
+        Assert.Equal(["Ddpo.Reporting.ComparisonReport", "Ddpo.Reporting.HtmlReportObserver", "Ddpo.Reporting.RunReport",
+                "Ddpo.Reporting.RunWriters", "Ddpo.Reporting.TensorBoardObserver"],
+            typeof(RunWriters).Assembly.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName!).Order(StringComparer.Ordinal));
+        // The other assemblies are not libraries: the pretrainer and the CLI's commands (the tests see them as internals).
+        Assert.Empty(Assembly.Load("Ddpo.Pretraining").GetExportedTypes());
+        Assert.Empty(Assembly.Load("ddpo").GetExportedTypes());
     }
 
     /// <summary>
-    /// For each namespace (first two parts, <c>Ddpo.X</c>), the namespaces whose top-level types its files name,
+    /// For each namespace (its full name, e.g. <c>Ddpo.Models.Lora</c>), the namespaces whose top-level types its files name,
     /// with those type names. Comments are ignored, and so are names after a '.' (members) and the names of the file's
     /// properties.
     /// </summary>
@@ -93,14 +118,14 @@ public sealed partial class LayeringTests
         var qualifiers = namespaces.SelectMany(ns => { var parts = ns.Split('.'); return Enumerable.Range(0, parts.Length).Select(i => string.Join('.', parts[i..])); })
             .Distinct().OrderByDescending(q => q.Length).Select(Regex.Escape);
         var qualified = new Regex(@"(?<![\w.])(?:" + string.Join('|', qualifiers) + @")\.(?=[A-Z])");
-        var files = sources.Select((c, i) => (Code: qualified.Replace(c, ""), Namespace: Layer(namespaces[i]))).ToList();
+        var files = sources.Select((c, i) => (Code: qualified.Replace(c, ""), Namespace: Layer(namespaces[i], c))).ToList();
         var owners = new Dictionary<string, HashSet<string>>();
         foreach (var (code, ns) in files)
         {
             foreach (Match m in TopLevelType().Matches(code))
             {
                 var name = m.Groups[1].Value;
-                (owners.TryGetValue(name, out var set) ? set : owners[name] = []).Add(BaseTypes.Contains(name) ? "Ddpo(base)" : ns);
+                (owners.TryGetValue(name, out var set) ? set : owners[name] = []).Add(ns);
             }
         }
         var edges = new Dictionary<string, Dictionary<string, HashSet<string>>>();
@@ -112,13 +137,18 @@ public sealed partial class LayeringTests
             {
                 if (properties.Contains(m.Value) || !owners.TryGetValue(m.Value, out var set) || set.Count != 1) continue;
                 var target = set.First();
-                if (BaseTypes.Contains(m.Value) || target == ns) continue;
+                if (target == ns) continue;
                 var uses = edges.TryGetValue(ns, out var d) ? d : edges[ns] = [];
                 (uses.TryGetValue(target, out var names) ? names : uses[target] = []).Add(m.Value);
             }
         }
         return edges;
     }
+
+    /// <summary>The edges that lie on a cycle (their target reaches their source), each with the type names it uses.</summary>
+    private static List<string> CyclicEdges(Dictionary<string, Dictionary<string, HashSet<string>>> edges) =>
+        edges.SelectMany(a => a.Value.Where(b => Reaches(edges, b.Key, a.Key))
+            .Select(b => $"{a.Key} -> {b.Key} ({string.Join(", ", b.Value.Order())})")).Order(StringComparer.Ordinal).ToList();
 
     private static bool Reaches(Dictionary<string, Dictionary<string, HashSet<string>>> edges, string from, string to)
     {
@@ -133,7 +163,12 @@ public sealed partial class LayeringTests
         return false;
     }
 
-    private static string Layer(string ns) => string.Join('.', ns.Split('.').Take(2));
+    /// <summary>
+    /// A file's namespace, in full. TEMPORARY: a root-namespace file that declares one of <see cref="BaseTypesInRoot"/>
+    /// counts as <see cref="BaseNamespace"/>, where those types are moving; remove with <see cref="BaseTypesInRoot"/>.
+    /// </summary>
+    private static string Layer(string ns, string code) =>
+        ns == "Ddpo" && TopLevelType().Matches(code).Any(m => BaseTypesInRoot.Contains(m.Groups[1].Value)) ? BaseNamespace : ns;
 
     [GeneratedRegex(@"//.*")]
     private static partial Regex LineComment();

@@ -1,5 +1,4 @@
 using Ddpo.Models.Loading;
-using Ddpo.Models.Unet;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -20,14 +19,16 @@ internal sealed class LoraAdapters : IDisposable
     private readonly List<(string Path, LoraLinear Layer, LoraAdapter Adapter)> _entries;
     private bool _detached;
 
-    private LoraAdapters(UNet2DConditionModel unet, List<(string, LoraLinear, LoraAdapter)> entries)
+    private LoraAdapters(nn.Module model, List<(string, LoraLinear, LoraAdapter)> entries)
     {
-        Unet = unet;
+        Model = model;
         _entries = entries;
     }
 
-    /// <summary>The UNet the adapters are attached to.</summary>
-    public UNet2DConditionModel Unet { get; }
+    /// <summary>
+    /// The denoiser the adapters are attached to (a UNet, a transformer): any module whose <see cref="LoraLinear"/> layers they adapt.
+    /// </summary>
+    public nn.Module Model { get; }
 
     /// <summary>Module paths (diffusers names) of the adapted layers, in model order.</summary>
     public IReadOnlyList<string> ModulePaths => _entries.Select(e => e.Path).ToList();
@@ -48,7 +49,7 @@ internal sealed class LoraAdapters : IDisposable
     /// Down is drawn as <paramref name="init"/> says (default: N(0, 1/rank^2), as diffusers 0.17 and ddpo-pytorch),
     /// from <paramref name="gen"/>, up with zeros, so the UNet's output is unchanged until training moves the up weights.
     /// </summary>
-    public static LoraAdapters Attach(UNet2DConditionModel unet, int rank, double alpha,
+    public static LoraAdapters Attach(nn.Module unet, int rank, double alpha,
         IEnumerable<string>? targets = null, Generator? gen = null, LoraInit init = LoraInit.Gaussian)
     {
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoRA rank must be positive");
@@ -100,7 +101,7 @@ internal sealed class LoraAdapters : IDisposable
     /// its adapters to <paramref name="unet"/>. Scale is <c>alpha / rank</c> when the file stores alphas, else 1.
     /// Unknown keys, layers the UNet lacks and shape mismatches are a <see cref="ModelLoadException"/> naming key and file.
     /// </summary>
-    public static LoraAdapters Load(UNet2DConditionModel unet, string path)
+    public static LoraAdapters Load(nn.Module unet, string path)
     {
         var parsed = ReadFile(unet, path);
         try
@@ -134,7 +135,7 @@ internal sealed class LoraAdapters : IDisposable
     public void LoadWeights(string path)
     {
         ThrowIfDetached();
-        var parsed = ReadFile(Unet, path);
+        var parsed = ReadFile(Model, path);
         try
         {
             var ours = _entries.Select(e => e.Path).ToHashSet();
@@ -277,7 +278,7 @@ internal sealed class LoraAdapters : IDisposable
         if (_detached) throw new InvalidOperationException("these LoRA adapters were detached");
     }
 
-    private static IEnumerable<(string Path, LoraLinear Layer)> FindLayers(UNet2DConditionModel unet) =>
+    private static IEnumerable<(string Path, LoraLinear Layer)> FindLayers(nn.Module unet) =>
         unet.named_modules().Where(m => m.module is LoraLinear).Select(m => (m.name, (LoraLinear)m.module));
 
     private static void EnsureFree(IEnumerable<(string Path, LoraLinear Layer)> layers)
@@ -304,7 +305,7 @@ internal sealed class LoraAdapters : IDisposable
     }
 
     /// <summary>Reads and validates a LoRA file against <paramref name="unet"/>: module path -> weights.</summary>
-    private static Dictionary<string, FileAdapter> ReadFile(UNet2DConditionModel unet, string path)
+    private static Dictionary<string, FileAdapter> ReadFile(nn.Module unet, string path)
     {
         var tensors = SafetensorsFile.Load(path);
         try

@@ -28,9 +28,6 @@ internal sealed class LoraLinear : nn.Module<Tensor, Tensor>
     /// <summary>The base weight [out, in].</summary>
     public Parameter Weight => _weight;
 
-    /// <summary>The base bias [out], or null.</summary>
-    public Parameter? Bias => _bias;
-
     /// <summary>Creates the layer with PyTorch's <c>nn.Linear</c> default initialisation.</summary>
     public LoraLinear(long inFeatures, long outFeatures, bool bias = true, Device? device = null, ScalarType? dtype = null)
         : base(nameof(LoraLinear))

@@ -14,7 +14,7 @@ public enum RewardImageFormat
 }
 
 /// <summary>Encodes reward batches as PNG or JPEG files for HTTP requests.</summary>
-public static class RewardImageEncoding
+internal static class RewardImageEncoding
 {
     /// <summary>Parses a config value (<c>png</c> or <c>jpeg</c>).</summary>
     public static RewardImageFormat Parse(string value, string key) => value switch

@@ -1,13 +1,11 @@
-using Ddpo.Distributed;
-
-namespace Ddpo.Training;
+namespace Ddpo.Distributed;
 
 /// <summary>
 /// How one rank takes part in a data-parallel epoch: which of an optimizer step's micro-batches it trains on,
 /// the gradient sum before each step, and the sums of the training statistics. With one process every
 /// method is the identity, so a one-process run computes exactly what it computed before data parallelism.
 /// <para>
-/// Equal results at any scale: the whole epoch is on every rank (<see cref="EpochGather"/>), shuffled with the
+/// Equal results at any scale: the whole epoch is on every rank (<see cref="Ddpo.Training.EpochGather"/>), shuffled with the
 /// same generator, and optimizer step k covers the same global micro-batches whatever the number of processes
 /// (<c>train.gradient_accumulation_steps</c> x processes of them); rank r trains on the r-th contiguous part.
 /// Each loss is divided by the step's global micro-step count, so the summed gradient is the one-process gradient.

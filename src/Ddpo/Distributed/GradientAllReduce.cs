@@ -1,14 +1,13 @@
-using Ddpo.Distributed;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training;
+namespace Ddpo.Distributed;
 
 /// <summary>
 /// Sums the trainable parameters' gradients over the ranks before an optimizer step: all gradients are flattened
 /// into one float32 buffer, reduced with one <c>MPI_Allreduce</c>, and copied back (a parameter without a gradient,
 /// on a rank that had no sample in the step, counts as zeros). One call per optimizer step; the volume is
-/// 4 bytes x trainable parameters (<see cref="BytesPerStep"/>).
+/// 4 bytes x trainable parameters.
 /// <para>
 /// Host path. The buffer goes through host memory, which on GPUs costs a device-to-host and a host-to-device copy
 /// per step. The GPU path (NCCL's <c>ncclAllReduce</c> on the device buffer, from the <c>libnccl.so.2</c> that
@@ -23,9 +22,6 @@ internal sealed class GradientAllReduce(IProcessGroup group)
 
     /// <summary>Seconds the last call spent in the collective (including the host copies).</summary>
     public double LastSeconds { get; private set; }
-
-    /// <summary>Bytes one step all-reduces for <paramref name="parameters"/> (float32 gradients).</summary>
-    public static long BytesPerStep(IEnumerable<Parameter> parameters) => parameters.Sum(p => p.numel()) * sizeof(float);
 
     /// <summary>Replaces every gradient of <paramref name="parameters"/> by its sum over the ranks (nothing with one rank).</summary>
     public void SumGradients(IReadOnlyList<Parameter> parameters)

@@ -1,8 +1,7 @@
-using Ddpo.Distributed;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training;
+namespace Ddpo.Distributed;
 
 /// <summary>
 /// A 64-bit FNV-1a hash of the exact bytes of the trainable parameters, compared across ranks once per epoch:
