@@ -96,12 +96,7 @@ internal sealed partial class RunData
         }
 
         var byEpoch = new SortedDictionary<int, EpochMetrics>();
-        var lines = ReadMetrics(metricsPath);
-        for (int i = 0; i < lines.Count; i++)
-        {
-            var e = lines[i] with { Source = $"{metricsPath} record {i + 1}" };
-            byEpoch[e.Epoch] = e;
-        }
+        foreach (var e in ReadMetrics(metricsPath)) byEpoch[e.Epoch] = e;
 
         var configPath = run.ConfigFile;
         var config = File.Exists(configPath) ? Utf8Text.ReadFile(configPath, message => new FormatException(message)) : null;

@@ -34,7 +34,7 @@ public static class RunReport
     public static string Write(string runDir)
     {
         var run = RunData.Load(runDir);
-        var path = Path.Combine(run.Directory, FileName);
+        var path = RunFolder.At(run.Directory).ReportFile;
         WriteAtomic(path, Render(run, DateTimeOffset.UtcNow));
         return path;
     }

@@ -13,9 +13,6 @@ namespace Ddpo.Reporting;
 /// </summary>
 internal sealed class TensorBoardLogger
 {
-    /// <summary>The event-file folder's name inside the run directory.</summary>
-    public const string FolderName = RunFolder.TensorBoardFolderName;
-
     /// <summary>The image tag of the eval grid.</summary>
     public const string GridTag = "eval/grid";
 

@@ -16,11 +16,22 @@ public readonly record struct PromptReward(double Mean, int Count);
 /// <c>ITrainingObserver</c>; the report reads it back. A number the line lacks (a file written by an older version)
 /// is NaN; fields this version does not name are kept in <see cref="OtherFields"/>.
 /// </summary>
-public sealed record EpochMetrics
+public sealed record EpochMetrics : IJsonOnDeserialized
 {
     /// <summary><c>epoch</c>.</summary>
     [JsonPropertyName("epoch"), JsonPropertyOrder(0), JsonConverter(typeof(EpochConverter))]
-    public required int Epoch { get; init; }
+    public required int Epoch
+    {
+        get => _epoch;
+        init
+        {
+            _epoch = value;
+            _hasEpoch = true;
+        }
+    }
+
+    private readonly int _epoch;
+    private readonly bool _hasEpoch;
     /// <summary><c>reward_mean</c>: mean of the finite rewards the update used.</summary>
     [JsonPropertyName("reward_mean"), JsonPropertyOrder(1)]
     public double RewardMean { get; init; } = double.NaN;
@@ -179,6 +190,12 @@ public sealed record EpochMetrics
             $"epoch {Epoch}: all {(double.IsFinite(Samples - NonfiniteRewards) ? (Samples - NonfiniteRewards).ToString(CultureInfo.InvariantCulture) + " " : "")}rewards are {RewardMean:G6} (zero spread): the policy has likely collapsed and produces identical images, so the update has no signal; lower train.learning_rate or use the KL penalty (train.kl_coef > 0)")
         : null;
 
+    /// <summary>A line read without <c>epoch</c> is malformed (the property is not required to System.Text.Json, so that the message can say so).</summary>
+    void IJsonOnDeserialized.OnDeserialized()
+    {
+        if (!_hasEpoch) throw new BadEpochException("nothing");
+    }
+
     private const string WatchPrefix = "watch_";
     private const string RewardPrefix = "reward_";
     private const string MeanSuffix = "_mean";
@@ -285,7 +302,7 @@ public sealed record EpochMetrics
                 JsonTokenType.Null => "nothing",
                 _ => reader.TokenType.ToString(),
             };
-            throw new JsonException($"field 'epoch' must be a non-negative whole number, got {got}");
+            throw new BadEpochException(got);
         }
 
         public override void Write(Utf8JsonWriter writer, int value, JsonSerializerOptions options) => writer.WriteNumberValue(value);

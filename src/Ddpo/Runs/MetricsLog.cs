@@ -1,6 +1,7 @@
 using System.Text;
 using System.Text.Json;
 using System.Text.Json.Serialization;
+using System.Text.Json.Serialization.Metadata;
 using Ddpo.Runtime;
 
 namespace Ddpo.Runs;
@@ -19,6 +20,18 @@ internal sealed class MetricsLog : IDisposable
         WriteIndented = false,
         AllowDuplicateProperties = false,
         Converters = { new LenientDoubleConverter() },
+        // epoch is a required member in C#; read, its absence is reported as a bad epoch (EpochMetrics.OnDeserialized).
+        TypeInfoResolver = new DefaultJsonTypeInfoResolver
+        {
+            Modifiers =
+            {
+                info =>
+                {
+                    if (info.Type != typeof(EpochMetrics)) return;
+                    foreach (var p in info.Properties) p.IsRequired = false;
+                },
+            },
+        },
     };
 
     private readonly StreamWriter _writer;
@@ -57,15 +70,21 @@ internal sealed class MetricsLog : IDisposable
     public static string Serialize(EpochMetrics metrics) => JsonSerializer.Serialize(metrics, Options);
 
     /// <summary>
-    /// One line; a malformed one (not a JSON object, no whole-number <c>epoch</c>, a repeated key) is a
-    /// <see cref="FormatException"/> naming <paramref name="source"/>, which also becomes <see cref="EpochMetrics.Source"/>.
+    /// One line; a malformed one (not a JSON object, a repeated key) is a <see cref="FormatException"/> naming
+    /// <paramref name="source"/>, one without a whole-number <c>epoch</c> one naming <paramref name="record"/> (default:
+    /// <paramref name="source"/>), which also becomes <see cref="EpochMetrics.Source"/>.
     /// </summary>
-    public static EpochMetrics Parse(string line, string source)
+    public static EpochMetrics Parse(string line, string source, string? record = null)
     {
+        record ??= source;
         try
         {
             var metrics = JsonSerializer.Deserialize<EpochMetrics>(line, Options) ?? throw new FormatException("a JSON Null, expected an object");
-            return metrics with { Source = source };
+            return metrics with { Source = record };
+        }
+        catch (BadEpochException e)
+        {
+            throw new FormatException($"{record}: {e.Message}", e);
         }
         catch (Exception e) when (e is JsonException or FormatException or ArgumentException or InvalidOperationException)
         {
@@ -133,7 +152,7 @@ internal sealed class MetricsLog : IDisposable
         {
             lineNumber++;
             if (string.IsNullOrWhiteSpace(line)) continue;
-            result.Add(Parse(line, $"{path}:{lineNumber}"));
+            result.Add(Parse(line, $"{path}:{lineNumber}", $"{path} record {result.Count + 1}"));
         }
         return result;
     }
@@ -202,3 +221,6 @@ internal sealed class MetricsLog : IDisposable
         }
     }
 }
+
+/// <summary>A metrics line's <c>epoch</c> is missing or not a non-negative whole number.</summary>
+internal sealed class BadEpochException(string got) : JsonException($"field 'epoch' must be a non-negative whole number, got {got}");

@@ -84,7 +84,7 @@ public sealed class EpochMetricsLineTests
     [Fact]
     public void AnOlderLineReadsMissingNumbersAsNaNAndKeepsUnknownFields()
     {
-        var line = MetricsLog.Parse("""{"epoch": 3, "reward_mean": "NaN", "loss": null, "reward_jpeg_mean": 0.5, "future": {"x": [1, "y"]}, "time": "yesterday"}""", "old");
+        var line = MetricsLog.Parse("""{"epoch": 3.0, "reward_mean": "NaN", "loss": null, "reward_jpeg_mean": 0.5, "future": {"x": [1, "y"]}, "time": "yesterday"}""", "old");
         Assert.Equal(3, line.Epoch);
         Assert.True(double.IsNaN(line.RewardMean));
         Assert.True(double.IsNaN(line.Loss));
@@ -98,7 +98,12 @@ public sealed class EpochMetricsLineTests
         Assert.Equal(new List<object?> { 1.0, "y" }, ((Dictionary<string, object?>)line.Values["future"]!)["x"]);
         Assert.Empty(line.PromptRewards);
 
-        foreach (var bad in new[] { "{}", "{\"epoch\": -1}", "{\"epoch\": 1.5}", "{\"epoch\": \"1\"}", "[1]", "null", "{\"epoch\": 1, \"epoch\": 2}" })
+        foreach (var (bad, got) in new[] { ("{}", "nothing"), ("{\"epoch\": -1}", "-1"), ("{\"epoch\": 1.5}", "1.5"), ("{\"epoch\": \"1\"}", "the string \"1\"") })
+        {
+            var e = Assert.Throws<FormatException>(() => MetricsLog.Parse(bad, "m.jsonl:7", "m.jsonl record 3"));
+            Assert.Equal($"m.jsonl record 3: field 'epoch' must be a non-negative whole number, got {got}", e.Message);
+        }
+        foreach (var bad in new[] { "[1]", "null", "{\"epoch\": 1, \"epoch\": 2}", "{\"epoch\": 1, \"x\": 1, \"x\": 2}", "{\"epoch\": 1" })
         {
             var e = Assert.Throws<FormatException>(() => MetricsLog.Parse(bad, "m.jsonl:7"));
             Assert.StartsWith("m.jsonl:7: malformed metrics line", e.Message);

@@ -117,7 +117,7 @@ public sealed class CheckpointAndMetricsTests : IDisposable
         Assert.Equal(true, lines[1].Values["ok"]);
         Assert.Null(lines[1].Values["extra"]);
         Assert.Equal(0.25, ((Dictionary<string, object?>)lines[2].Values["stats"]!)["a cat"]);
-        Assert.Equal($"{path}:3", lines[2].Source);
+        Assert.Equal($"{path} record 3", lines[2].Source);
 
         File.AppendAllText(path, "{not json\n");
         var e = Assert.Throws<FormatException>(() => MetricsLog.ReadAll(path));
