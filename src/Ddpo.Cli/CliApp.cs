@@ -105,7 +105,7 @@ internal static class CliApp
     {
         Ddpo.Diagnostics.GradientCheckFailedException => WrongGradients,
         Ddpo.Training.RewardFailedException => RewardFailed,
-        Ddpo.Training.TrainingStoppedException or Ddpo.Training.NonFiniteTensorException => TrainingStopped,
+        Ddpo.Training.TrainingStoppedException or Ddpo.Runs.NonFiniteTensorException => TrainingStopped,
         _ => null,
     };
 

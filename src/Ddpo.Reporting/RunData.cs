@@ -2,6 +2,7 @@ using System.Globalization;
 using System.Text.Json;
 using System.Text.RegularExpressions;
 using Ddpo.Models.Loading;
+using Ddpo.Runs;
 using Ddpo.Training;
 
 namespace Ddpo.Reporting;
@@ -12,7 +13,7 @@ namespace Ddpo.Reporting;
 internal sealed record ImageEpoch(int Epoch, string Directory)
 {
     /// <summary>The image of eval prompt <paramref name="promptIndex"/> in this folder (<c>00.png</c>, <c>01.png</c>, ...), whether or not it exists.</summary>
-    public string ImagePath(int promptIndex) => Path.Combine(Directory, promptIndex.ToString("00", CultureInfo.InvariantCulture) + ".png");
+    public string ImagePath(int promptIndex) => Path.Combine(Directory, RunFolder.EvalImageFileName(promptIndex));
 }
 
 /// <summary>
@@ -21,15 +22,6 @@ internal sealed record ImageEpoch(int Epoch, string Directory)
 /// </summary>
 internal sealed partial class RunData
 {
-    /// <summary>The resolved config file name in a run directory.</summary>
-    public const string ConfigFileName = "config.toml";
-
-    /// <summary>The folder of fixed-seed evaluation images in a run directory.</summary>
-    public const string ImagesFolderName = "images";
-
-    /// <summary>The eval prompt list inside <see cref="ImagesFolderName"/>.</summary>
-    public const string PromptsFileName = "prompts.json";
-
     private RunData(string directory, IReadOnlyList<EpochMetrics> epochs, string? configText,
         IReadOnlyList<string> evalPrompts, IReadOnlyList<ImageEpoch> imageEpochs)
     {
@@ -96,31 +88,26 @@ internal sealed partial class RunData
     {
         var dir = Path.GetFullPath(runDirectory).TrimEnd(Path.DirectorySeparatorChar);
         if (!System.IO.Directory.Exists(dir)) throw new DirectoryNotFoundException($"run directory not found: {dir}");
-        var metricsPath = Path.Combine(dir, MetricsWriter.FileName);
+        var run = RunFolder.At(dir);
+        var metricsPath = run.MetricsFile;
         if (!File.Exists(metricsPath))
         {
-            throw new FileNotFoundException($"{dir} is not a run directory: it has no {MetricsWriter.FileName}", metricsPath);
+            throw new FileNotFoundException($"{dir} is not a run directory: it has no {RunFolder.MetricsFileName}", metricsPath);
         }
 
         var byEpoch = new SortedDictionary<int, EpochMetrics>();
-        var lines = ReadMetrics(metricsPath);
-        for (int i = 0; i < lines.Count; i++)
-        {
-            var e = EpochMetrics.FromValues(lines[i], $"{metricsPath} record {i + 1}");
-            byEpoch[e.Epoch] = e;
-        }
+        foreach (var e in ReadMetrics(metricsPath)) byEpoch[e.Epoch] = e;
 
-        var configPath = Path.Combine(dir, ConfigFileName);
+        var configPath = run.ConfigFile;
         var config = File.Exists(configPath) ? Utf8Text.ReadFile(configPath, message => new FormatException(message)) : null;
-        var images = Path.Combine(dir, ImagesFolderName);
-        return new RunData(dir, byEpoch.Values.ToList(), config, ReadPrompts(Path.Combine(images, PromptsFileName)), FindImageEpochs(images));
+        return new RunData(dir, byEpoch.Values.ToList(), config, ReadPrompts(run.EvalPromptsFile), FindImageEpochs(run.ImagesDir));
     }
 
     /// <summary>
     /// The complete lines of metrics.jsonl: a last line still being appended by the trainer (no newline
     /// yet) is left out; a malformed complete line is an error naming the file and line.
     /// </summary>
-    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> ReadMetrics(string path) => MetricsReader.ReadComplete(path);
+    private static IReadOnlyList<EpochMetrics> ReadMetrics(string path) => MetricsLog.ReadComplete(path);
 
     private static List<string> ReadPrompts(string path)
     {

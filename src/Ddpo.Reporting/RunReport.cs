@@ -1,5 +1,6 @@
 using System.Globalization;
 using System.Text;
+using Ddpo.Runs;
 using Ddpo.Training;
 using static Ddpo.Reporting.ReportFormat;
 
@@ -14,7 +15,7 @@ namespace Ddpo.Reporting;
 public static class RunReport
 {
     /// <summary>The report's file name inside the run directory.</summary>
-    public const string FileName = "report.html";
+    public const string FileName = RunFolder.ReportFileName;
 
     /// <summary>The image grid shows at most this many epoch columns (evenly spaced, first and last always included).</summary>
     public const int MaxGridColumns = 12;
@@ -33,7 +34,7 @@ public static class RunReport
     public static string Write(string runDir)
     {
         var run = RunData.Load(runDir);
-        var path = Path.Combine(run.Directory, FileName);
+        var path = RunFolder.At(run.Directory).ReportFile;
         WriteAtomic(path, Render(run, DateTimeOffset.UtcNow));
         return path;
     }
@@ -62,7 +63,7 @@ public static class RunReport
         }
         sb.Append("<section id=\"config\"><h2>Resolved config</h2>");
         sb.Append(run.ConfigText is null
-            ? $"<p class=\"note\">{RunData.ConfigFileName} not found in the run directory.</p>"
+            ? $"<p class=\"note\">{RunFolder.ConfigFileName} not found in the run directory.</p>"
             : $"<pre class=\"config\">{Escape(run.ConfigText)}</pre>");
         sb.Append("</section>\n");
         return ReportPage.Close(sb, generated);
@@ -196,7 +197,7 @@ public static class RunReport
         sb.Append("<section id=\"images\"><h2>Fixed-seed samples across epochs</h2>");
         if (run.ImageEpochs.Count == 0)
         {
-            sb.Append($"<p class=\"note\">No evaluation images yet ({RunData.ImagesFolderName}/epoch-NNNN folders).</p></section>\n");
+            sb.Append($"<p class=\"note\">No evaluation images yet ({RunFolder.ImagesFolderName}/epoch-NNNN folders).</p></section>\n");
             return;
         }
         var columns = PickColumns(run.ImageEpochs);
@@ -213,7 +214,7 @@ public static class RunReport
         sb.Append("</tr></thead><tbody>");
         for (int p = 0; p < rows; p++)
         {
-            var prompt = p < run.EvalPrompts.Count ? run.EvalPrompts[p] : $"image {p:00} (not in {RunData.PromptsFileName})";
+            var prompt = p < run.EvalPrompts.Count ? run.EvalPrompts[p] : $"image {p:00} (not in {RunFolder.EvalPromptsFileName})";
             sb.Append($"<tr><th class=\"prompt\">{Escape(prompt)}</th>");
             foreach (var c in columns)
             {

@@ -1,6 +1,7 @@
 using System.Collections;
 using System.Globalization;
 using TorchSharp;
+using Ddpo.Runs;
 
 namespace Ddpo.Reporting;
 
@@ -12,9 +13,6 @@ namespace Ddpo.Reporting;
 /// </summary>
 internal sealed class TensorBoardLogger
 {
-    /// <summary>The event-file folder's name inside the run directory.</summary>
-    public const string FolderName = "tensorboard";
-
     /// <summary>The image tag of the eval grid.</summary>
     public const string GridTag = "eval/grid";
 
@@ -24,7 +22,7 @@ internal sealed class TensorBoardLogger
     public TensorBoardLogger(string runDir)
     {
         ArgumentException.ThrowIfNullOrWhiteSpace(runDir);
-        LogDirectory = Path.Combine(Path.GetFullPath(runDir), FolderName);
+        LogDirectory = RunFolder.At(runDir).TensorBoardDir;
         _writer = torch.utils.tensorboard.SummaryWriter(LogDirectory);
     }
 
@@ -35,8 +33,8 @@ internal sealed class TensorBoardLogger
     /// Logs one epoch at step <c>metrics["epoch"]</c>: each numeric value (any .NET number type; NaN
     /// allowed) as a scalar tagged with its key, nested dictionaries flattened as <c>key/subkey</c>; strings,
     /// booleans, lists and nulls are skipped. Where <paramref name="gridPngPath"/> is given, that image is
-    /// logged under <see cref="GridTag"/>. Takes the same dictionary the trainer gives
-    /// <see cref="Training.MetricsWriter.Write"/>.
+    /// logged under <see cref="GridTag"/>. Takes the <see cref="EpochMetrics.Values"/> of the line the trainer
+    /// appends to metrics.jsonl.
     /// </summary>
     /// <exception cref="ArgumentException"><c>epoch</c> is missing or not a non-negative whole number.</exception>
     /// <exception cref="FileNotFoundException"><paramref name="gridPngPath"/> does not exist.</exception>

@@ -1,3 +1,4 @@
+using Ddpo.Runs;
 using Ddpo.Training;
 using static TorchSharp.torch;
 
@@ -9,7 +10,7 @@ namespace Ddpo.Reporting;
 /// </summary>
 public sealed class TensorBoardObserver(string runDirectory, Action<string>? log = null) : ITrainingObserver
 {
-    private readonly RunDirectory _run = new(runDirectory);
+    private readonly RunFolder _run = new(runDirectory);
     private TensorBoardLogger? _logger;
 
     /// <inheritdoc />
@@ -20,7 +21,7 @@ public sealed class TensorBoardObserver(string runDirectory, Action<string>? log
         try
         {
             _logger ??= new TensorBoardLogger(_run.Root);
-            var grid = Path.Combine(_run.EpochImagesDir(metrics.Epoch), "grid.png");
+            var grid = Path.Combine(_run.EpochImagesDir(metrics.Epoch), RunFolder.GridFileName);
             _logger.LogEpoch(metrics.Values, File.Exists(grid) ? grid : null);
         }
         catch (Exception e) when (e is IOException or ArgumentException or UnauthorizedAccessException)

@@ -7,6 +7,7 @@ using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Rewards.Alignment;
+using Ddpo.Runs;
 using Ddpo.Runtime;
 using Ddpo.Training;
 using Spectre.Console;
@@ -34,7 +35,7 @@ internal static class EvalCommand
         common.AddTo(command);
         command.SetAction(parse =>
         {
-            var runDir = new RunDirectory(parse.GetValue(run)!);
+            var runDir = new RunFolder(parse.GetValue(run)!);
             if (!File.Exists(runDir.ConfigFile)) throw new ArgumentException($"--run: {runDir.ConfigFile} not found (is '{runDir.Root}' a ddpo run folder?)");
             var cfg = DdpoConfig.Load(runDir.ConfigFile, null, []);
             var deviceText = parse.GetResult(common.Device) is { Implicit: false } ? parse.GetValue(common.Device) : cfg.Device;
@@ -60,12 +61,11 @@ internal static class EvalCommand
             long seed = cfg.Seed + 1_000_003;
             var baseScores = Score(pipeline, sets, scorers, perPrompt, options, seed, "base");
 
-            var checkpoints = new CheckpointStore(runDir.Root, int.MaxValue);
             var info = parse.GetValue(checkpoint) is { } n
-                ? checkpoints.List().FirstOrDefault(c => c.Epoch == n) ?? throw new ArgumentException($"--checkpoint: no checkpoint of epoch {n} in {checkpoints.Root} (have: {string.Join(", ", checkpoints.List().Select(c => c.Epoch))})")
-                : checkpoints.Latest() ?? throw new ArgumentException($"--run: no checkpoint in {checkpoints.Root}");
+                ? Checkpoint.List(runDir).FirstOrDefault(c => c.Epoch == n) ?? throw new ArgumentException($"--checkpoint: no checkpoint of epoch {n} in {runDir.CheckpointsDir} (have: {string.Join(", ", Checkpoint.List(runDir).Select(c => c.Epoch))})")
+                : Checkpoint.Latest(runDir) ?? throw new ArgumentException($"--run: no checkpoint in {runDir.CheckpointsDir}");
             var weights = TrainableWeights.For(cfg, pipeline.Policy);
-            var (_, tensors) = CheckpointStore.Load(info.Path);
+            var (_, tensors) = info.Load();
             weights.LoadRawState(tensors, info.Path);
             foreach (var t in tensors.Values) t.Dispose();
             var tunedScores = Score(pipeline, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}");
@@ -83,9 +83,8 @@ internal static class EvalCommand
                 }
             }
             AnsiConsole.Write(table);
-            var outDir = Path.Combine(runDir.Root, "eval");
-            Directory.CreateDirectory(outDir);
-            var outFile = Path.Combine(outDir, $"eval-epoch-{info.Epoch:D4}.json");
+            var outFile = runDir.EvalResultFile(info.Epoch);
+            Directory.CreateDirectory(runDir.EvalDir);
             File.WriteAllText(outFile, JsonSerializer.Serialize(new
             {
                 run = runDir.Root,

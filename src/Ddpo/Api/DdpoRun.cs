@@ -3,6 +3,7 @@ using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Runtime;
 using Ddpo.Training;
 using TorchSharp;
@@ -70,10 +71,10 @@ public sealed class DdpoRun : IDisposable
     public ScalarType DType { get; }
 
     /// <summary>The run folder.</summary>
-    internal RunDirectory Directory => Trainer.Run;
+    internal RunFolder Directory => Trainer.Run;
 
     /// <summary>Where the final LoRA (or, with <c>use_lora = false</c>, UNet) weights are written when <see cref="RunAsync"/> ends.</summary>
-    public string WeightsFile => Path.Combine(Trainer.Run.Root, Trainer.Weights.ExportFileName);
+    public string WeightsFile => Trainer.Run.WeightsFile(Trainer.Weights.ExportFileName);
 
     /// <summary>Sets up a run (loads the model; nothing is trained yet).</summary>
     /// <exception cref="ConfigException">A setting is wrong; the message names the key and where it was set.</exception>
@@ -91,7 +92,7 @@ public sealed class DdpoRun : IDisposable
         config.Pretrained.Dtype = TorchRuntime.DTypeName(dtype);
 
         var runDirectory = options.RunDirectory ?? DefaultRunDirectory(preset, options.ConfigFile);
-        var metrics = Path.Combine(Path.GetFullPath(runDirectory), MetricsWriter.FileName);
+        var metrics = RunFolder.At(runDirectory).MetricsFile;
         // Rank 0 alone checks: a slower rank could otherwise see the metrics rank 0 has just started writing.
         if (group.Rank == 0 && !options.Resume && File.Exists(metrics))
         {
@@ -197,7 +198,7 @@ public sealed class DdpoRun : IDisposable
                     ? "DdpoTrainingOptions.PromptList: no prompts"
                     : $"DdpoTrainingOptions.PromptList: prompt '{bad}' is empty, spans lines or has leading/trailing spaces");
             }
-            var file = Path.Combine(Path.GetFullPath(runDirectory), "prompts.txt");
+            var file = RunFolder.At(runDirectory).PromptListFile;
             config.PromptFn = PromptSources.FilePrefix + file;
             config.PromptFnKwargs = [];
             // Only rank 0 writes the run folder; the other processes take the same list from memory.

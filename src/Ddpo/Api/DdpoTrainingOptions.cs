@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Training;
 
 namespace Ddpo;

@@ -1,3 +1,4 @@
+using Ddpo.Runs;
 using Ddpo.Training;
 
 namespace Ddpo;

@@ -196,7 +196,7 @@ internal static class SpeedSuite
             }
             UnetBenchmark.Synchronize(pipeline.Device);
             double total = clock.Elapsed.TotalSeconds;
-            var line = File.ReadLines(Path.Combine(runDir, "metrics.jsonl")).Last();
+            var line = File.ReadLines(Runs.RunFolder.At(runDir).MetricsFile).Last();
             using var doc = JsonDocument.Parse(line);
             double Get(string name) => doc.RootElement.TryGetProperty(name, out var v) && v.ValueKind == JsonValueKind.Number ? v.GetDouble() : double.NaN;
             return new SpeedRow("ddpo_epoch",

@@ -7,6 +7,7 @@ using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
+using Ddpo.Runs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -23,13 +24,12 @@ internal sealed class DdpoTrainer : IDisposable
 {
     private readonly DdpoConfig _config;
     private readonly IDiffusionPolicy _policy;
-    private readonly RunDirectory _run;
+    private readonly RunFolder _run;
     private readonly IPromptSource _prompts;
     private readonly IRewardFunction _reward;
     private readonly TrainableWeights _weights;
     private readonly OptimizerHelper _optimizer;
     private readonly PerPromptStatTracker? _tracker;
-    private readonly TrainingCheckpoints _checkpoints;
     private readonly LossScaler _scaler;
     private readonly ITrainingObserver _observer;
     private readonly RunOutputs _outputs;
@@ -50,7 +50,7 @@ internal sealed class DdpoTrainer : IDisposable
     internal LossScaler Scaler => _scaler;
 
     /// <summary>The run folder.</summary>
-    internal RunDirectory Run => _run;
+    internal RunFolder Run => _run;
 
     /// <summary>The first epoch this trainer will run (after a resume, the one after the checkpoint).</summary>
     public int StartEpoch => _startEpoch;
@@ -78,7 +78,7 @@ internal sealed class DdpoTrainer : IDisposable
         _policy = policy;
         _observer = observer ?? NullTrainingObserver.Instance;
         _outputs = outputs ?? RunOutputs.All;
-        _run = new RunDirectory(runDirectory);
+        _run = new RunFolder(runDirectory);
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
         _reward = reward;
         _weights = TrainableWeights.For(config, policy);
@@ -89,12 +89,11 @@ internal sealed class DdpoTrainer : IDisposable
         _tracker = config.PerPromptStatTracking.Enabled
             ? new PerPromptStatTracker(config.PerPromptStatTracking.BufferSize, config.PerPromptStatTracking.MinCount)
             : null;
-        _checkpoints = new TrainingCheckpoints(_run, config.NumCheckpointLimit);
 
         var configText = config.ToToml();
-        if (resume && _checkpoints.Latest() is { } latest)
+        if (resume && Checkpoint.Latest(_run) is { } latest)
         {
-            var state = _checkpoints.Restore(latest, _weights, _optimizer, _scaler);
+            var state = RestoreCheckpoint(latest);
             // The optimizer state brings back the learning rate it was saved with; the run's config decides it (so that
             // --resume --set train.learning_rate=... takes effect, e.g. after a run stopped on non-finite training).
             foreach (var group in _optimizer.ParamGroups) group.LearningRate = t.LearningRate;
@@ -103,20 +102,20 @@ internal sealed class DdpoTrainer : IDisposable
                 _observer.Message($"note: the configuration differs from the one checkpoint {latest.Path} was made with");
             }
             _tracker?.Clear();
-            if (_tracker is not null && state.StatTracker is not null)
+            if (_tracker is not null && state.StatTrackerJson is not null)
             {
                 try
                 {
-                    _tracker = PerPromptStatTracker.FromJson(state.StatTracker);
+                    _tracker = PerPromptStatTracker.FromJson(state.StatTrackerJson);
                 }
                 catch (FormatException e)
                 {
-                    throw new ModelLoadException($"{Path.Combine(latest.Path, CheckpointStore.StateFile)}: field 'stat_tracker': {e.Message}", e);
+                    throw new ModelLoadException($"{latest.StateFile}: field 'stat_tracker': {e.Message}", e);
                 }
             }
             _startEpoch = state.Epoch + 1;
             _globalStep = state.GlobalStep;
-            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, state.Epoch);
+            if (Writes) MetricsLog.TruncateAfter(_run.MetricsFile, state.Epoch);
             _observer.Message($"resumed from {latest.Path} (epoch {state.Epoch} done, {state.GlobalStep} optimizer steps)");
         }
         else
@@ -127,7 +126,7 @@ internal sealed class DdpoTrainer : IDisposable
                 throw new ArgumentException($"{_run.Root}: this run folder already has metrics.jsonl; pass --resume to continue it or choose another --run-dir");
             }
             // Resuming a run that stopped before its first checkpoint starts it again from epoch 0.
-            if (Writes) MetricsWriter.TruncateAfter(_run.MetricsFile, -1);
+            if (Writes) MetricsLog.TruncateAfter(_run.MetricsFile, -1);
             _startEpoch = 0;
         }
         if (Writes) File.WriteAllText(_run.ConfigFile, configText);
@@ -140,7 +139,7 @@ internal sealed class DdpoTrainer : IDisposable
         var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
         var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference);
         var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel) { GradientFault = GradientFault };
-        using var metrics = Writes ? new MetricsWriter(_run.Root) : null;
+        using var metrics = Writes ? new MetricsLog(_run.MetricsFile) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
@@ -179,17 +178,17 @@ internal sealed class DdpoTrainer : IDisposable
             }
             _globalStep += stats.OptimizerSteps;
             WeightsChecksum.Verify(group, _weights.Parameters, epoch);
-            var line = EpochMetrics.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
+            var line = EpochMetricsBuilder.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampled.SamplingSeconds, sampled.RewardSeconds, evalSeconds, _config.Train.LearningRate, stats.TargetMetrics ?? UpdateTargets.NoMetrics);
-            metrics?.Write(line.Values);
+            metrics?.Append(line);
             NativeHeap.Trim();
             _observer.EpochFinished(line);
             bool last = epoch == _config.NumEpochs - 1;
             if (Writes && _outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
             {
                 using var scope = NewDisposeScope();
-                var dir = _checkpoints.Save(epoch, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
-                _observer.Message($"checkpoint {dir}");
+                var checkpoint = SaveCheckpoint(epoch);
+                _observer.Message($"checkpoint {checkpoint.Path}");
             }
         }
         if (Writes && _outputs.ImageGrids && (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs))))
@@ -199,7 +198,7 @@ internal sealed class DdpoTrainer : IDisposable
         _observer.RunFinished();
         if (!Writes) return;
         using var exportScope = NewDisposeScope();
-        _weights.Export(Path.Combine(_run.Root, _weights.ExportFileName));
+        _weights.Export(_run.WeightsFile(_weights.ExportFileName));
     }
 
     /// <summary>
@@ -209,7 +208,7 @@ internal sealed class DdpoTrainer : IDisposable
     private TrainingStoppedException Stopped(NonFiniteStepException e)
     {
         var t = _config.Train;
-        var latest = _checkpoints.Latest();
+        var latest = Checkpoint.Latest(_run);
         var where = latest is null
             ? "No checkpoint was written before this: the run starts again from epoch 0 (the same command with --resume does that in this folder)."
             : $"Nothing non-finite was saved: the newest checkpoint, {latest.Path} (epoch {latest.Epoch}), is the last good one.";
@@ -221,16 +220,23 @@ internal sealed class DdpoTrainer : IDisposable
         return new TrainingStoppedException(message, e.Epoch, latest?.Path, e);
     }
 
+    /// <summary>Checkpoints the completed <paramref name="epoch"/>: weights, optimizer, loss scaler, stat tracker, config hash.</summary>
+    private Checkpoint SaveCheckpoint(int epoch) => TrainingCheckpoint.Save(_run, _config.NumCheckpointLimit, epoch, _globalStep,
+        _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
+
+    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the optimizer and the loss scaler; returns its state.</summary>
+    private TrainingState RestoreCheckpoint(Checkpoint checkpoint) => TrainingCheckpoint.Restore(checkpoint, _weights, _optimizer, _scaler);
+
     private async Task<SampledEpoch> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)
     {
         try
         {
-            if (_parallel.Group.Size == 1 && PendingEpoch.TryLoad(_run, epoch, _policy.Device) is { } pending)
+            if (_parallel.Group.Size == 1 && PendingSamples.TryLoad(_run, epoch, _policy.Device) is { } pending)
             {
                 _observer.Message($"epoch {epoch}: scoring the {pending.Samples.Count} samples kept from the interrupted run");
                 using var images = pending.Images;
                 var scored = await sampler.ScoreAsync(epoch, pending.Samples, images, ct).ConfigureAwait(false);
-                PendingEpoch.Delete(_run, epoch);
+                PendingSamples.Delete(_run, epoch);
                 return scored;
             }
             return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
@@ -242,13 +248,13 @@ internal sealed class DdpoTrainer : IDisposable
             using (failure.Samples)
             using (failure.Images)
             {
-                var kept = PendingEpoch.Save(_run, epoch, failure.Samples, failure.Images);
+                var kept = PendingSamples.Save(_run, epoch, failure.Samples, failure.Images);
                 // The weights have not changed since the end of the previous epoch: checkpoint them so that
                 // --resume continues exactly here, whatever save_freq is.
-                if (epoch > 0 && _checkpoints.Latest()?.Epoch != epoch - 1)
+                if (epoch > 0 && Checkpoint.Latest(_run)?.Epoch != epoch - 1)
                 {
                     using var scope = NewDisposeScope();
-                    _checkpoints.Save(epoch - 1, _globalStep, _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
+                    SaveCheckpoint(epoch - 1);
                 }
                 throw new RewardFailedException(epoch, failure.Samples, failure.Images, new IOException(
                     $"{failure.InnerException?.Message} — the epoch's {failure.Samples.Count} samples are kept in {kept}; " +
@@ -287,10 +293,10 @@ internal sealed class DdpoTrainer : IDisposable
         {
             for (int i = 0; i < prompts.Count; i++)
             {
-                ImageTensor.SavePng(images[i], Path.Combine(temp, $"{i:D2}.png"));
+                ImageTensor.SavePng(images[i], Path.Combine(temp, RunFolder.EvalImageFileName(i)));
             }
             using var grid = ImageTensor.Grid(images, Math.Min(prompts.Count, 8));
-            ImageTensor.SavePng(grid, Path.Combine(temp, "grid.png"));
+            ImageTensor.SavePng(grid, Path.Combine(temp, RunFolder.GridFileName));
         });
         File.WriteAllText(_run.EvalPromptsFile, System.Text.Json.JsonSerializer.Serialize(prompts));
         return clock.Elapsed.TotalSeconds;

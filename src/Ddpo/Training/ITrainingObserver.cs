@@ -1,3 +1,5 @@
+using Ddpo.Runs;
+
 namespace Ddpo.Training;
 
 /// <summary>

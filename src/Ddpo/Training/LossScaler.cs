@@ -1,4 +1,5 @@
 using System.Globalization;
+using Ddpo.Runs;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -137,7 +138,7 @@ internal sealed class LossScaler
     }
 
     /// <summary>Writes the scale and growth counter into the checkpoint state (nothing when disabled).</summary>
-    internal void SaveTo(CheckpointState state)
+    internal void SaveTo(TrainingState state)
     {
         if (!Enabled) return;
         state.LossScale = Scale;
@@ -148,7 +149,7 @@ internal sealed class LossScaler
     /// Restores what <see cref="SaveTo"/> wrote. A checkpoint without a scale (made without loss scaling)
     /// leaves the initial scale; a malformed value is an error naming <paramref name="source"/> and the key.
     /// </summary>
-    internal void LoadFrom(CheckpointState state, string source)
+    internal void LoadFrom(TrainingState state, string source)
     {
         if (!Enabled || state.LossScale is not { } scale) return;
         if (!(scale > 0) || !float.IsFinite(scale))

@@ -158,6 +158,3 @@ public sealed class TrainingStoppedException(string message, int epoch, string? 
     /// <summary>The newest (good) checkpoint left in the run folder, or null when none was written yet.</summary>
     public string? Checkpoint { get; } = checkpoint;
 }
-
-/// <summary>A tensor about to be written into a checkpoint is not finite: the checkpoint is refused (nothing is written).</summary>
-public sealed class NonFiniteTensorException(string message) : Exception(message);

@@ -3,6 +3,7 @@ using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Cli;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -76,7 +77,7 @@ public sealed class DdpoRunTests
         }
 
         // Typed metrics reach the observer and equal the metrics.jsonl line.
-        var line = EpochMetrics.FromValues(Assert.Single(MetricsReader.ReadAll(Path.Combine(dir, "metrics.jsonl"))), "metrics.jsonl");
+        var line = Assert.Single(MetricsLog.ReadAll(Path.Combine(dir, "metrics.jsonl")));
         var typed = Assert.Single(epochs);
         Assert.Equal(0, typed.Epoch);
         Assert.Equal(line.RewardMean, typed.RewardMean, 12);

@@ -1,6 +1,7 @@
 using System.Reflection;
 using System.Text.RegularExpressions;
 using Ddpo.Reporting;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Xunit;
 
@@ -81,7 +82,7 @@ public sealed partial class LayeringTests
     {
         var exported = typeof(DdpoRun).Assembly.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName!).ToHashSet();
         foreach (var t in new[] { "Ddpo.DdpoRun", "Ddpo.DdpoTrainingOptions", "Ddpo.ConfigException", "Ddpo.Rewards.DelegateReward",
-                     "Ddpo.Training.EpochMetrics", "Ddpo.Training.ITrainingObserver", "Ddpo.Pipelines.TextToImagePipeline" })
+                     "Ddpo.Runs.EpochMetrics", "Ddpo.Training.ITrainingObserver", "Ddpo.Pipelines.TextToImagePipeline" })
         {
             Assert.Contains(t, exported);
         }

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using Ddpo.Cli;
+using Ddpo.Runs;
 using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -40,7 +41,7 @@ public sealed class StrictSatisfactionCliTests
 
         var run = Path.Combine(root, "run");
         Assert.Equal(0, CliApp.Run(Train(run, "file:" + prompts)));
-        var line = Assert.Single(MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")));
+        var line = Assert.Single(MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl")));
         Assert.Equal(0.0, (double)line["nonfinite_rewards"]!);
         Assert.InRange((double)line["reward_mean"]!, 0.5, 1.0); // "Is it riding a bike?" is always answered yes
         Assert.Equal(0.0, (double)line["reward_invalid_metadata_mean"]!);

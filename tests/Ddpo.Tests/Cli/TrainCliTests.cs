@@ -4,6 +4,7 @@ using System.Text.RegularExpressions;
 using Ddpo.Cli;
 using Ddpo.Pipelines;
 using Ddpo.Policies;
+using Ddpo.Runs;
 using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -29,7 +30,7 @@ public sealed class TrainCliTests
         var root = TestPaths.NewTempDir();
         var run = Path.Combine(root, "run");
         Assert.Equal(0, CliApp.Run(TrainArgs(run, 1)));
-        Assert.Single(MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")));
+        Assert.Single(MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl")));
         Assert.True(File.Exists(Path.Combine(run, "report.html")));
         Assert.NotEmpty(Directory.GetFiles(Path.Combine(run, "tensorboard")));
 
@@ -38,7 +39,7 @@ public sealed class TrainCliTests
         Assert.Equal(CliApp.BadInput, code);
         Assert.Contains("--resume", output);
         Assert.Equal(0, CliApp.Run([.. TrainArgs(run, 2), "--resume"]));
-        Assert.Equal([0.0, 1.0], MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")).Select(m => (double)m["epoch"]!).ToArray());
+        Assert.Equal([0.0, 1.0], MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl")).Select(m => (double)m.Epoch).ToArray());
 
         Assert.Equal(0, CliApp.Run(["eval", "--run", run, "--seeds", "1", "--device", "cpu"]));
         using (var doc = JsonDocument.Parse(File.ReadAllText(Path.Combine(run, "eval", "eval-epoch-0001.json"))))
@@ -121,7 +122,7 @@ public sealed class TrainCliTests
         Assert.Single(lines, l => l == $"done: metrics in {Path.Combine(run, "metrics.jsonl")}");
         // No progress bars (Spectre's fallback would print "epoch 0: sampling ... 25%" lines) and no escape codes.
         Assert.DoesNotContain(lines, l => l.Contains('%') || l.Contains('\u001b'));
-        Assert.All(MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl")), m => Assert.Equal(true, m["reward_collapsed"]));
+        Assert.All(MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl")), m => Assert.Equal(true, m.RewardCollapsed));
         Directory.Delete(root, true);
     }
 }

@@ -1,3 +1,4 @@
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;
@@ -36,14 +37,14 @@ public sealed class MpiTrainingTests
         Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
     }
 
-    private static IReadOnlyList<IReadOnlyDictionary<string, object?>> Metrics(string runDir) =>
-        MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl"));
+    private static IReadOnlyList<EpochMetrics> Metrics(string runDir) =>
+        MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl"));
 
     /// <summary>Every number of epoch <paramref name="epoch"/> but the timings agrees within 1e-5 (float sums in another order).</summary>
     private static void AssertSameEpoch(string expectedRun, string actualRun, int epoch, string what)
     {
-        var expected = Metrics(expectedRun)[epoch];
-        var actual = Metrics(actualRun)[epoch];
+        var expected = Metrics(expectedRun)[epoch].Values;
+        var actual = Metrics(actualRun)[epoch].Values;
         int compared = 0;
         foreach (var (key, value) in expected)
         {
@@ -134,7 +135,7 @@ public sealed class MpiTrainingTests
             // Epoch 0 finished and was checkpointed (atomically); epoch 1 was never written. Resuming from a
             // checkpoint left by a dead job is tested with the killed rank below.
             Assert.Single(Metrics(run));
-            Assert.True(File.Exists(Path.Combine(run, "checkpoints", "epoch-000000", CheckpointStore.StateFile)));
+            Assert.True(File.Exists(Path.Combine(run, "checkpoints", "epoch-000000", RunFolder.CheckpointStateFileName)));
             Assert.False(Directory.Exists(Path.Combine(run, "checkpoints", "epoch-000001")));
         }
         finally

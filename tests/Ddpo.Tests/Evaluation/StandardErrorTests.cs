@@ -1,6 +1,7 @@
 using Ddpo.Pipelines;
 using Ddpo.Evaluation;
 using Ddpo.Prompts;
+using Ddpo.Runs;
 using Ddpo.Training;
 using Xunit;
 using static TorchSharp.torch;
@@ -35,7 +36,7 @@ public sealed class StandardErrorTests
             LogProbs = zeros(4, 1),
             Rewards = [1f, 2f, 3f, 4f],
         };
-        var line = EpochMetrics.Build(0, samples, 4, 0, new UpdateStats(0, 0, 0, 0, 1, 1, 0, 4), 0, 0, 0, 1e-4);
+        var line = EpochMetricsBuilder.Build(0, samples, 4, 0, new UpdateStats(0, 0, 0, 0, 1, 1, 0, 4), 0, 0, 0, 1e-4);
         Assert.Equal(sem, (double)line["reward_sem"]!, 12);
         Assert.Equal(Math.Sqrt(1.25), (double)line["reward_std"]!, 12); // ddpo-pytorch logs numpy's std() (n)
     }

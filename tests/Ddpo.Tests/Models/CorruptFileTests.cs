@@ -3,6 +3,7 @@ using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
+using Ddpo.Runs;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;
 using Ddpo.Text;
@@ -49,28 +50,28 @@ public sealed class CorruptFileTests
             foreach (var part in new[] { "unet", "text_encoder", "tokenizer", "scheduler" }) Directory.CreateDirectory(Path.Combine(dir, part));
             return Path.Combine(dir, "model_index.json");
         }, dir => PipelineLayout.Read(dir), typeof(ModelLoadException)),
-        ["checkpoint state.json"] = new(dir => Path.Combine(SaveCheckpoint(dir), CheckpointStore.StateFile),
+        ["checkpoint state.json"] = new(dir => Path.Combine(SaveCheckpoint(dir), RunFolder.CheckpointStateFileName),
             dir => LoadCheckpoint(dir), typeof(ModelLoadException)),
-        ["checkpoint tensors.safetensors"] = new(dir => Path.Combine(SaveCheckpoint(dir), CheckpointStore.TensorsFile),
+        ["checkpoint tensors.safetensors"] = new(dir => Path.Combine(SaveCheckpoint(dir), RunFolder.CheckpointTensorsFileName),
             dir => LoadCheckpoint(dir), typeof(ModelLoadException)),
         ["metrics.jsonl"] = new(dir =>
         {
-            using (var writer = new MetricsWriter(dir))
+            using (var writer = new TestMetricsWriter(dir))
             {
                 writer.Write(new Dictionary<string, object?> { ["epoch"] = 0, ["reward_mean"] = 1.5, ["prompt"] = "a cat" });
                 writer.Write(new Dictionary<string, object?> { ["epoch"] = 1, ["reward_mean"] = 2.5, ["prompt"] = "a dog" });
             }
-            return Path.Combine(dir, MetricsWriter.FileName);
+            return Path.Combine(dir, RunFolder.MetricsFileName);
         }, dir =>
         {
             // Both the reader (report, eval) and the resume path, which rewrites the file.
-            var path = Path.Combine(dir, MetricsWriter.FileName);
-            Assert.Equal(2, MetricsReader.ReadAll(path).Count);
-            MetricsWriter.TruncateAfter(path, 5);
+            var path = Path.Combine(dir, RunFolder.MetricsFileName);
+            Assert.Equal(2, MetricsLog.ReadAll(path).Count);
+            MetricsLog.TruncateAfter(path, 5);
         }, typeof(FormatException)),
         ["eval prompts.json"] = new(dir =>
         {
-            File.WriteAllText(Path.Combine(dir, MetricsWriter.FileName), "{\"epoch\": 0, \"reward_mean\": 1.0}\n");
+            File.WriteAllText(Path.Combine(dir, RunFolder.MetricsFileName), "{\"epoch\": 0, \"reward_mean\": 1.0}\n");
             Directory.CreateDirectory(Path.Combine(dir, "images"));
             return Write(Path.Combine(dir, "images", "prompts.json"), "[\"a cat\", \"a dog\"]");
         }, dir => Assert.Equal(["a cat", "a dog"], Ddpo.Reporting.RunData.Load(Path.GetDirectoryName(dir)!).EvalPrompts), typeof(FormatException)),
@@ -228,16 +229,16 @@ public sealed class CorruptFileTests
     private static string SaveCheckpoint(string dir)
     {
         using var w = arange(6, dtype: ScalarType.Float32).reshape(2, 3);
-        var state = new CheckpointState
+        var state = new TrainingState
         {
             Epoch = 2, GlobalStep = 8, ConfigHash = "abc",
         };
-        return new CheckpointStore(dir, 2).Save(state, new Dictionary<string, Tensor> { ["w"] = w }).Path;
+        return Checkpoint.Save(new RunFolder(dir), state, new Dictionary<string, Tensor> { ["w"] = w }, keepLimit: 2).Path;
     }
 
     private static void LoadCheckpoint(string checkpointDir)
     {
-        var (state, tensors) = CheckpointStore.Load(checkpointDir);
+        var (state, tensors) = Checkpoint.At(checkpointDir).Load();
         Assert.Equal(2, state.Epoch);
         StateDictLoader.DisposeAll(tensors);
     }
@@ -257,13 +258,13 @@ public sealed class CorruptFileTests
             LogProbs = full(2, 3, -1.5f),
             Rewards = [float.NaN, float.NaN],
         };
-        return PendingEpoch.Save(new RunDirectory(dir), 3, samples, zeros(2, 3, 8, 8));
+        return PendingSamples.Save(new RunFolder(dir), 3, samples, zeros(2, 3, 8, 8));
     }
 
     private static void LoadPending(string pendingDir)
     {
         var runRoot = Path.GetDirectoryName(Path.GetDirectoryName(pendingDir))!;
-        var loaded = PendingEpoch.TryLoad(new RunDirectory(runRoot), 3, CPU);
+        var loaded = PendingSamples.TryLoad(new RunFolder(runRoot), 3, CPU);
         Assert.NotNull(loaded);
         var (samples, images) = loaded.Value;
         Assert.Equal(["a cat", "a dog"], samples.Prompts);

@@ -1,5 +1,7 @@
 using System.Globalization;
 using System.Text.Json;
+using Ddpo.Runs;
+using Ddpo.Tests.Support;
 using Ddpo.Training;
 using SkiaSharp;
 
@@ -29,7 +31,7 @@ internal sealed class RunFixture
     public RunFixture WriteMetrics(int epochs, int? watchFallsFrom = null, bool withWatch = true, Func<int, string, double?>? overrideValue = null,
         Func<int, bool>? collapsed = null)
     {
-        using var writer = new MetricsWriter(Directory);
+        using var writer = new TestMetricsWriter(Directory);
         var rng = new Random(1234);
         var start = new DateTimeOffset(2025, 1, 2, 3, 4, 5, TimeSpan.Zero);
         for (int e = 0; e < epochs; e++)

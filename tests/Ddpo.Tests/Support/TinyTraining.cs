@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Training;
 
 namespace Ddpo.Tests.Support;
@@ -17,12 +18,12 @@ internal static class TinyTraining
     ]);
 
     /// <summary>Trains <paramref name="config"/> in <paramref name="runDir"/> (the tiny pixel model unless <paramref name="model"/>) and returns metrics.jsonl.</summary>
-    public static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false,
+    public static List<EpochMetrics> Train(DdpoConfig config, string runDir, bool resume = false,
         IRewardFunction? reward = null, ITrainingObserver? observer = null, string? model = null)
     {
         using var pipeline = TextToImagePipeline.FromPretrained(model ?? TinyModels.Pixel);
         using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config), observer);
         trainer.RunAsync().GetAwaiter().GetResult();
-        return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
+        return MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
     }
 }

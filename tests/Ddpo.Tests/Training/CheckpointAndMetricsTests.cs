@@ -1,4 +1,6 @@
+using System.Text.Json;
 using Ddpo.Models.Loading;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using TorchSharp;
@@ -13,7 +15,7 @@ public sealed class CheckpointAndMetricsTests : IDisposable
 
     public void Dispose() => Directory.Delete(_run, recursive: true);
 
-    private static CheckpointState State(int epoch, PerPromptStatTracker tracker) => new()
+    private static TrainingState State(int epoch, PerPromptStatTracker tracker) => new()
     {
         Epoch = epoch,
         GlobalStep = epoch * 4L,
@@ -24,8 +26,9 @@ public sealed class CheckpointAndMetricsTests : IDisposable
     [Fact]
     public void SaveKeepsTheNewestAndRoundTripsState()
     {
-        var store = new CheckpointStore(_run, keepLimit: 2);
-        Assert.Null(store.Latest());
+        var run = new RunFolder(_run);
+        const int keepLimit = 2;
+        Assert.Null(Checkpoint.Latest(run));
         var tracker = new PerPromptStatTracker(8, 2);
         using var scope = NewDisposeScope();
         var gen = new Generator(3);
@@ -38,14 +41,14 @@ public sealed class CheckpointAndMetricsTests : IDisposable
         foreach (var epoch in new[] { 1, 2, 3 })
         {
             tracker.Update(["a cat", "a dog"], [epoch, -epoch]);
-            var info = store.Save(State(epoch, tracker), tensors);
-            Assert.Equal(Path.Combine(_run, "checkpoints", CheckpointStore.FolderName(epoch)), info.Path);
+            var info = Checkpoint.Save(run, State(epoch, tracker), tensors, keepLimit);
+            Assert.Equal(Path.Combine(_run, "checkpoints", RunFolder.CheckpointFolderName(epoch)), info.Path);
         }
-        Assert.Equal([2, 3], store.List().Select(c => c.Epoch));
-        Assert.Equal("epoch-000003", Path.GetFileName(store.Latest()!.Path));
-        Assert.Empty(Directory.GetDirectories(store.Root, ".tmp-*"));
+        Assert.Equal([2, 3], Checkpoint.List(run).Select(c => c.Epoch));
+        Assert.Equal("epoch-000003", Path.GetFileName(Checkpoint.Latest(run)!.Path));
+        Assert.Empty(Directory.GetDirectories(run.CheckpointsDir, ".tmp-*"));
 
-        var (state, loaded) = CheckpointStore.Load(store.Latest()!.Path);
+        var (state, loaded) = Checkpoint.At(Checkpoint.Latest(run)!.Path).Load();
         Assert.Equal(3, state.Epoch);
         Assert.Equal(12, state.GlobalStep);
         Assert.Equal("abc123", state.ConfigHash);
@@ -59,60 +62,65 @@ public sealed class CheckpointAndMetricsTests : IDisposable
     [Fact]
     public void IncompleteOrFailedCheckpointsAreNeverLatest()
     {
-        var store = new CheckpointStore(_run, keepLimit: 5);
+        var run = new RunFolder(_run);
+        const int keepLimit = 5;
         using var scope = NewDisposeScope();
         var weights = new Dictionary<string, Tensor> { ["w"] = ones(3) };
-        store.Save(new CheckpointState { Epoch = 4 }, weights);
+        Checkpoint.Save(run, new TrainingState { Epoch = 4 }, weights, keepLimit);
 
         // A crash mid-write leaves only a temporary folder; a folder without state.json is not a checkpoint.
-        Directory.CreateDirectory(Path.Combine(store.Root, ".tmp-epoch-000009-dead"));
-        Directory.CreateDirectory(Path.Combine(store.Root, "epoch-000008"));
-        File.WriteAllText(Path.Combine(store.Root, "epoch-000008", CheckpointStore.TensorsFile), "partial");
-        Assert.Equal(4, store.Latest()!.Epoch);
+        Directory.CreateDirectory(Path.Combine(run.CheckpointsDir, ".tmp-epoch-000009-dead"));
+        Directory.CreateDirectory(Path.Combine(run.CheckpointsDir, "epoch-000008"));
+        File.WriteAllText(Path.Combine(run.CheckpointsDir, "epoch-000008", RunFolder.CheckpointTensorsFileName), "partial");
+        Assert.Equal(4, Checkpoint.Latest(run)!.Epoch);
 
         // A save that fails (a disposed tensor) leaves no checkpoint folder and no temporary behind.
         var dead = ones(2);
         dead.Dispose();
-        Assert.ThrowsAny<Exception>(() => store.Save(new CheckpointState { Epoch = 5 }, new Dictionary<string, Tensor> { ["w"] = dead }));
-        Assert.False(Directory.Exists(Path.Combine(store.Root, "epoch-000005")));
-        Assert.Equal(4, store.Latest()!.Epoch);
-        Assert.Empty(Directory.GetDirectories(store.Root, ".tmp-*"));
+        Assert.ThrowsAny<Exception>(() => Checkpoint.Save(run, new TrainingState { Epoch = 5 }, new Dictionary<string, Tensor> { ["w"] = dead }, keepLimit));
+        Assert.False(Directory.Exists(Path.Combine(run.CheckpointsDir, "epoch-000005")));
+        Assert.Equal(4, Checkpoint.Latest(run)!.Epoch);
+        Assert.Empty(Directory.GetDirectories(run.CheckpointsDir, ".tmp-*"));
 
         // Saving the same epoch again replaces it.
-        store.Save(new CheckpointState { Epoch = 4, GlobalStep = 77 }, weights);
-        Assert.Equal(77, CheckpointStore.Load(store.Latest()!.Path).State.GlobalStep);
-        Assert.Throws<ModelLoadException>(() => CheckpointStore.Load(Path.Combine(store.Root, "epoch-000008")));
+        Checkpoint.Save(run, new TrainingState { Epoch = 4, GlobalStep = 77 }, weights, keepLimit);
+        Assert.Equal(77, Checkpoint.At(Checkpoint.Latest(run)!.Path).Load().State.GlobalStep);
+        Assert.Throws<ModelLoadException>(() => Checkpoint.At(Path.Combine(run.CheckpointsDir, "epoch-000008")).Load());
     }
 
     [Fact]
     public void MetricsLinesAreFlushedAndParse()
     {
-        using (var writer = new MetricsWriter(_run))
+        var path = new RunFolder(_run).MetricsFile;
+        static Dictionary<string, JsonElement> Other(string json) =>
+            JsonSerializer.Deserialize<Dictionary<string, JsonElement>>(json)!;
+        using (var log = new MetricsLog(path))
         {
-            writer.Write(new Dictionary<string, object?> { ["epoch"] = 0, ["reward_mean"] = -12.5f, ["prompt"] = "a cat" });
-            writer.Write(new Dictionary<string, object?> { ["epoch"] = 1, ["loss"] = double.NaN, ["rewards"] = new[] { 1.0, 2.0 }, ["ok"] = true, ["extra"] = null });
-            // Readable while the writer is still open: each line is flushed.
-            var early = MetricsReader.ReadAll(writer.Path);
+            log.Append(new EpochMetrics { Epoch = 0, RewardMean = -12.5, OtherFields = Other("{\"prompt\": \"a cat\"}") });
+            log.Append(new EpochMetrics { Epoch = 1, Loss = double.NaN, OtherFields = Other("{\"rewards\": [1.0, 2.0], \"ok\": true, \"extra\": null}") });
+            // Readable while the log is still open: each line is flushed.
+            var early = MetricsLog.ReadAll(log.Path);
             Assert.Equal(2, early.Count);
         }
-        using (var again = new MetricsWriter(_run))
+        using (var again = new MetricsLog(path))
         {
-            again.Write(new Dictionary<string, object?> { ["epoch"] = 2, ["stats"] = new Dictionary<string, object?> { ["a cat"] = 0.25 } });
+            again.Append(new EpochMetrics { Epoch = 2, OtherFields = Other("{\"stats\": {\"a cat\": 0.25}}") });
         }
-        var path = Path.Combine(_run, MetricsWriter.FileName);
         Assert.Equal(3, File.ReadAllLines(path).Length);
-        var lines = MetricsReader.ReadAll(path);
-        Assert.Equal(0.0, lines[0]["epoch"]);
-        Assert.Equal(-12.5, lines[0]["reward_mean"]);
-        Assert.Equal("a cat", lines[0]["prompt"]);
-        Assert.True(double.IsNaN((double)lines[1]["loss"]!));
-        Assert.Equal(new List<object?> { 1.0, 2.0 }, lines[1]["rewards"]);
-        Assert.Equal(true, lines[1]["ok"]);
-        Assert.Null(lines[1]["extra"]);
-        Assert.Equal(0.25, ((Dictionary<string, object?>)lines[2]["stats"]!)["a cat"]);
+        var lines = MetricsLog.ReadAll(path);
+        Assert.Equal(0, lines[0].Epoch);
+        Assert.Equal(-12.5, lines[0].RewardMean);
+        Assert.Equal("a cat", lines[0].Values["prompt"]);
+        Assert.True(double.IsNaN(lines[1].Loss));
+        Assert.True(double.IsNaN(lines[1].ApproxKl)); // not set: NaN
+        Assert.Equal(new List<object?> { 1.0, 2.0 }, lines[1].Values["rewards"]);
+        Assert.Equal(true, lines[1].Values["ok"]);
+        Assert.Null(lines[1].Values["extra"]);
+        Assert.Equal(0.25, ((Dictionary<string, object?>)lines[2].Values["stats"]!)["a cat"]);
+        Assert.Equal($"{path} record 3", lines[2].Source);
 
         File.AppendAllText(path, "{not json\n");
-        var e = Assert.Throws<FormatException>(() => MetricsReader.ReadAll(path));
+        var e = Assert.Throws<FormatException>(() => MetricsLog.ReadAll(path));
         Assert.Contains(":4:", e.Message);
     }
 }

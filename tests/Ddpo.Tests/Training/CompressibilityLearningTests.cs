@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;
@@ -48,7 +49,7 @@ public sealed class CompressibilityLearningTests(ITestOutputHelper output)
         {
             await trainer.RunAsync();
         }
-        var m = MetricsReader.ReadAll(Path.Combine(root, "run", "metrics.jsonl"));
+        var m = MetricsLog.ReadAll(Path.Combine(root, "run", "metrics.jsonl"));
         double first = (double)m[0]["reward_mean"]!, firstSem = (double)m[0]["reward_sem"]!;
         var last = m.TakeLast(2).ToArray();
         double lastMean = last.Average(x => (double)x["reward_mean"]!);

@@ -1,5 +1,6 @@
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
+using Ddpo.Runs;
 using Ddpo.Tests.Models;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -37,12 +38,12 @@ public sealed class CorruptCheckpointTests
                 loss.backward();
                 optimizer.step();
             }
-            var checkpoints = new TrainingCheckpoints(new RunDirectory(root), 2);
-            var path = checkpoints.Save(0, 1, weights, optimizer, new LossScaler(enabled: false), null, "hash");
-            var file = Path.Combine(path, CheckpointStore.TensorsFile);
+            var run = new RunFolder(root);
+            var path = TrainingCheckpoint.Save(run, 2, 0, 1, weights, optimizer, new LossScaler(enabled: false), null, "hash").Path;
+            var file = Path.Combine(path, RunFolder.CheckpointTensorsFileName);
             Damage(file, corruption);
 
-            var e = Assert.Throws<ModelLoadException>(() => checkpoints.Restore(checkpoints.Latest()!, weights, optimizer, new LossScaler(enabled: false)));
+            var e = Assert.Throws<ModelLoadException>(() => TrainingCheckpoint.Restore(Checkpoint.Latest(run)!, weights, optimizer, new LossScaler(enabled: false)));
             Assert.Contains(path, e.Message);
             Assert.Contains(corruption switch
             {

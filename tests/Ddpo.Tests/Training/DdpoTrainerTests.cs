@@ -3,6 +3,7 @@ using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -17,7 +18,7 @@ public sealed class DdpoTrainerTests
 {
     private static DdpoConfig TinyConfig(params string[] extra) => TinyTraining.Config(extra);
 
-    private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false,
+    private static List<EpochMetrics> Train(DdpoConfig config, string runDir, bool resume = false,
         IRewardFunction? reward = null, string? model = null) => TinyTraining.Train(config, runDir, resume, reward, model: model);
 
     /// <summary>
@@ -31,8 +32,7 @@ public sealed class DdpoTrainerTests
         var dir = TestPaths.NewTempDir();
         var line = Assert.Single(Train(TinyConfig("num_epochs=1", "sample.num_batches_per_epoch=2", "sample.group_size=4",
             "per_prompt_stat_tracking.enabled=true", "per_prompt_stat_tracking.buffer_size=4", "per_prompt_stat_tracking.min_count=4"), dir));
-        var counts = ((Dictionary<string, object?>)line["prompt_rewards"]!).Values
-            .Select(v => (int)Convert.ToDouble(((Dictionary<string, object?>)v!)["n"])).ToArray();
+        var counts = line.PromptRewards.Values.Select(v => v.Count).ToArray();
         Assert.Equal(8, counts.Sum());
         Assert.All(counts, n => Assert.Equal(0, n % 4));
         var bad = Assert.Throws<ConfigException>(() => TinyConfig("sample.group_size=3"));
@@ -50,7 +50,7 @@ public sealed class DdpoTrainerTests
         Assert.Equal(0.0, (double)line["approx_kl"]!);
         foreach (var key in new[] { "epoch", "reward_mean", "reward_std", "approx_kl", "clipfrac", "loss", "samples", "sampling_s", "reward_s", "training_s" })
         {
-            Assert.True(line.ContainsKey(key), $"metrics.jsonl lacks '{key}'");
+            Assert.True(line.Values.ContainsKey(key), $"metrics.jsonl lacks '{key}'");
         }
         Assert.Equal(4.0, (double)line["samples"]!);
         Assert.True(File.Exists(Path.Combine(dir, "config.toml")));
@@ -125,7 +125,7 @@ public sealed class DdpoTrainerTests
         // The checkpoint counts the optimizer steps of all epochs, across the resume.
         static long StepsInCheckpoint(string run)
         {
-            var (state, tensors) = CheckpointStore.Load(new CheckpointStore(run, int.MaxValue).Latest()!.Path);
+            var (state, tensors) = Checkpoint.Latest(RunFolder.At(run))!.Load();
             foreach (var t in tensors.Values) t.Dispose();
             return state.GlobalStep;
         }

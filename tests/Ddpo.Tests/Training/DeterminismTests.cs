@@ -3,6 +3,7 @@ using System.Globalization;
 using System.Text.Json.Nodes;
 using Ddpo.Config;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Xunit;
@@ -89,7 +90,7 @@ public sealed class DeterminismTests(ITestOutputHelper output)
     };
 
     /// <summary>The runs train (a test of nothing would pass trivially): the configured steps, finite losses, a policy that changes.</summary>
-    private static void AssertTrains(List<IReadOnlyDictionary<string, object?>> lines, string configuration)
+    private static void AssertTrains(List<EpochMetrics> lines, string configuration)
     {
         double steps = configuration switch { "several_optimizer_steps" => 4, "async_remote_reward" => 2, _ => 1 };
         foreach (var line in lines)

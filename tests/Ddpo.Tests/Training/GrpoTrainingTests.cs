@@ -2,6 +2,7 @@ using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Policies;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -17,7 +18,7 @@ public sealed class GrpoTrainingTests
 {
     private static DdpoConfig TinyConfig(params string[] extra) => TinyTraining.Config(extra);
 
-    private static List<IReadOnlyDictionary<string, object?>> Train(DdpoConfig config, string runDir, bool resume = false,
+    private static List<EpochMetrics> Train(DdpoConfig config, string runDir, bool resume = false,
         IRewardFunction? reward = null, ITrainingObserver? observer = null) => TinyTraining.Train(config, runDir, resume, reward, observer);
 
     [Fact]
@@ -32,7 +33,7 @@ public sealed class GrpoTrainingTests
             Assert.Equal(0.0, (double)line["first_ratio_max_dev"]!);
             Assert.True((double)line["loss"]! != 0 && double.IsFinite((double)line["loss"]!), $"loss {line["loss"]}");
             Assert.Equal(1.0, (double)line["optimizer_steps"]!);
-            Assert.False(line.ContainsKey("kl_mean"), "kl_mean is logged only with train.kl_coef > 0");
+            Assert.False(line.Values.ContainsKey("kl_mean"), "kl_mean is logged only with train.kl_coef > 0");
             Directory.Delete(dir, true);
 
             // A reward that cannot tell a group's images apart: every group counts, and nothing is learned from it.
@@ -142,7 +143,7 @@ public sealed class GrpoTrainingTests
         var dir = TestPaths.NewTempDir();
         try
         {
-            var run = new RunDirectory(dir);
+            var run = new RunFolder(dir);
             using var samples = new EpochSamples
             {
                 Prompts = ["a cat", "a cat", "a cat", "a cat"],
@@ -156,8 +157,8 @@ public sealed class GrpoTrainingTests
                 Groups = [0, 0, 1, 1], // two groups drew the same prompt
             };
             using var images = zeros(new long[] { 4, 3, 4, 4 });
-            PendingEpoch.Save(run, 3, samples, images);
-            var (loaded, loadedImages) = PendingEpoch.TryLoad(run, 3, CPU)!.Value;
+            PendingSamples.Save(run, 3, samples, images);
+            var (loaded, loadedImages) = PendingSamples.TryLoad(run, 3, CPU)!.Value;
             using (loaded)
             using (loadedImages)
             {

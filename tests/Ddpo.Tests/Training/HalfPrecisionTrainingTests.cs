@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;
@@ -21,7 +22,7 @@ public sealed class HalfPrecisionTrainingTests(ITestOutputHelper output)
     ]);
 
     /// <summary>Trains; returns the metrics and the norm of the LoRA up weights (zero before the first step).</summary>
-    private static (List<IReadOnlyDictionary<string, object?>> Metrics, float LoraUpNorm) Train(DdpoConfig config, string runDir, bool resume = false)
+    private static (List<EpochMetrics> Metrics, float LoraUpNorm) Train(DdpoConfig config, string runDir, bool resume = false)
     {
         var dtype = Ddpo.Runtime.TorchRuntime.ResolveDType(config.Pretrained.Dtype, CPU);
         using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel, CPU, dtype);
@@ -29,7 +30,7 @@ public sealed class HalfPrecisionTrainingTests(ITestOutputHelper output)
         trainer.RunAsync().GetAwaiter().GetResult();
         Assert.All(trainer.Weights.Parameters, p => Assert.Equal(ScalarType.Float32, p.dtype));
         float norm = trainer.Weights.Lora!.Parameters.Where((_, i) => i % 2 == 1).Select(p => p.norm().item<float>()).Sum();
-        return (MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList(), norm);
+        return (MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList(), norm);
     }
 
     [Fact]
@@ -57,7 +58,7 @@ public sealed class HalfPrecisionTrainingTests(ITestOutputHelper output)
         var split = TestPaths.NewTempDir();
         var expected = Train(TinyConfig("fp16", ["num_epochs=2", .. settings]), full).Metrics;
         Train(TinyConfig("fp16", ["num_epochs=1", .. settings]), split);
-        var (state, tensors) = CheckpointStore.Load(new CheckpointStore(split, 5).Latest()!.Path);
+        var (state, tensors) = Checkpoint.Latest(RunFolder.At(split))!.Load();
         foreach (var t in tensors.Values) t.Dispose();
         Assert.Equal(65536f, state.LossScale);
         Assert.Equal(2, state.LossScaleGrowthTracker);

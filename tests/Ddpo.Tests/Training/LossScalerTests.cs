@@ -1,3 +1,4 @@
+using Ddpo.Runs;
 using Ddpo.Training;
 using TorchSharp;
 using TorchSharp.Modules;
@@ -94,7 +95,7 @@ public sealed class LossScalerTests
         using var loss = tensor(3f);
         using var same = scaler.Scaled(loss);
         Assert.Equal(3f, same.item<float>());
-        var state = new CheckpointState();
+        var state = new TrainingState();
         scaler.SaveTo(state);
         Assert.Null(state.LossScale);
     }
@@ -106,17 +107,17 @@ public sealed class LossScalerTests
         scaler.Update(false);
         scaler.Update(true);
         scaler.Update(true);
-        var state = new CheckpointState { Epoch = 1 };
+        var state = new TrainingState { Epoch = 1 };
         scaler.SaveTo(state);
         var restored = new LossScaler(enabled: true, growthInterval: 5);
-        restored.LoadFrom(CheckpointState.FromJson(state.ToJson(), "state.json"), "state.json");
+        restored.LoadFrom(TrainingState.FromJson(state.ToJson(), "state.json"), "state.json");
         Assert.Equal((512f, 2), (restored.Scale, restored.GrowthTracker));
 
         // A checkpoint made without loss scaling keeps the initial scale; a malformed one names file and key.
         var fresh = new LossScaler(enabled: true);
-        fresh.LoadFrom(new CheckpointState(), "state.json");
+        fresh.LoadFrom(new TrainingState(), "state.json");
         Assert.Equal(65536f, fresh.Scale);
-        var e = Assert.Throws<InvalidDataException>(() => fresh.LoadFrom(new CheckpointState { LossScale = -3 }, "ck/state.json"));
+        var e = Assert.Throws<InvalidDataException>(() => fresh.LoadFrom(new TrainingState { LossScale = -3 }, "ck/state.json"));
         Assert.Contains("ck/state.json", e.Message);
         Assert.Contains("loss_scale", e.Message);
     }

@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;

@@ -3,6 +3,7 @@ using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Cli;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -39,7 +40,7 @@ public sealed class NonFiniteGuardTests
             // One good epoch and its checkpoint.
             var (code, output) = await CliProcess.RunAsync(1, TrainArgs(run, 1, "--set", "save_freq=1"), timeout);
             Assert.True(code == 0, output);
-            var good = Path.Combine(run, "checkpoints", CheckpointStore.FolderName(0));
+            var good = Path.Combine(run, "checkpoints", RunFolder.CheckpointFolderName(0));
             Assert.True(Directory.Exists(good));
 
             // lr = 1e6 without clipping: the first step throws the LoRA weights so far that the next gradients are NaN;
@@ -60,19 +61,19 @@ public sealed class NonFiniteGuardTests
             Says($"Then continue from {good} with the same command plus --resume");
             Says("skipped 1 optimizer step(s) whose loss or gradients were not finite");
             // The skipped epochs reached metrics.jsonl before the stop, counted.
-            var diverged = MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl"));
+            var diverged = MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl"));
             Assert.Contains(diverged, m => (double)m["skipped_steps"]! == 1);
 
             // Only finite checkpoints: the good one, untouched.
             var checkpoints = Directory.GetDirectories(Path.Combine(run, "checkpoints")).Select(Path.GetFileName).ToArray();
-            Assert.Equal(new[] { CheckpointStore.FolderName(0) }, checkpoints);
-            var (_, tensors) = CheckpointStore.Load(good); // refuses a non-finite tensor
+            Assert.Equal(new[] { RunFolder.CheckpointFolderName(0) }, checkpoints);
+            var (_, tensors) = Checkpoint.At(good).Load(); // refuses a non-finite tensor
             foreach (var t in tensors.Values) t.Dispose();
 
             // Resuming with a sane learning rate continues from it.
             (code, output) = await CliProcess.RunAsync(1, TrainArgs(run, 3, "--resume", "--set", "save_freq=1", "--set", "train.learning_rate=1e-4"), timeout);
             Assert.True(code == 0, output);
-            var metrics = MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl"));
+            var metrics = MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl"));
             Assert.Equal([0.0, 1.0, 2.0], metrics.Select(m => (double)m["epoch"]!).ToArray());
             Assert.All(metrics, m => Assert.Equal(0.0, (double)m["skipped_steps"]!));
             Assert.All(metrics, m => Assert.True(double.IsFinite((double)m["loss"]!)));
@@ -103,7 +104,7 @@ public sealed class NonFiniteGuardTests
             var initialOptimizer = OptimizerBytes(trainer.Optimizer);
             await trainer.RunAsync();
 
-            var metrics = MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl"));
+            var metrics = MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl"));
             Assert.Equal(1.0, (double)metrics[0]["skipped_steps"]!);
             Assert.Equal(0.0, (double)metrics[0]["optimizer_steps"]!);
             Assert.Equal(0.0, (double)metrics[1]["skipped_steps"]!);
@@ -157,31 +158,32 @@ public sealed class NonFiniteGuardTests
         var root = TestPaths.NewTempDir("ddpo-nonfinite-store");
         try
         {
-            var store = new CheckpointStore(root, keepLimit: 1);
+            var run = new RunFolder(root);
+        const int keepLimit = 1;
             using var good = tensor(new[] { 1f, 2f, 3f });
             using var bad = tensor(new[] { 1f, float.NaN, 3f });
             using var bytes = tensor(new byte[] { 1, 2, 255 });
-            var first = store.Save(new CheckpointState { Epoch = 0 }, new Dictionary<string, Tensor> { ["param.0000"] = good, ["optimizer.state"] = bytes });
+            var first = Checkpoint.Save(run, new TrainingState { Epoch = 0 }, new Dictionary<string, Tensor> { ["param.0000"] = good, ["optimizer.state"] = bytes }, keepLimit);
 
             var e = Assert.Throws<NonFiniteTensorException>(() =>
-                store.Save(new CheckpointState { Epoch = 1 }, new Dictionary<string, Tensor> { ["param.0000"] = good, ["param.0001"] = bad, ["optimizer.state"] = bytes }));
+                Checkpoint.Save(run, new TrainingState { Epoch = 1 }, new Dictionary<string, Tensor> { ["param.0000"] = good, ["param.0001"] = bad, ["optimizer.state"] = bytes }, keepLimit));
             Assert.Contains("'param.0001'", e.Message);
-            Assert.Contains(CheckpointStore.FolderName(1), e.Message);
+            Assert.Contains(RunFolder.CheckpointFolderName(1), e.Message);
             // Nothing written, and the limit of 1 did not prune the good checkpoint for the refused one.
-            Assert.Equal(new[] { first }, store.List());
-            Assert.False(Directory.Exists(Path.Combine(store.Root, CheckpointStore.FolderName(1))));
-            Assert.Equal(new[] { CheckpointStore.FolderName(0) }, Directory.GetDirectories(store.Root).Select(Path.GetFileName).ToArray());
-            var (_, tensors) = CheckpointStore.Load(first.Path);
+            Assert.Equal(new[] { first }, Checkpoint.List(run));
+            Assert.False(Directory.Exists(Path.Combine(run.CheckpointsDir, RunFolder.CheckpointFolderName(1))));
+            Assert.Equal(new[] { RunFolder.CheckpointFolderName(0) }, Directory.GetDirectories(run.CheckpointsDir).Select(Path.GetFileName).ToArray());
+            var (_, tensors) = Checkpoint.At(first.Path).Load();
             Assert.Equal(new[] { 1f, 2f, 3f }, tensors["param.0000"].data<float>().ToArray());
             foreach (var t in tensors.Values) t.Dispose();
 
             using var inf = tensor(new[] { float.NegativeInfinity });
             Assert.Contains("'param.0000'", Assert.Throws<NonFiniteTensorException>(() =>
-                store.Save(new CheckpointState { Epoch = 2 }, new Dictionary<string, Tensor> { ["param.0000"] = inf })).Message);
+                Checkpoint.Save(run, new TrainingState { Epoch = 2 }, new Dictionary<string, Tensor> { ["param.0000"] = inf }, keepLimit)).Message);
 
             // A newer good checkpoint replaces it.
-            var newer = store.Save(new CheckpointState { Epoch = 2 }, new Dictionary<string, Tensor> { ["param.0000"] = good });
-            Assert.Equal(new[] { newer }, store.List());
+            var newer = Checkpoint.Save(run, new TrainingState { Epoch = 2 }, new Dictionary<string, Tensor> { ["param.0000"] = good }, keepLimit);
+            Assert.Equal(new[] { newer }, Checkpoint.List(run));
         }
         finally
         {
@@ -206,7 +208,7 @@ public sealed class NonFiniteGuardTests
                 Directory.CreateDirectory(Path.GetDirectoryName(target)!);
                 File.Copy(file, target);
             }
-            var tensorsFile = Path.Combine(copy, "checkpoints", CheckpointStore.FolderName(0), CheckpointStore.TensorsFile);
+            var tensorsFile = Path.Combine(copy, "checkpoints", RunFolder.CheckpointFolderName(0), RunFolder.CheckpointTensorsFileName);
             var tensors = SafetensorsFile.Load(tensorsFile);
             using (var flat = tensors["param.0001"].view(-1))
             using (var first = flat[0])
@@ -247,7 +249,7 @@ public sealed class NonFiniteGuardTests
 
     private static (Tensor[] Weights, byte[] Optimizer) ReadCheckpoint(string run, int epoch)
     {
-        var (_, tensors) = CheckpointStore.Load(Path.Combine(run, "checkpoints", CheckpointStore.FolderName(epoch)));
+        var (_, tensors) = Checkpoint.At(Path.Combine(run, "checkpoints", RunFolder.CheckpointFolderName(epoch))).Load();
         using var optimizer = tensors["optimizer.state"];
         var weights = tensors.Where(kv => kv.Key.StartsWith("param.", StringComparison.Ordinal)).OrderBy(kv => kv.Key, StringComparer.Ordinal)
             .Select(kv => kv.Value).ToArray();

@@ -1,4 +1,5 @@
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using Xunit;
@@ -30,9 +31,9 @@ public sealed class RewardCollapseTests
         Assert.Equal(2, collapsed.Count);
         foreach (var line in collapsed)
         {
-            Assert.Equal(true, line["reward_collapsed"]);
+            Assert.Equal(true, line.Values["reward_collapsed"]);
             Assert.Equal(0.0, (double)line["reward_std"]!);
-            var m = EpochMetrics.FromValues(line, "test");
+            var m = line;
             Assert.True(m.RewardCollapsed);
             Assert.Equal($"epoch {m.Epoch}: all 4 rewards are 0.5 (zero spread): the policy has likely collapsed and produces identical images, " +
                 "so the update has no signal; lower train.learning_rate or use the KL penalty (train.kl_coef > 0)", m.CollapseWarning());
@@ -41,11 +42,11 @@ public sealed class RewardCollapseTests
 
         dir = TestPaths.NewTempDir();
         var jpeg = TinyTraining.Train(TinyTraining.Config(), dir);
-        Assert.All(jpeg, line => Assert.Equal(false, line["reward_collapsed"]));
-        Assert.All(jpeg, line => Assert.Null(EpochMetrics.FromValues(line, "test").CollapseWarning()));
+        Assert.All(jpeg, line => Assert.Equal(false, line.Values["reward_collapsed"]));
+        Assert.All(jpeg, line => Assert.Null(line.CollapseWarning()));
         Directory.Delete(dir, true);
 
         // A line of an older version has no field: unknown, not collapsed.
-        Assert.Null(EpochMetrics.FromValues(new Dictionary<string, object?> { ["epoch"] = 0.0, ["reward_std"] = 0.0 }, "old").RewardCollapsed);
+        Assert.Null(MetricsLog.Parse("{\"epoch\": 0.0, \"reward_std\": 0.0}", "old").RewardCollapsed);
     }
 }

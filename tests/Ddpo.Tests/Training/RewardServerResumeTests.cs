@@ -2,6 +2,7 @@ using System.Text.Json.Nodes;
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
@@ -65,8 +66,8 @@ public sealed class RewardServerResumeTests
         up = true;
         Train(config, run, resume: true);
         Assert.False(Directory.Exists(Path.Combine(run, "pending", "epoch-000001")));
-        var expected = MetricsReader.ReadAll(Path.Combine(reference, "metrics.jsonl"));
-        var resumed = MetricsReader.ReadAll(Path.Combine(run, "metrics.jsonl"));
+        var expected = MetricsLog.ReadAll(Path.Combine(reference, "metrics.jsonl"));
+        var resumed = MetricsLog.ReadAll(Path.Combine(run, "metrics.jsonl"));
         Assert.Equal(3, resumed.Count);
         for (int e = 0; e < 3; e++)
         {

@@ -1,6 +1,7 @@
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;
+using Ddpo.Runs;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
 using TorchSharp;
@@ -165,7 +166,7 @@ public sealed class RwrTests
         {
             await trainer.RunAsync();
         }
-        var line = Assert.Single(MetricsReader.ReadAll(Path.Combine(dir, "metrics.jsonl")));
+        var line = Assert.Single(MetricsLog.ReadAll(Path.Combine(dir, "metrics.jsonl")));
         Assert.Equal(4.0, (double)line["samples"]!);
         Assert.Equal(kept, (double)line["samples_trained"]!);
         // Micro-batches of 2 over the kept samples, 3 steps each, one optimizer step per micro-batch.

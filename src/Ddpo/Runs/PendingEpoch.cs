@@ -1,53 +1,64 @@
 using System.Text.Json;
 using Ddpo.Models.Loading;
 using Ddpo.Runtime;
-using Ddpo.Policies;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training;
+namespace Ddpo.Runs;
+
+/// <summary>What a pending epoch holds: named tensors (on the CPU; the caller disposes them) and each sample's prompt, metadata and group.</summary>
+internal sealed record PendingEpochData(Dictionary<string, Tensor> Tensors, string[] Prompts, IReadOnlyDictionary<string, string>[] Metadata, long[]? Groups);
 
 /// <summary>
-/// An epoch whose samples were drawn but whose rewards failed, kept on disk (<c>RUN/pending/epoch-NNNNNN</c>)
-/// so that <c>--resume</c> scores them instead of sampling again: no epoch's work is lost.
+/// An epoch whose samples were drawn but whose rewards failed, kept on disk (<c>RUN/pending/epoch-NNNNNN</c>,
+/// <see cref="RunFolder.PendingEpochDir"/>) so that <c>--resume</c> scores them instead of sampling again: no epoch's
+/// work is lost. The folder holds <c>samples.safetensors</c> (one sample per prompt along every tensor's first
+/// dimension; the trajectory keys below) and <c>prompts.json</c> (prompts, metadata, groups).
 /// </summary>
 internal static class PendingEpoch
 {
-    private const string TensorsFile = "samples.safetensors";
-    private const string PromptsFile = "prompts.json";
+    /// <summary>
+    /// The prefix of the conditioning's tensors (a model family's parts, e.g. Stable Diffusion's <c>prompt_embeds</c>);
+    /// an unconditional batch's are stored as <c>negative_...</c> (only with guidance).
+    /// </summary>
+    public const string ConditioningPrefix = "prompt_";
+    /// <summary>[N, T] timesteps.</summary>
+    public const string Timesteps = "timesteps";
+    /// <summary>[N, T, ...] latents before each step.</summary>
+    public const string Latents = "latents";
+    /// <summary>[N, T, ...] latents after each step.</summary>
+    public const string NextLatents = "next_latents";
+    /// <summary>[N, T] log-probabilities at sampling time.</summary>
+    public const string LogProbs = "log_probs";
+    /// <summary>[N, C, H, W] decoded images.</summary>
+    public const string Images = "images";
 
-    /// <summary>The folder of a pending epoch.</summary>
-    public static string Folder(RunDirectory run, int epoch) => Path.Combine(run.Root, "pending", $"epoch-{epoch:D6}");
+    private const string TensorsFile = RunFolder.PendingTensorsFileName;
+    private const string PromptsFile = RunFolder.PendingPromptsFileName;
 
-    /// <summary>Writes the samples and images atomically (temporary folder, then rename).</summary>
-    public static string Save(RunDirectory run, int epoch, EpochSamples samples, Tensor images)
+    /// <summary>
+    /// Writes <paramref name="tensors"/> (in their order) and the prompts, metadata and groups atomically (temporary
+    /// folder, then rename); returns the folder.
+    /// </summary>
+    public static string Save(RunFolder run, int epoch, IReadOnlyDictionary<string, Tensor> tensors,
+        string[] prompts, IReadOnlyDictionary<string, string>[] metadata, long[]? groups)
     {
-        var dir = Folder(run, epoch);
+        var dir = run.PendingEpochDir(epoch);
         AtomicFile.WriteFolder(dir, temp =>
         {
-            // The conditioning under its parts' names (Stable Diffusion: prompt_embeds, negative_embeds).
-            var tensors = new Dictionary<string, Tensor>(samples.Condition.Parts)
-            {
-                ["timesteps"] = samples.Times,
-                ["latents"] = samples.Latents,
-                ["next_latents"] = samples.NextLatents,
-                ["log_probs"] = samples.LogProbs,
-                ["images"] = images,
-            };
-            if (samples.Unconditional is not null) foreach (var (name, t) in samples.Unconditional.AsNegative()) tensors[name] = t;
-            SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors);
-            File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts = samples.Prompts, metadata = samples.Metadata, groups = samples.Groups }));
+            SafetensorsFile.SaveAtomic(Path.Combine(temp, TensorsFile), tensors.ToDictionary(kv => kv.Key, kv => kv.Value));
+            File.WriteAllText(Path.Combine(temp, PromptsFile), JsonSerializer.Serialize(new { prompts, metadata, groups }));
         });
         return dir;
     }
 
     /// <summary>
-    /// Loads a pending epoch onto <paramref name="device"/>, or returns null when there is none. Both files are
-    /// checked first (prompts and metadata typed, one sample per prompt in every tensor, consistent step counts and
-    /// latent shapes); a problem is a <see cref="ModelLoadException"/> naming the file.
+    /// Loads a pending epoch (tensors on the CPU), or returns null when there is none. Both files are checked first
+    /// (prompts and metadata typed, one sample per prompt in every tensor, consistent step counts and latent shapes);
+    /// a problem is a <see cref="ModelLoadException"/> naming the file.
     /// </summary>
-    public static (EpochSamples Samples, Tensor Images)? TryLoad(RunDirectory run, int epoch, Device device)
+    public static PendingEpochData? TryLoad(RunFolder run, int epoch)
     {
-        var dir = Folder(run, epoch);
+        var dir = run.PendingEpochDir(epoch);
         if (!Directory.Exists(dir)) return null;
         var (prompts, metadata, groups) = ReadPrompts(Path.Combine(dir, PromptsFile));
         var tensorsPath = Path.Combine(dir, TensorsFile);
@@ -61,22 +72,7 @@ internal static class PendingEpoch
             StateDictLoader.DisposeAll(tensors);
             throw;
         }
-        Tensor Take(string key) => tensors[key].to(device);
-        var (condition, unconditional) = Conditioning.FromStored(tensors, device);
-        var samples = new EpochSamples
-        {
-            Prompts = prompts,
-            Metadata = metadata,
-            Condition = condition,
-            Unconditional = unconditional,
-            Times = Take("timesteps"),
-            Latents = Take("latents"),
-            NextLatents = Take("next_latents"),
-            LogProbs = Take("log_probs"),
-            Rewards = Enumerable.Repeat(float.NaN, prompts.Length).ToArray(),
-            Groups = groups,
-        };
-        return (samples, tensors["images"]);
+        return new PendingEpochData(tensors, prompts, metadata, groups);
     }
 
     private static (string[] Prompts, IReadOnlyDictionary<string, string>[] Metadata, long[]? Groups) ReadPrompts(string path)
@@ -143,9 +139,13 @@ internal static class PendingEpoch
     private static void CheckShapes(string path, Dictionary<string, Tensor> tensors, int count)
     {
         static string Shape(Tensor t) => $"[{string.Join(", ", t.shape)}]";
-        foreach (var key in new[] { "prompt_embeds", "timesteps", "latents", "next_latents", "log_probs", "images" })
+        foreach (var key in new[] { Timesteps, Latents, NextLatents, LogProbs, Images })
         {
             if (!tensors.ContainsKey(key)) throw new ModelLoadException($"{path}: pending samples lack '{key}'");
+        }
+        if (!tensors.Keys.Any(k => k.StartsWith(ConditioningPrefix, StringComparison.Ordinal)))
+        {
+            throw new ModelLoadException($"{path}: pending samples lack their conditioning (tensors named '{ConditioningPrefix}...', e.g. 'prompt_embeds')");
         }
         foreach (var (key, t) in tensors)
         {
@@ -154,37 +154,37 @@ internal static class PendingEpoch
                 throw new ModelLoadException($"{path}: tensor '{key}' has shape {Shape(t)}, expected {count} samples (one per prompt of {PromptsFile}) along its first dimension");
             }
         }
-        var timesteps = tensors["timesteps"];
+        var timesteps = tensors[Timesteps];
         if (timesteps.dim() != 2)
         {
             throw new ModelLoadException($"{path}: tensor 'timesteps' has shape {Shape(timesteps)}, expected [samples, steps]");
         }
-        foreach (var key in new[] { "log_probs" })
+        foreach (var key in new[] { LogProbs })
         {
             if (!tensors[key].shape.SequenceEqual(timesteps.shape))
             {
                 throw new ModelLoadException($"{path}: tensor '{key}' has shape {Shape(tensors[key])}, expected {Shape(timesteps)} like 'timesteps'");
             }
         }
-        var latents = tensors["latents"];
+        var latents = tensors[Latents];
         if (latents.dim() < 3 || latents.shape[1] != timesteps.shape[1])
         {
             throw new ModelLoadException($"{path}: tensor 'latents' has shape {Shape(latents)}, expected [samples, {timesteps.shape[1]} steps, ...]");
         }
-        if (!tensors["next_latents"].shape.SequenceEqual(latents.shape))
+        if (!tensors[NextLatents].shape.SequenceEqual(latents.shape))
         {
-            throw new ModelLoadException($"{path}: tensor 'next_latents' has shape {Shape(tensors["next_latents"])}, expected {Shape(latents)} like 'latents'");
+            throw new ModelLoadException($"{path}: tensor 'next_latents' has shape {Shape(tensors[NextLatents])}, expected {Shape(latents)} like 'latents'");
         }
-        if (tensors["images"].dim() != 4)
+        if (tensors[Images].dim() != 4)
         {
-            throw new ModelLoadException($"{path}: tensor 'images' has shape {Shape(tensors["images"])}, expected [samples, channels, height, width]");
+            throw new ModelLoadException($"{path}: tensor 'images' has shape {Shape(tensors[Images])}, expected [samples, channels, height, width]");
         }
     }
 
     /// <summary>Removes a pending epoch once it has been scored.</summary>
-    public static void Delete(RunDirectory run, int epoch)
+    public static void Delete(RunFolder run, int epoch)
     {
-        var dir = Folder(run, epoch);
+        var dir = run.PendingEpochDir(epoch);
         if (Directory.Exists(dir)) Directory.Delete(dir, true);
     }
 }

@@ -1,14 +1,14 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
 
-namespace Ddpo.Training;
+namespace Ddpo.Runs;
 
 /// <summary>
-/// The non-tensor part of a checkpoint (<c>state.json</c>): the epoch it closes, the optimiser step
-/// count, the config hash and the <see cref="PerPromptStatTracker"/> state. No random-generator state:
-/// every epoch's randomness is derived from the seed and the epoch (<see cref="SeedMix"/>).
+/// The non-tensor part of a training checkpoint (<c>state.json</c>): the epoch it closes, the optimiser step
+/// count, the config hash, the per-prompt stat tracker's state and the loss scaler's. No random-generator state:
+/// every epoch's randomness is derived from the seed and the epoch.
 /// </summary>
-internal sealed class CheckpointState
+internal sealed class TrainingState
 {
     /// <summary>The last completed epoch (training resumes at <c>Epoch + 1</c>).</summary>
     public int Epoch { get; set; }
@@ -16,13 +16,13 @@ internal sealed class CheckpointState
     /// <summary>Optimiser steps taken so far, over all epochs up to <see cref="Epoch"/>.</summary>
     public long GlobalStep { get; set; }
 
-    /// <summary><see cref="Config.DdpoConfig.ComputeHash"/> of the run's config.</summary>
+    /// <summary><c>DdpoConfig.ComputeHash</c> of the run's config.</summary>
     public string ConfigHash { get; set; } = "";
 
-    /// <summary><see cref="PerPromptStatTracker.ToJson"/>, or null when stat tracking is off.</summary>
+    /// <summary>The per-prompt stat tracker's JSON (<c>PerPromptStatTracker.ToJson</c>), or null when stat tracking is off.</summary>
     public string? StatTrackerJson { get; set; }
 
-    /// <summary>The dynamic loss scale (<see cref="LossScaler"/>), or null when the run does not scale its loss.</summary>
+    /// <summary>The dynamic loss scale (<c>LossScaler</c>), or null when the run does not scale its loss.</summary>
     public float? LossScale { get; set; }
 
     /// <summary>Good optimizer steps since the loss scale last changed.</summary>
@@ -50,12 +50,12 @@ internal sealed class CheckpointState
     /// Reads a document written by <see cref="ToJson"/>; errors name <paramref name="source"/>. Keys it does
     /// not know (older checkpoints wrote <c>rng_state</c> and <c>extra</c>, never used) are ignored.
     /// </summary>
-    public static CheckpointState FromJson(string json, string source)
+    public static TrainingState FromJson(string json, string source)
     {
         try
         {
             var root = Ddpo.Models.Loading.StrictJson.Parse(json)?.AsObject() ?? throw new FormatException("expected a JSON object");
-            return new CheckpointState
+            return new TrainingState
             {
                 Epoch = root["epoch"]?.GetValue<int>() ?? throw new FormatException("missing 'epoch'"),
                 GlobalStep = root["global_step"]?.GetValue<long>() ?? 0,
