@@ -46,7 +46,7 @@ public static class EvalCommand
             if (limit < 1) throw new ArgumentException($"--max-prompts must be >= 1, got {limit}");
             var sets = parse.GetValue(prompts)!.SelectMany(p => ResolvePromptSets(cfg, p))
                 .Select(s => (s.Name, Prompts: EvenlySpaced(s.Prompts, limit))).ToList();
-            var registry = LearnedRewards.CreateRegistry(cfg, m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"));
+            var registry = RewardFactory.CreateRegistry(cfg, m => AnsiConsole.MarkupLineInterpolated($"[grey]{m}[/]"));
             var rewardNames = parse.GetValue(rewards) is { Length: > 0 } names ? names : [cfg.RewardFn];
             if (rewardNames.Contains(RewardNames.VlmStrictSatisfaction))
             {

@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
@@ -221,10 +222,10 @@ public sealed class DdpoRun : IDisposable
         }
         if (options.Reward is null && options.WatchRewards is null)
         {
-            var fromConfig = LearnedRewards.CreateForTraining(config, log);
+            var fromConfig = RewardFactory.CreateForTraining(config, log);
             return (fromConfig, fromConfig as IDisposable);
         }
-        var registry = LearnedRewards.CreateRegistry(config, log);
+        var registry = RewardFactory.CreateRegistry(config, log);
         IRewardFunction optimised;
         IDisposable? ownedOptimised = null;
         if (options.Reward is { } given)

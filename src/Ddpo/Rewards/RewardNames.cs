@@ -20,7 +20,7 @@ public static class RewardNames
 
     /// <summary>
     /// Prompt-image alignment as in the paper (ddpo-pytorch <c>llava_bertscore</c>): BERTScore recall of a VLM's
-    /// description against "The image contains {prompt}"; registered by <c>Ddpo.Config.LearnedRewards</c>.
+    /// description against "The image contains {prompt}"; registered by <c>Ddpo.RewardFactory</c>.
     /// </summary>
     public const string PromptImageAlignment = "prompt_image_alignment";
 

@@ -145,7 +145,7 @@ public sealed class AlignmentRewardTests
         var config = DdpoConfig.Load(null, "prompt_image_alignment",
             ["device=cpu", $"reward.vlm.base_url={server.BaseUrl}/v1", "reward.vlm.model=fake-llava", "reward.vlm.backoff_s=0.01"]);
         Assert.Equal(RewardNames.PromptImageAlignment, config.RewardFn);
-        var reward = LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+        var reward = RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
         using var _ = reward as IDisposable;
         Assert.IsType<PromptImageAlignmentReward>(reward);
         using var images = FakeVlm.Image(1, 2);

@@ -21,7 +21,7 @@ internal static class TinyTraining
         IRewardFunction? reward = null, ITrainingObserver? observer = null, string? model = null)
     {
         using var pipeline = TextToImagePipeline.FromPretrained(model ?? TinyModels.Pixel);
-        using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config), observer);
+        using var trainer = new DdpoTrainer(config, pipeline, runDir, resume, reward ?? RewardFactory.CreateForTraining(config), observer);
         trainer.RunAsync().GetAwaiter().GetResult();
         return MetricsReader.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
     }

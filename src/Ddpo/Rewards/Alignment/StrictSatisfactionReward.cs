@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 using Ddpo.Prompts;
 using Ddpo.Rewards.Remote;
