@@ -109,7 +109,11 @@ public sealed class DdpoRun : IDisposable
         try
         {
             pipeline = TextToImagePipeline.FromPretrained(ModelFolder(config.Model), device, dtype);
-            var trainer = new DdpoTrainer(config, pipeline, runDirectory, options.Resume, reward, observer, prompts, options.Outputs, group);
+            // Before anything is sampled: a reward that needs something of its prompts (vlm_strict_satisfaction's
+            // questions and answers) refuses them now rather than giving every image NaN.
+            var promptSource = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+            RewardPromptChecks.Check(reward, promptSource.Samples, $"prompt_fn '{config.PromptFn}'");
+            var trainer = new DdpoTrainer(config, pipeline, runDirectory, options.Resume, reward, observer, promptSource, options.Outputs, group);
             return new DdpoRun(config, preset, pipeline, reward, owned, trainer, device, dtype);
         }
         catch

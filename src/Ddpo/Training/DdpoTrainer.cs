@@ -6,7 +6,6 @@ using Ddpo.Pipelines;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
-using Ddpo.Rewards.Alignment;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -92,10 +91,6 @@ public sealed class DdpoTrainer : IDisposable
         _outputs = outputs ?? RunOutputs.All;
         _run = new RunDirectory(runDirectory);
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
-        if (config.RewardNamesUsed().Contains(RewardNames.VlmStrictSatisfaction))
-        {
-            StrictSatisfactionReward.CheckPrompts(_prompts.Samples, $"prompt_fn '{config.PromptFn}'");
-        }
         _reward = reward;
         _weights = config.UseLora
             ? TrainableWeights.WithLora(pipeline.Unet, config.Lora.Rank, config.Lora.Alpha, config.Seed, config.Lora.Init)
