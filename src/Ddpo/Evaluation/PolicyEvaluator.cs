@@ -101,4 +101,30 @@ internal static class PolicyEvaluator
         }
         return scores.ToArray();
     }
+
+    /// <summary>
+    /// Samples each prompt set (<see cref="SampleFixed"/>, the same seeds for every model sampled from
+    /// <paramref name="seed"/>) and scores the images with each reward: (set, reward) -> a reward per image, in the
+    /// order of the set's prompts x seeds. <paramref name="label"/> names the model in the phase descriptions.
+    /// </summary>
+    public static Dictionary<(string Set, string Reward), float[]> ScoreSets(TextToImagePipeline pipeline,
+        IReadOnlyList<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, IReadOnlyList<(string Name, IRewardFunction Reward)> scorers,
+        int seedsPerPrompt, SamplingOptions options, long seed, string label, IEvaluationProgress? progress = null)
+    {
+        var result = new Dictionary<(string, string), float[]>();
+        foreach (var (set, prompts) in sets)
+        {
+            (Tensor, PromptSample[]) Sample() => SampleFixed(pipeline, prompts, seedsPerPrompt, options, seed);
+            var description = $"{label}: sampling '{set}' ({prompts.Count} prompts x {seedsPerPrompt})";
+            var (images, all) = progress is null ? Sample() : progress.Run(description, Sample);
+            using (images)
+            {
+                foreach (var (name, reward) in scorers)
+                {
+                    result[(set, name)] = Score(reward, images, all);
+                }
+            }
+        }
+        return result;
+    }
 }
