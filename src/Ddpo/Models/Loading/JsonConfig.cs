@@ -61,10 +61,6 @@ internal sealed class JsonConfig
         catch (Exception e) when (e is FormatException or InvalidOperationException) { throw Wrong(name, "an integer", v); }
     }
 
-    /// <summary>An integer field that must be present.</summary>
-    public int RequireInt(string name) =>
-        Has(name) ? GetInt(name, 0) : throw new ConfigException($"{Source}: required field '{name}' (an integer) is missing");
-
     /// <summary>A nullable integer field.</summary>
     public int? GetIntOrNull(string name) => Has(name) ? GetInt(name, 0) : null;
 
