@@ -115,6 +115,22 @@ public sealed class AlignmentRewardTests
     }
 
     [Fact]
+    public void PromptRequirementsAreCheckedThroughWeightedSumsAndWatches()
+    {
+        // No request is made: the check reads the prompts' metadata only.
+        using var strict = new StrictSatisfactionReward(new OpenAiVisionClient(Options("http://127.0.0.1:9/v1")));
+        var animals = Ddpo.Prompts.PromptSources.Create("animals").Samples;
+        var jpeg = new JpegCompressibilityReward();
+        RewardPromptChecks.Check(jpeg, animals, "prompt_fn 'animals'");
+        foreach (var reward in new IRewardFunction[] { strict, new WeightedSumReward([(jpeg, 1.0), (strict, 0.5)]), new WatchedReward(jpeg, [strict]) })
+        {
+            var e = Assert.Throws<Ddpo.Base.ConfigException>(() => RewardPromptChecks.Check(reward, animals, "prompt_fn 'animals'"));
+            Assert.Contains("of prompt_fn 'animals'", e.Message);
+            Assert.Contains("file:PATH.jsonl", e.Message);
+        }
+    }
+
+    [Fact]
     public async Task StrictSatisfactionCountsExpectedAnswers()
     {
         using var server = LocalHttpServer.Answering((r, _) => FakeVlm.Handle(r));
