@@ -1,4 +1,4 @@
-#:project ../src/Ddpo/Ddpo.csproj
+#:project ../src/Ddpo.Pretraining/Ddpo.Pretraining.csproj
 // Writes a preview grid of synthetic training scenes and prints generation speed and JPEG sizes.
 // usage: dotnet run tools/preview-scenes.cs -- OUT.png [COUNT=48] [SIZE=32] [SEED=0] [ZOOM=3]
 using Ddpo.Data;

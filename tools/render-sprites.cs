@@ -1,5 +1,5 @@
-#:project ../src/Ddpo/Ddpo.csproj
-// Regenerates src/Ddpo/Data/Sprites/*.png from the Noto Color Emoji font.
+#:project ../src/Ddpo.Pretraining/Ddpo.Pretraining.csproj
+// Regenerates src/Ddpo.Pretraining/Data/Sprites/*.png from the Noto Color Emoji font.
 // Run through tools/render-sprites.sh (a .NET 10 file-based app: `dotnet run tools/render-sprites.cs -- FONT OUTDIR`).
 if (args.Length != 2)
 {

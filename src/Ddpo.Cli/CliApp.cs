@@ -1,4 +1,5 @@
 using System.CommandLine;
+using Ddpo.Base;
 using Ddpo.Cli.Commands;
 using Ddpo.Models.Loading;
 using Spectre.Console;

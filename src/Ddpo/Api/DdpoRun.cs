@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Pipelines;
@@ -112,7 +113,11 @@ public sealed class DdpoRun : IDisposable
         try
         {
             pipeline = TextToImagePipeline.FromPretrained(ModelFolder(config.Model), device, dtype);
-            var trainer = new DdpoTrainer(config, pipeline.Policy, runDirectory, options.Resume, reward, observer, prompts, options.Outputs, group);
+            // Before anything is sampled: a reward that needs something of its prompts (vlm_strict_satisfaction's
+            // questions and answers) refuses them now rather than giving every image NaN.
+            var promptSource = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
+            RewardPromptChecks.Check(reward, promptSource.Samples, $"prompt_fn '{config.PromptFn}'");
+            var trainer = new DdpoTrainer(config, pipeline.Policy, runDirectory, options.Resume, reward, observer, promptSource, options.Outputs, group);
             return new DdpoRun(config, preset, pipeline, reward, owned, trainer, device, dtype);
         }
         catch
@@ -225,10 +230,10 @@ public sealed class DdpoRun : IDisposable
         }
         if (options.Reward is null && options.WatchRewards is null)
         {
-            var fromConfig = LearnedRewards.CreateForTraining(config, log);
+            var fromConfig = RewardFactory.CreateForTraining(config, log);
             return (fromConfig, fromConfig as IDisposable);
         }
-        var registry = LearnedRewards.CreateRegistry(config, log);
+        var registry = RewardFactory.CreateRegistry(config, log);
         IRewardFunction optimised;
         IDisposable? ownedOptimised = null;
         if (options.Reward is { } given)

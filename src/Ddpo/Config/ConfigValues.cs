@@ -1,7 +1,7 @@
 using System.Globalization;
 using System.Text;
 using System.Text.Json;
-using Ddpo.Models.Loading;
+using Ddpo.Base;
 using Tomlyn;
 using Tomlyn.Model;
 

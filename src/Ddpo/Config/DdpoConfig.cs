@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Rewards;
 using System.Security.Cryptography;
 using System.Text;

@@ -1,3 +1,5 @@
+using Ddpo.Base;
+
 namespace Ddpo.Config;
 
 /// <summary>

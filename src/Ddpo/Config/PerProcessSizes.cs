@@ -1,4 +1,4 @@
-using Ddpo.Models.Loading;
+using Ddpo.Base;
 
 namespace Ddpo.Config;
 

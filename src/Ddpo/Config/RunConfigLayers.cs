@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Pipelines;
 
 namespace Ddpo.Config;

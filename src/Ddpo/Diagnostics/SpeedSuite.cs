@@ -142,9 +142,15 @@ internal static class SpeedSuite
         {
             NumSteps = sizes.Steps, GuidanceScale = sizes.Guidance, Eta = 1.0, FinalStep = DdimFinalStep.Ddpo, RecordTrajectory = true,
         };
+        var policy = pipeline.Policy;
         double ms = Time(() =>
         {
-            using var result = pipeline.Sample(prompts, options, new Generator(1));
+            // What an epoch's sampling does through the policy: encode, sample with log-probs, decode.
+            using var scope = NewDisposeScope();
+            var condition = policy.Encode(prompts);
+            using var negative = policy.Encode([""]);
+            var rollout = policy.Sample(condition, negative.Expand(prompts.Length), options, new Generator(1), null);
+            policy.Decode(rollout.Final);
         }, 1, Math.Min(2, sizes.Iterations), pipeline.Device);
         return new SpeedRow($"sampling_{sizes.Steps}x{sizes.SampleImages}",
             $"guided sampling (g {sizes.Guidance}), {sizes.SampleImages} images, {sizes.Steps} steps, with log-probs and VAE decode, {Dt(pipeline.DType)}",

@@ -1,4 +1,3 @@
-using Ddpo.Pipelines;
 using Ddpo.Policies;
 using Ddpo.Prompts;
 using Ddpo.Rewards;
@@ -69,7 +68,7 @@ internal static class PolicyEvaluator
     /// Samples <paramref name="prompts"/> x <paramref name="seedsPerPrompt"/> images (seeded by position) and returns
     /// them [N, 3, H, W] with the prompt (and its metadata) of each.
     /// </summary>
-    public static (Tensor Images, PromptSample[] Prompts) SampleFixed(TextToImagePipeline pipeline, IReadOnlyList<PromptSample> prompts,
+    public static (Tensor Images, PromptSample[] Prompts) SampleFixed(IDiffusionPolicy policy, IReadOnlyList<PromptSample> prompts,
         int seedsPerPrompt, SamplingOptions options, long seed, int batchSize = 16)
     {
         var all = prompts.SelectMany(p => Enumerable.Repeat(p, seedsPerPrompt)).ToArray();
@@ -77,8 +76,7 @@ internal static class PolicyEvaluator
         for (int start = 0; start < all.Length; start += batchSize)
         {
             var chunk = all[start..Math.Min(start + batchSize, all.Length)].Select(p => p.Prompt).ToArray();
-            using var result = pipeline.Sample(chunk, options with { RecordTrajectory = false }, new Generator((ulong)(seed + start)));
-            images.Add(result.Images.clone());
+            images.Add(PolicySampling.Images(policy, chunk, options, new Generator((ulong)(seed + start))));
         }
         var cat = torch.cat(images, 0);
         foreach (var t in images) t.Dispose();
@@ -101,5 +99,31 @@ internal static class PolicyEvaluator
             scores.AddRange(reward.ScoreAsync(batch, CancellationToken.None).GetAwaiter().GetResult().Rewards);
         }
         return scores.ToArray();
+    }
+
+    /// <summary>
+    /// Samples each prompt set (<see cref="SampleFixed"/>, the same seeds for every model sampled from
+    /// <paramref name="seed"/>) and scores the images with each reward: (set, reward) -> a reward per image, in the
+    /// order of the set's prompts x seeds. <paramref name="label"/> names the model in the phase descriptions.
+    /// </summary>
+    public static Dictionary<(string Set, string Reward), float[]> ScoreSets(IDiffusionPolicy policy,
+        IReadOnlyList<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, IReadOnlyList<(string Name, IRewardFunction Reward)> scorers,
+        int seedsPerPrompt, SamplingOptions options, long seed, string label, IEvaluationProgress? progress = null)
+    {
+        var result = new Dictionary<(string, string), float[]>();
+        foreach (var (set, prompts) in sets)
+        {
+            (Tensor, PromptSample[]) Sample() => SampleFixed(policy, prompts, seedsPerPrompt, options, seed);
+            var description = $"{label}: sampling '{set}' ({prompts.Count} prompts x {seedsPerPrompt})";
+            var (images, all) = progress is null ? Sample() : progress.Run(description, Sample);
+            using (images)
+            {
+                foreach (var (name, reward) in scorers)
+                {
+                    result[(set, name)] = Score(reward, images, all);
+                }
+            }
+        }
+        return result;
     }
 }

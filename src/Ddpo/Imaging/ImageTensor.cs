@@ -75,16 +75,6 @@ public static class ImageTensor
         return EncodePng(rgb, width, height);
     }
 
-    /// <summary>
-    /// Encodes an image tensor as JPEG bytes at <paramref name="quality"/>, byte for byte as PIL does
-    /// (<see cref="PilJpegEncoder"/>, the encoder of the JPEG rewards).
-    /// </summary>
-    public static byte[] EncodeJpeg(Tensor image, int quality = 95)
-    {
-        var (rgb, width, height) = ImageRgb(image);
-        return PilJpegEncoder.Encode(rgb, width, height, quality);
-    }
-
     private static (byte[] Rgb, int Width, int Height) ImageRgb(Tensor image)
     {
         if (image.dim() != 3 || image.shape[0] != 3)

@@ -1,4 +1,5 @@
 using System.Collections.Concurrent;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 
 namespace Ddpo.Prompts;

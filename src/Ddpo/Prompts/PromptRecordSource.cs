@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 
 namespace Ddpo.Prompts;

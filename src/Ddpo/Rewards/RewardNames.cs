@@ -15,12 +15,9 @@ public static class RewardNames
     /// <summary>The LAION aesthetic predictor on CLIP ViT-L/14 (ddpo-pytorch <c>aesthetic_score</c>); registered by its implementation.</summary>
     public const string AestheticScore = "aesthetic_score";
 
-    /// <summary>Prompt-image alignment by CLIP similarity; registered by its implementation.</summary>
-    public const string ClipAlignment = "clip_alignment";
-
     /// <summary>
     /// Prompt-image alignment as in the paper (ddpo-pytorch <c>llava_bertscore</c>): BERTScore recall of a VLM's
-    /// description against "The image contains {prompt}"; registered by <c>Ddpo.Config.LearnedRewards</c>.
+    /// description against "The image contains {prompt}"; registered by <c>Ddpo.RewardFactory</c>.
     /// </summary>
     public const string PromptImageAlignment = "prompt_image_alignment";
 

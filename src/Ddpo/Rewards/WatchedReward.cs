@@ -1,3 +1,5 @@
+using Ddpo.Prompts;
+
 namespace Ddpo.Rewards;
 
 /// <summary>
@@ -5,7 +7,7 @@ namespace Ddpo.Rewards;
 /// values travel in the details as <c>watch:NAME</c>, so training can log them and the report can
 /// flag over-optimisation (the optimised reward rising while a watch reward falls).
 /// </summary>
-public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewardFunction> watches) : IRewardFunction, IDisposable
+public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewardFunction> watches) : IRewardFunction, IPromptRequirements, IDisposable
 {
     /// <summary>The prefix of watch-reward detail keys.</summary>
     public const string DetailPrefix = "watch:";
@@ -25,6 +27,10 @@ public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewa
         }
         return new RewardResult(main.Rewards, details);
     }
+
+    // The watches score the same images, so their prompt requirements hold as much as the optimised reward's.
+    void IPromptRequirements.CheckPrompts(IEnumerable<PromptSample> prompts, string source) =>
+        RewardPromptChecks.CheckAll([optimised, .. watches], prompts, source);
 
     /// <inheritdoc />
     public void Dispose()

@@ -1,10 +1,12 @@
+using Ddpo.Prompts;
+
 namespace Ddpo.Rewards;
 
 /// <summary>
 /// The weighted sum of several rewards. Components are scored concurrently; the details hold each
 /// component's unweighted rewards under its name, and its own details as <c>name/key</c>.
 /// </summary>
-public sealed class WeightedSumReward : IRewardFunction
+public sealed class WeightedSumReward : IRewardFunction, IPromptRequirements
 {
     private readonly (IRewardFunction Reward, double Weight)[] _components;
 
@@ -60,4 +62,7 @@ public sealed class WeightedSumReward : IRewardFunction
         }
         return new RewardResult(total.Select(v => (float)v).ToArray(), details);
     }
+
+    void IPromptRequirements.CheckPrompts(IEnumerable<PromptSample> prompts, string source) =>
+        RewardPromptChecks.CheckAll(_components.Select(c => c.Reward), prompts, source);
 }

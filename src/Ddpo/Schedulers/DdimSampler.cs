@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using static TorchSharp.torch;
 
 namespace Ddpo.Schedulers;

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 
 namespace Ddpo.Text;

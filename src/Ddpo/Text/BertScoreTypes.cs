@@ -1,4 +1,5 @@
 using System.Globalization;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 
 namespace Ddpo.Text;

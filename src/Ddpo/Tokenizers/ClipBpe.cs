@@ -22,9 +22,6 @@ internal sealed class ClipBpe
         }
     }
 
-    /// <summary>Number of distinct merges.</summary>
-    public int MergeCount => _ranks.Count;
-
     /// <summary>Adds a merge with the lowest priority (used when building small vocabularies).</summary>
     public void AddMerge(string first, string second) => _ranks.TryAdd((first, second), _ranks.Count);
 

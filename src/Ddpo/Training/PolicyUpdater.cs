@@ -1,4 +1,5 @@
 using System.Diagnostics;
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Distributed;
 using Ddpo.Policies;

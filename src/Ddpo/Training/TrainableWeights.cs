@@ -1,4 +1,5 @@
 using Ddpo.Config;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Lora;
 using Ddpo.Models.Unet;

@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Cli;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
@@ -133,7 +134,7 @@ public sealed class DdpoRunTests
         Assert.Equal("code:red", recorded.WatchRewards);
         var e = Assert.Throws<ConfigException>(() => PromptSources.Create(recorded.PromptFn));
         Assert.Contains("prompt_fn: 'code:ListPromptSource' was an object given in C# code", e.Message);
-        Assert.Throws<ConfigException>(() => LearnedRewards.CreateForTraining(recorded));
+        Assert.Throws<ConfigException>(() => RewardFactory.CreateForTraining(recorded));
         Directory.Delete(dir, true);
     }
 

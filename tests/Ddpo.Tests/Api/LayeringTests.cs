@@ -81,7 +81,7 @@ public sealed partial class LayeringTests
     public void OnlyTheUserFacingTypesArePublic()
     {
         var exported = typeof(DdpoRun).Assembly.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName!).ToHashSet();
-        foreach (var t in new[] { "Ddpo.DdpoRun", "Ddpo.DdpoTrainingOptions", "Ddpo.ConfigException", "Ddpo.Rewards.DelegateReward",
+        foreach (var t in new[] { "Ddpo.DdpoRun", "Ddpo.DdpoTrainingOptions", "Ddpo.Base.ConfigException", "Ddpo.Rewards.DelegateReward",
                      "Ddpo.Runs.EpochMetrics", "Ddpo.Training.ITrainingObserver", "Ddpo.Pipelines.TextToImagePipeline" })
         {
             Assert.Contains(t, exported);

@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Tests.Support;

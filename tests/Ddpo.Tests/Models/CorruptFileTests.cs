@@ -1,4 +1,5 @@
 using System.Text;
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;

@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 using Ddpo.Models.Unet;
 using Ddpo.Models.Vae;

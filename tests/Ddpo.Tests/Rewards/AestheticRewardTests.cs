@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Clip;
 using Ddpo.Models.Loading;
@@ -132,11 +133,11 @@ public sealed class AestheticRewardTests
         {
             var headPath = RandomHead(dir);
             var missing = DdpoConfig.Load(null, "aesthetic", ["device=cpu"]);
-            var e = Assert.Throws<ConfigException>(() => LearnedRewards.CreateRegistry(missing).Create(missing.RewardFn));
+            var e = Assert.Throws<ConfigException>(() => RewardFactory.CreateRegistry(missing).Create(missing.RewardFn));
             Assert.Contains("reward.aesthetic.clip_model", e.Message);
 
             var config = DdpoConfig.Load(null, "aesthetic", ["device=cpu", $"reward.aesthetic.clip_model={TinyClip}", $"reward.aesthetic.head={headPath}"]);
-            var reward = LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+            var reward = RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
             using var _ = reward as IDisposable;
             Assert.IsType<AestheticReward>(reward);
             using var images = rand(2, 3, 30, 30);

@@ -115,6 +115,22 @@ public sealed class AlignmentRewardTests
     }
 
     [Fact]
+    public void PromptRequirementsAreCheckedThroughWeightedSumsAndWatches()
+    {
+        // No request is made: the check reads the prompts' metadata only.
+        using var strict = new StrictSatisfactionReward(new OpenAiVisionClient(Options("http://127.0.0.1:9/v1")));
+        var animals = Ddpo.Prompts.PromptSources.Create("animals").Samples;
+        var jpeg = new JpegCompressibilityReward();
+        RewardPromptChecks.Check(jpeg, animals, "prompt_fn 'animals'");
+        foreach (var reward in new IRewardFunction[] { strict, new WeightedSumReward([(jpeg, 1.0), (strict, 0.5)]), new WatchedReward(jpeg, [strict]) })
+        {
+            var e = Assert.Throws<Ddpo.Base.ConfigException>(() => RewardPromptChecks.Check(reward, animals, "prompt_fn 'animals'"));
+            Assert.Contains("of prompt_fn 'animals'", e.Message);
+            Assert.Contains("file:PATH.jsonl", e.Message);
+        }
+    }
+
+    [Fact]
     public async Task StrictSatisfactionCountsExpectedAnswers()
     {
         using var server = LocalHttpServer.Answering((r, _) => FakeVlm.Handle(r));
@@ -145,7 +161,7 @@ public sealed class AlignmentRewardTests
         var config = DdpoConfig.Load(null, "prompt_image_alignment",
             ["device=cpu", $"reward.vlm.base_url={server.BaseUrl}/v1", "reward.vlm.model=fake-llava", "reward.vlm.backoff_s=0.01"]);
         Assert.Equal(RewardNames.PromptImageAlignment, config.RewardFn);
-        var reward = LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+        var reward = RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
         using var _ = reward as IDisposable;
         Assert.IsType<PromptImageAlignmentReward>(reward);
         using var images = FakeVlm.Image(1, 2);

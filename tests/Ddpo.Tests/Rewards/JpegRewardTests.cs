@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Imaging.Jpeg;
 using Ddpo.Rewards;
 using TorchSharp;

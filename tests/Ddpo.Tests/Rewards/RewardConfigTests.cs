@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Rewards;
@@ -67,7 +68,7 @@ public sealed class RewardConfigTests
     [Fact]
     public void AllLearnedRewardsAreRegistered()
     {
-        var registry = LearnedRewards.CreateRegistry(DdpoConfig.Load(null, null, null));
+        var registry = RewardFactory.CreateRegistry(DdpoConfig.Load(null, null, null));
         foreach (var name in new[] { RewardNames.AestheticScore, RewardNames.PromptImageAlignment, RewardNames.VlmStrictSatisfaction, RewardNames.Remote, RewardNames.JpegCompressibility })
         {
             Assert.True(registry.Contains(name), name);

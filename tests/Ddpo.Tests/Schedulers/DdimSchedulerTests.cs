@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 using Ddpo.Schedulers;
 using Ddpo.Tests.Support;

@@ -22,7 +22,7 @@ internal static class TinyTraining
         IRewardFunction? reward = null, ITrainingObserver? observer = null, string? model = null)
     {
         using var pipeline = TextToImagePipeline.FromPretrained(model ?? TinyModels.Pixel);
-        using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, reward ?? LearnedRewards.CreateForTraining(config), observer);
+        using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, reward ?? RewardFactory.CreateForTraining(config), observer);
         trainer.RunAsync().GetAwaiter().GetResult();
         return MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList();
     }

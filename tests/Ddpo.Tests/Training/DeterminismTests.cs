@@ -44,7 +44,7 @@ public sealed class DeterminismTests(ITestOutputHelper output)
             try
             {
                 var config = Config(configuration, i, server?.BaseUrl);
-                var reward = server is null ? null : LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+                var reward = server is null ? null : RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
                 var lines = TinyTraining.Train(config, dir, reward: reward);
                 Assert.Equal(config.NumEpochs, lines.Count);
                 var metrics = WithoutWallClock(File.ReadAllText(Path.Combine(dir, "metrics.jsonl")));

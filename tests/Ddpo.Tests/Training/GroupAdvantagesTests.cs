@@ -80,7 +80,7 @@ public sealed class GroupAdvantagesTests
         // Only stochastic steps are trained: a diffusers last step without variance is cut off.
         Assert.Equal(new StepWindow(7, 9), SdeWindow.TrainedSteps(sample, 9, stochasticSteps: 9));
         Assert.Equal(new StepWindow(0, 9), SdeWindow.TrainedSteps(new SampleConfig { NumSteps = 10 }, 0, 9));
-        var e = Assert.Throws<Ddpo.ConfigException>(() =>
+        var e = Assert.Throws<Ddpo.Base.ConfigException>(() =>
             SdeWindow.TrainedSteps(new SampleConfig { NumSteps = 10, SdeWindow = [9, 10] }, 0, stochasticSteps: 9));
         Assert.Contains("sample.sde_window", e.Message);
     }
@@ -95,17 +95,17 @@ public sealed class GroupAdvantagesTests
     [InlineData("train.kl_coef=-0.1", "train.kl_coef")]
     public void BadWindowAndKlSettingsNameTheKey(string set, string key)
     {
-        var e = Assert.Throws<Ddpo.ConfigException>(() => DdpoConfig.Load(null, null, ["sample.num_steps=10", set]));
+        var e = Assert.Throws<Ddpo.Base.ConfigException>(() => DdpoConfig.Load(null, null, ["sample.num_steps=10", set]));
         Assert.Contains(key, e.Message);
     }
 
     [Fact]
     public void GrpoNeedsGroupsAndKlNeedsTrainedTransitions()
     {
-        var e = Assert.Throws<Ddpo.ConfigException>(() => DdpoConfig.Load(null, null, ["algorithm=grpo"]));
+        var e = Assert.Throws<Ddpo.Base.ConfigException>(() => DdpoConfig.Load(null, null, ["algorithm=grpo"]));
         Assert.Contains("sample.group_size", e.Message);
         Assert.Contains(">= 2", e.Message);
-        e = Assert.Throws<Ddpo.ConfigException>(() => DdpoConfig.Load(null, null, ["algorithm=rwr", "train.kl_coef=0.1"]));
+        e = Assert.Throws<Ddpo.Base.ConfigException>(() => DdpoConfig.Load(null, null, ["algorithm=rwr", "train.kl_coef=0.1"]));
         Assert.Contains("train.kl_coef", e.Message);
         var ok = DdpoConfig.Load(null, null, ["algorithm=grpo", "sample.group_size=2", "train.kl_coef=0.04", "sample.num_steps=10",
             "sample.sde_window=[2, 5]", "sample.sde_window_shift=1"]);

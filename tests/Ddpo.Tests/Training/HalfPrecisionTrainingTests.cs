@@ -26,7 +26,7 @@ public sealed class HalfPrecisionTrainingTests(ITestOutputHelper output)
     {
         var dtype = Ddpo.Runtime.TorchRuntime.ResolveDType(config.Pretrained.Dtype, CPU);
         using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel, CPU, dtype);
-        using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, LearnedRewards.CreateForTraining(config));
+        using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, RewardFactory.CreateForTraining(config));
         trainer.RunAsync().GetAwaiter().GetResult();
         Assert.All(trainer.Weights.Parameters, p => Assert.Equal(ScalarType.Float32, p.dtype));
         float norm = trainer.Weights.Lora!.Parameters.Where((_, i) => i % 2 == 1).Select(p => p.norm().item<float>()).Sum();

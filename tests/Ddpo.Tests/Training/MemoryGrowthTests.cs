@@ -37,7 +37,7 @@ public sealed class MemoryGrowthTests(ITestOutputHelper output)
         var dir = TestPaths.NewTempDir();
         var counts = new List<long>();
         using (var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel))
-        using (var trainer = new DdpoTrainer(config, pipeline.Policy, dir, false, LearnedRewards.CreateForTraining(config), new CountingObserver(counts)))
+        using (var trainer = new DdpoTrainer(config, pipeline.Policy, dir, false, RewardFactory.CreateForTraining(config), new CountingObserver(counts)))
         {
             await trainer.RunAsync();
         }

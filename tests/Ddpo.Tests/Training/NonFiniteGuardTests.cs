@@ -96,7 +96,7 @@ public sealed class NonFiniteGuardTests
             var run = Path.Combine(root, "run");
             var messages = new List<string>();
             using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
-            using var trainer = new DdpoTrainer(config, pipeline.Policy, run, false, LearnedRewards.CreateForTraining(config), new Messages(messages))
+            using var trainer = new DdpoTrainer(config, pipeline.Policy, run, false, RewardFactory.CreateForTraining(config), new Messages(messages))
             {
                 GradientFault = (epoch, micro) => epoch == 0 && micro == 0,
             };

@@ -33,7 +33,7 @@ public sealed class RewardServerResumeTests
     private static void Train(DdpoConfig config, string runDir, bool resume)
     {
         using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
-        var reward = LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+        var reward = RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
         using var trainer = new DdpoTrainer(config, pipeline.Policy, runDir, resume, reward);
         trainer.RunAsync().GetAwaiter().GetResult();
     }
@@ -53,7 +53,7 @@ public sealed class RewardServerResumeTests
         var thrown = Assert.Throws<RewardFailedException>(() =>
         {
             using var pipeline = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
-            var reward = LearnedRewards.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
+            var reward = RewardFactory.CreateRegistry(config).Create(config.RewardFn, config.Rewards);
             using var trainer = new DdpoTrainer(config, pipeline.Policy, run, false, new DownAfterFirstCall(reward, () => up = false));
             trainer.RunAsync().GetAwaiter().GetResult();
         });

@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 
 namespace Ddpo.Models.Clip;

@@ -1,5 +1,6 @@
 using System.Text.Json;
 using System.Text.Json.Nodes;
+using Ddpo.Base;
 
 namespace Ddpo.Models.Loading;
 
@@ -59,10 +60,6 @@ internal sealed class JsonConfig
         try { return v.GetValue<int>(); }
         catch (Exception e) when (e is FormatException or InvalidOperationException) { throw Wrong(name, "an integer", v); }
     }
-
-    /// <summary>An integer field that must be present.</summary>
-    public int RequireInt(string name) =>
-        Has(name) ? GetInt(name, 0) : throw new ConfigException($"{Source}: required field '{name}' (an integer) is missing");
 
     /// <summary>A nullable integer field.</summary>
     public int? GetIntOrNull(string name) => Has(name) ? GetInt(name, 0) : null;

@@ -1,4 +1,5 @@
 using System.Text.Json;
+using Ddpo.Base;
 using Ddpo.Models.Loading;
 using Ddpo.Prompts;
 using Ddpo.Rewards.Remote;
@@ -14,7 +15,7 @@ namespace Ddpo.Rewards.Alignment;
 /// questions and answers come from a prompt file <c>file:PATH.jsonl</c> (<see cref="PromptRecordSource"/>);
 /// <see cref="CheckPrompts"/> refuses a prompt set without them before any image is sampled.
 /// </summary>
-public sealed class StrictSatisfactionReward : IRewardFunction, IDisposable
+public sealed class StrictSatisfactionReward : IRewardFunction, IPromptRequirements, IDisposable
 {
     /// <summary>The metadata key of the questions.</summary>
     public const string QuestionsKey = "questions";
@@ -88,6 +89,9 @@ public sealed class StrictSatisfactionReward : IRewardFunction, IDisposable
             }
         }
     }
+
+    // Explicit: the interface is internal, and the public static check above keeps its name.
+    void IPromptRequirements.CheckPrompts(IEnumerable<PromptSample> prompts, string source) => CheckPrompts(prompts, source);
 
     /// <summary>The question/answer pairs of a prompt's metadata, or null with <paramref name="problem"/> set.</summary>
     public static (string Question, string Answer)[]? ReadPairs(IReadOnlyDictionary<string, string> metadata, out string problem)

@@ -1,8 +1,8 @@
-using Ddpo.Cli.Commands;
 using Ddpo.Config;
+using Ddpo.Evaluation;
 using Xunit;
 
-namespace Ddpo.Tests.Cli;
+namespace Ddpo.Tests.Evaluation;
 
 public sealed class EvalPromptSetTests
 {
@@ -11,25 +11,25 @@ public sealed class EvalPromptSetTests
     [Fact]
     public void HeldOutIsTheSplitTheRunLeftOut()
     {
-        var sets = EvalCommand.ResolvePromptSets(With("animals_train"), "held-out").ToList();
+        var sets = EvaluationPromptSets.Resolve(With("animals_train"), "held-out").ToList();
         var set = Assert.Single(sets);
         Assert.Equal("held-out", set.Name);
         Assert.Equal(9, set.Prompts.Count);
-        var train = EvalCommand.ResolvePromptSets(With("animals_train"), "train").Single().Prompts.Select(p => p.Prompt);
+        var train = EvaluationPromptSets.Resolve(With("animals_train"), "train").Single().Prompts.Select(p => p.Prompt);
         Assert.Empty(train.Intersect(set.Prompts.Select(p => p.Prompt)));
 
-        var activities = EvalCommand.ResolvePromptSets(With("nouns_activities_train"), "held-out").Select(s => s.Name).ToList();
+        var activities = EvaluationPromptSets.Resolve(With("nouns_activities_train"), "held-out").Select(s => s.Name).ToList();
         Assert.Equal(["held-out animals", "held-out activities"], activities);
     }
 
     [Fact]
     public void AnyPromptSetCanBeNamed()
     {
-        var objects = EvalCommand.ResolvePromptSets(With("animals_train"), "everyday_objects").Single();
+        var objects = EvaluationPromptSets.Resolve(With("animals_train"), "everyday_objects").Single();
         Assert.Equal("everyday_objects", objects.Name);
         Assert.Equal(50, objects.Prompts.Count);
         Assert.Contains("an umbrella", objects.Prompts.Select(p => p.Prompt));
-        var e = Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("animals_train"), "kitchenware").ToList());
+        var e = Assert.Throws<ArgumentException>(() => EvaluationPromptSets.Resolve(With("animals_train"), "kitchenware").ToList());
         Assert.Contains("--prompts", e.Message);
         Assert.Contains("everyday_objects", e.Message);
     }
@@ -37,11 +37,11 @@ public sealed class EvalPromptSetTests
     [Fact]
     public void WithoutASplitHeldOutUsesUnseenAnimalPrompts()
     {
-        var fromImagenet = EvalCommand.ResolvePromptSets(With("imagenet_animals"), "held-out").Single();
+        var fromImagenet = EvaluationPromptSets.Resolve(With("imagenet_animals"), "held-out").Single();
         Assert.Contains("a cat", fromImagenet.Prompts.Select(p => p.Prompt));
-        var fromAnimals = EvalCommand.ResolvePromptSets(With("animals"), "held-out").Single();
+        var fromAnimals = EvaluationPromptSets.Resolve(With("animals"), "held-out").Single();
         Assert.NotEmpty(fromAnimals.Prompts);
         Assert.DoesNotContain("a cat", fromAnimals.Prompts.Select(p => p.Prompt));
-        Assert.Throws<ArgumentException>(() => EvalCommand.ResolvePromptSets(With("file:/tmp/x.txt"), "held-out").ToList());
+        Assert.Throws<ArgumentException>(() => EvaluationPromptSets.Resolve(With("file:/tmp/x.txt"), "held-out").ToList());
     }
 }

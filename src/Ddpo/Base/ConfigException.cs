@@ -1,6 +1,6 @@
-// In the root namespace on purpose: every layer (config, model configs, prompts, rewards) throws it and every
-// namespace under Ddpo sees it without a using; a program using the front door (namespace Ddpo) sees it too.
-namespace Ddpo;
+// In the base namespace, below every other: every layer (config, model configs, schedulers, prompts, rewards) throws
+// it, and it depends on nothing of the project.
+namespace Ddpo.Base;
 
 /// <summary>
 /// The one configuration error of the library: a run setting (a key of <c>Ddpo.Config.DdpoConfig</c>, a preset, a config

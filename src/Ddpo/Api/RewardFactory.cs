@@ -1,3 +1,4 @@
+using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Rewards.Aesthetic;
@@ -8,15 +9,16 @@ using Ddpo.Runtime;
 using Ddpo.Text;
 using static TorchSharp.torch;
 
-namespace Ddpo.Config;
+namespace Ddpo;
 
 /// <summary>
-/// Registers the learned and remote rewards, built from a config's <c>[reward.*]</c> sections:
+/// The rewards built from a config, in the front door so that the config layer stays plain settings: the learned and
+/// remote rewards, from a config's <c>[reward.*]</c> sections:
 /// <c>aesthetic_score</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c> and <c>remote</c>.
 /// Models are loaded and settings checked when a reward is created, so only the rewards a run uses need
 /// their settings; a missing one is a <see cref="ConfigException"/> naming the key.
 /// </summary>
-internal static class LearnedRewards
+internal static class RewardFactory
 {
     /// <summary>
     /// Adds the factories to <paramref name="registry"/>. <paramref name="log"/> receives retry and

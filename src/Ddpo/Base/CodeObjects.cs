@@ -1,10 +1,8 @@
-using Ddpo.Models.Loading;
-
-namespace Ddpo;
+namespace Ddpo.Base;
 
 /// <summary>
 /// How <c>RUN/config.toml</c> records a prompt source or reward that a C# program gave as an object
-/// (<see cref="Ddpo.DdpoTrainingOptions"/>): <c>"code:NAME"</c>, e.g. <c>reward_fn = "code:brightness"</c>. The name
+/// (<c>DdpoTrainingOptions</c>): <c>"code:NAME"</c>, e.g. <c>reward_fn = "code:brightness"</c>. The name
 /// says what ran; the prefix says that no config can rebuild it, and every place that would (a reward registry,
 /// <c>PromptSources.Create</c>, <c>ddpo eval</c>) says so instead of guessing.
 /// </summary>
