@@ -14,12 +14,6 @@ namespace Ddpo.Tests.Api;
 /// </summary>
 public sealed partial class LayeringTests
 {
-    // TEMPORARY (remove once ConfigException and CodeObjects live in namespace Ddpo.Base): while they still sit in
-    // the root namespace with the front door, their files count as namespace Ddpo.Base, where they are moving. After
-    // the move this mapping matches nothing and can go.
-    private static readonly HashSet<string> BaseTypesInRoot = ["ConfigException", "CodeObjects"];
-    private const string BaseNamespace = "Ddpo.Base";
-
     [Fact]
     public void CoreNamespacesHaveNoCycle()
     {
@@ -28,6 +22,21 @@ public sealed partial class LayeringTests
         Assert.Contains("Ddpo.Rewards", edges["Ddpo.Training"].Keys);
         var cyclic = CyclicEdges(edges);
         Assert.True(cyclic.Count == 0, "namespace dependencies in cycles:\n" + string.Join("\n", cyclic));
+    }
+
+    [Fact]
+    public void TrainingAndEvaluationSeeModelsOnlyThroughThePolicyContract()
+    {
+        // The trainer and the evaluation name no model family: they use Ddpo.Policies (IDiffusionPolicy and its types)
+        // and the sampler step types, so a new family plugs in without a branch in them (docs/architecture.md).
+        var edges = NamespaceDependencies(Path.Combine(TestPaths.RepoRoot, "src", "Ddpo"));
+        Assert.Contains("Ddpo.Policies", edges["Ddpo.Training"].Keys);
+        foreach (var ns in new[] { "Ddpo.Training", "Ddpo.Evaluation" })
+        {
+            var families = edges[ns].Where(e => e.Key is "Ddpo.Pipelines" || e.Key.StartsWith("Ddpo.Models.", StringComparison.Ordinal) && e.Key is not ("Ddpo.Models.Loading" or "Ddpo.Models.Lora"))
+                .Select(e => $"{e.Key} ({string.Join(", ", e.Value.Order())})").ToList();
+            Assert.True(families.Count == 0, $"{ns} names model-family types:\n" + string.Join("\n", families));
+        }
     }
 
     [Fact]
@@ -119,7 +128,7 @@ public sealed partial class LayeringTests
         var qualifiers = namespaces.SelectMany(ns => { var parts = ns.Split('.'); return Enumerable.Range(0, parts.Length).Select(i => string.Join('.', parts[i..])); })
             .Distinct().OrderByDescending(q => q.Length).Select(Regex.Escape);
         var qualified = new Regex(@"(?<![\w.])(?:" + string.Join('|', qualifiers) + @")\.(?=[A-Z])");
-        var files = sources.Select((c, i) => (Code: qualified.Replace(c, ""), Namespace: Layer(namespaces[i], c))).ToList();
+        var files = sources.Select((c, i) => (Code: qualified.Replace(c, ""), Namespace: namespaces[i])).ToList();
         var owners = new Dictionary<string, HashSet<string>>();
         foreach (var (code, ns) in files)
         {
@@ -163,13 +172,6 @@ public sealed partial class LayeringTests
         }
         return false;
     }
-
-    /// <summary>
-    /// A file's namespace, in full. TEMPORARY: a root-namespace file that declares one of <see cref="BaseTypesInRoot"/>
-    /// counts as <see cref="BaseNamespace"/>, where those types are moving; remove with <see cref="BaseTypesInRoot"/>.
-    /// </summary>
-    private static string Layer(string ns, string code) =>
-        ns == "Ddpo" && TopLevelType().Matches(code).Any(m => BaseTypesInRoot.Contains(m.Groups[1].Value)) ? BaseNamespace : ns;
 
     [GeneratedRegex(@"//.*")]
     private static partial Regex LineComment();
