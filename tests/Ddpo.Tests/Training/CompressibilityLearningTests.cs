@@ -19,7 +19,8 @@ public sealed class CompressibilityLearningTests(ITestOutputHelper output)
     /// epoch's gradient accumulated, as ddpo-pytorch takes few large steps), so the step sees importance ratios of
     /// exactly 1 and nothing is clipped away. On the session that wrote it the weakest seed's gain was far above
     /// the 3 SE asked for (see the issue notes); with one step per 4 samples instead, two of the five seeds went
-    /// the wrong way.
+    /// the wrong way. On an AMD Zen 5 (safe CPU kernels, docs/cpu-gradients.md) seed 4 first drifts down for a few
+    /// epochs and only then learns: after 8 epochs it was at -6 SE, after 14 at +14 SE; 14 epochs hold on both machines.
     /// </summary>
     [Theory]
     [InlineData(1)]
@@ -40,7 +41,7 @@ public sealed class CompressibilityLearningTests(ITestOutputHelper output)
         var config = DdpoConfig.Load(null, "compressibility",
         [
             "prompt_fn=\"animals\"", "sample.num_steps=6", "sample.batch_size=16", "sample.num_batches_per_epoch=1",
-            "train.batch_size=4", "train.gradient_accumulation_steps=4", "num_epochs=8", "pretrained.dtype=\"fp32\"",
+            "train.batch_size=4", "train.gradient_accumulation_steps=4", "num_epochs=14", "pretrained.dtype=\"fp32\"",
             "logging.num_eval_images=0", "train.learning_rate=3e-3", "use_lora=false", "per_prompt_stat_tracking.enabled=false",
             "device=\"cpu\"", "save_freq=100", $"seed={seed}",
         ]);
