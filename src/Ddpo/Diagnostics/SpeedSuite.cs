@@ -147,9 +147,8 @@ internal static class SpeedSuite
         {
             // What an epoch's sampling does through the policy: encode, sample with log-probs, decode.
             using var scope = NewDisposeScope();
-            var condition = policy.Encode(prompts);
-            using var negative = policy.Encode([""]);
-            var rollout = policy.Sample(condition, negative.Expand(prompts.Length), options, new Generator(1), null);
+            var (condition, unconditional) = PolicySampling.Conditions(policy, prompts, options);
+            var rollout = policy.Sample(condition, unconditional, options, new Generator(1), null);
             policy.Decode(rollout.Final);
         }, 1, Math.Min(2, sizes.Iterations), pipeline.Device);
         return new SpeedRow($"sampling_{sizes.Steps}x{sizes.SampleImages}",

@@ -111,16 +111,10 @@ public sealed class TextToImagePipeline : IDisposable
         string negativePrompt = "", IProgress<int>? progress = null)
     {
         options.Validate();
-        if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
-        using var condition = Policy.Encode(prompts);
-        Conditioning? unconditional = null;
-        if (Policy.NeedsUnconditional(options))
-        {
-            using var one = Policy.Encode([negativePrompt]);
-            unconditional = one.Expand(prompts.Count);
-        }
+        var (condition, unconditional) = PolicySampling.Conditions(Policy, prompts, options, negativePrompt);
+        using (condition)
         using (unconditional)
         using (var rollout = Policy.Sample(condition, unconditional, options, generator, progress))
         {

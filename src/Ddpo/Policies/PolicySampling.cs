@@ -14,17 +14,24 @@ internal static class PolicySampling
     public static Tensor Images(IDiffusionPolicy policy, IReadOnlyList<string> prompts, SamplingOptions options, Generator? generator,
         IProgress<int>? progress = null, string negativePrompt = "")
     {
-        if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");
         using var scope = NewDisposeScope();
         using var noGrad = no_grad();
-        var condition = policy.Encode(prompts);
-        Conditioning? unconditional = null;
-        if (policy.NeedsUnconditional(options))
-        {
-            using var one = policy.Encode([negativePrompt]);
-            unconditional = one.Expand(prompts.Count);
-        }
+        var (condition, unconditional) = Conditions(policy, prompts, options, negativePrompt);
         var rollout = policy.Sample(condition, unconditional, options with { RecordTrajectory = false }, generator, progress);
         return policy.Decode(rollout.Final).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// The prompts' conditioning and, when the family guides with an unconditional pass, the negative prompt's repeated
+    /// to as many rows (encoded after the prompts); the caller owns both.
+    /// </summary>
+    public static (Conditioning Condition, Conditioning? Unconditional) Conditions(IDiffusionPolicy policy, IReadOnlyList<string> prompts,
+        SamplingOptions options, string negativePrompt = "")
+    {
+        if (prompts.Count == 0) throw new ArgumentException("at least one prompt is needed");
+        var condition = policy.Encode(prompts);
+        if (!policy.NeedsUnconditional(options)) return (condition, null);
+        using var one = policy.Encode([negativePrompt]);
+        return (condition, one.Expand(prompts.Count));
     }
 }

@@ -33,10 +33,8 @@ internal sealed class RwrStrategy(IDiffusionPolicy policy, DdpoConfig config, bo
         var s = batch.Samples;
         var x0 = s.NextLatents[batch.Rows, s.Steps - 1];
         var unconditional = config.Train.Cfg ? s.Unconditional?.Slice(batch.Start, batch.Start + batch.Count) : null;
-        var weights = tensor(batch.Weights[batch.Start..(batch.Start + batch.Count)]);
-        using var scope = NewDisposeScope();
         var perSample = policy.DenoisingLoss(x0, s.Condition.Slice(batch.Start, batch.Start + batch.Count), unconditional, config.Sample.GuidanceScale, batch.Generator);
-        return new MicroLoss(Weighted(perSample, weights.to(x0.device), config.Train.BatchSize).MoveToOuterDisposeScope());
+        return new MicroLoss(Weighted(perSample, batch.WeightTensor(x0.device), config.Train.BatchSize));
     }
 
     /// <inheritdoc />
