@@ -55,7 +55,12 @@ internal sealed class Conditioning : IDisposable
     public Conditioning Alias() => Map(t => t.alias());
 
     /// <summary>A one-row conditioning repeated to <paramref name="count"/> rows (contiguous).</summary>
-    public Conditioning Expand(long count) => Map(t => t.expand([count, .. t.shape[1..]]).contiguous());
+    public Conditioning Expand(long count) => Map(t =>
+    {
+        // The expanded view is freed here, not left to the garbage collector (callers may hold no dispose scope).
+        using var view = t.expand([count, .. t.shape[1..]]);
+        return view.contiguous();
+    });
 
     /// <summary>The rows of <paramref name="batches"/> one after the other (the same parts in each).</summary>
     public static Conditioning Concat(IReadOnlyList<Conditioning> batches) =>

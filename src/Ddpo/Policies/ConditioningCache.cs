@@ -27,7 +27,11 @@ internal sealed class ConditioningCache(IDiffusionPolicy policy) : IDisposable
             using var encoded = policy.Encode(missing);
             for (int i = 0; i < missing.Count; i++)
             {
-                _rows[missing[i]] = encoded.Map(t => t[i..(i + 1)].clone()).DetachFromDisposeScope();
+                _rows[missing[i]] = encoded.Map(t =>
+                {
+                    using var row = t[i..(i + 1)];
+                    return row.clone();
+                }).DetachFromDisposeScope();
             }
             EncodedCount += missing.Count;
             EncoderCalls++;
