@@ -29,6 +29,15 @@ public static class CpuKernels
     private static CpuKernelProfile? _requested;
     private static readonly List<string> EnvironmentSet = [];
 
+    /// <summary>
+    /// The names of the start-up variables this process set for the safe kernels (not the ones it found set): a
+    /// process it starts should choose its own kernels, not inherit these.
+    /// </summary>
+    internal static IReadOnlyList<string> VariablesSetHere
+    {
+        get { lock (Gate) return EnvironmentSet.Select(p => p[..p.IndexOf('=')]).ToArray(); }
+    }
+
     /// <summary>The profile asked for (option, environment, or auto); null before <see cref="Apply"/>.</summary>
     public static CpuKernelProfile? Requested => _requested;
 

@@ -95,9 +95,19 @@ public sealed class DoctorAndTrainRefusalTests
     public async Task DoctorSaysWhetherTrainingCanBeTrusted(string kernels, string described)
     {
         var (code, output) = await CliProcess.RunAsync(1, ["doctor", "--repeats", "2", "--cpu-kernels", kernels], TimeSpan.FromMinutes(3));
-        Assert.True(code == 0, output);
-        Assert.Contains("training here can be trusted: yes", output);
         Assert.Contains(described, output);
+        if (kernels == "default" && CpuFeatures.Current.IsZen5OrLater)
+        {
+            // libtorch's own kernels are wrong here in most runs (docs/cpu-gradients.md): the verdict may go either
+            // way, but it must say so and the exit code must agree with it.
+            Assert.True(output.Contains("training here can be trusted: yes") ? code == 0 : code == CliApp.WrongGradients
+                && output.Contains("training here can be trusted: NO"), output);
+        }
+        else
+        {
+            Assert.True(code == 0, output);
+            Assert.Contains("training here can be trusted: yes", output);
+        }
         Assert.Contains("cpu:      ", output);
         Assert.Contains("libtorch: ", output);
         Assert.Contains("tiny UNet (input and all weights)", output);

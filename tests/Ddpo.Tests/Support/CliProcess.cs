@@ -85,6 +85,9 @@ public static class CliProcess
         start.ArgumentList.Add(Dll);
         foreach (var a in args) start.ArgumentList.Add(a);
         start.Environment["COLUMNS"] = "400";
+        // The child chooses its own CPU kernels, as a user's fresh process does: it does not inherit the safe kernels'
+        // start-up variables this test process set for itself (on an AMD Zen 5).
+        foreach (var name in Ddpo.Runtime.CpuKernels.VariablesSetHere) start.Environment.Remove(name);
         foreach (var (k, v) in environment ?? new Dictionary<string, string>()) start.Environment[k] = v;
         var output = new StringBuilder();
         var process = new Process { StartInfo = start };
