@@ -7,8 +7,10 @@ using static TorchSharp.torch;
 namespace Ddpo.Models.Vae;
 
 /// <summary>
-/// diffusers <c>AutoencoderKL</c> (the Stable Diffusion VAE). <see cref="Encode"/> gives the diagonal Gaussian
-/// of the latents and <see cref="Decode"/> maps latents to images; neither applies <see cref="ScalingFactor"/>.
+/// diffusers <c>AutoencoderKL</c>: the Stable Diffusion VAE and the 16-channel one of SD3/FLUX (no quant convs, a
+/// <see cref="ShiftFactor"/>). <see cref="Encode"/> gives the diagonal Gaussian of the latents and <see cref="Decode"/>
+/// maps latents to images; neither applies <see cref="ScalingFactor"/> or <see cref="ShiftFactor"/>, which
+/// <see cref="NormalizeLatents"/> and <see cref="DecodeNormalized"/> do as the pipelines do.
 /// </summary>
 internal sealed class AutoencoderKL : nn.Module
 {
@@ -22,6 +24,9 @@ internal sealed class AutoencoderKL : nn.Module
 
     /// <summary>The factor a pipeline multiplies encoded latents by (and divides by before decoding).</summary>
     public double ScalingFactor => Config.ScalingFactor;
+
+    /// <summary>The shift a pipeline subtracts from encoded latents before scaling (SD3/FLUX); 0 when the config has none (SD).</summary>
+    public double ShiftFactor => Config.ShiftFactor ?? 0.0;
 
     /// <summary>Builds the model with random weights, directly in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public AutoencoderKL(AutoencoderKLConfig config, ScalarType? dtype = null, Device? device = null) : base(nameof(AutoencoderKL))
@@ -76,5 +81,28 @@ internal sealed class AutoencoderKL : nn.Module
         latents = Placement.To(latents, DType, Device);
         var z = _postQuantConv is null ? latents : _postQuantConv.call(latents);
         return _decoder.Forward(z);
+    }
+
+    /// <summary>
+    /// Encoded latents as the denoiser sees them: <c>(latents - shift_factor) · scaling_factor</c> (SD: the shift is
+    /// absent, <c>latents · scaling_factor</c>).
+    /// </summary>
+    public Tensor NormalizeLatents(Tensor latents)
+    {
+        using var scope = NewDisposeScope();
+        var shifted = Config.ShiftFactor is { } shift ? latents - shift : latents;
+        return (shifted * ScalingFactor).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// Decodes the denoiser's latents as the pipelines do at the end: <c>Decode(latents / scaling_factor + shift_factor)</c>
+    /// (SD: no shift, <c>Decode(latents / scaling_factor)</c>).
+    /// </summary>
+    public Tensor DecodeNormalized(Tensor latents)
+    {
+        using var scope = NewDisposeScope();
+        var z = latents / ScalingFactor;
+        if (Config.ShiftFactor is { } shift) z = z + shift;
+        return Decode(z).MoveToOuterDisposeScope();
     }
 }
