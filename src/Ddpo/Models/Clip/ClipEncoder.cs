@@ -27,6 +27,25 @@ internal sealed class ClipEncoder : nn.Module<Tensor, Tensor>
         foreach (var layer in layers) layer.Initialize(layers.Count, generator);
     }
 
+    /// <summary>
+    /// Runs the stack and also returns the input of the last layer (transformers' <c>hidden_states[-2]</c>,
+    /// which SDXL and SD3 use); the caller owns both tensors (the penultimate one is <paramref name="x"/> itself
+    /// when there is a single layer).
+    /// </summary>
+    public (Tensor Last, Tensor Penultimate) ForwardWithPenultimate(Tensor x)
+    {
+        var h = x;
+        Tensor penultimate = x;
+        for (int i = 0; i < layers.Count; i++)
+        {
+            var next = layers[i].forward(h);
+            if (i == layers.Count - 1) penultimate = h;
+            else if (!ReferenceEquals(h, x)) h.Dispose();
+            h = next;
+        }
+        return (h, penultimate);
+    }
+
     public override Tensor forward(Tensor x)
     {
         var h = x;

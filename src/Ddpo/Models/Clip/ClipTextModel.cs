@@ -22,7 +22,8 @@ internal sealed class ClipTextModel : nn.Module
     /// <summary>Creates a randomly initialised model (transformers' initialisation; layer norms at identity).</summary>
     public ClipTextModel(ClipTextConfig config, Generator? generator = null) : this(config, initialize: true, generator) { }
 
-    private ClipTextModel(ClipTextConfig config, bool initialize, Generator? generator) : base("text_model")
+    /// <summary>Builds the model, randomly initialised or not (<paramref name="initialize"/> false: for loading weights).</summary>
+    internal ClipTextModel(ClipTextConfig config, bool initialize, Generator? generator) : base("text_model")
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
@@ -82,6 +83,18 @@ internal sealed class ClipTextModel : nn.Module
     /// </summary>
     public (Tensor LastHiddenState, Tensor PooledOutput) Encode(Tensor inputIds)
     {
+        var (last, penultimate, pooled) = EncodeWithPenultimate(inputIds);
+        penultimate.Dispose();
+        return (last, pooled);
+    }
+
+    /// <summary>
+    /// As <see cref="Encode"/>, plus the penultimate hidden state [B, S, hidden]: transformers'
+    /// <c>hidden_states[-2]</c>, the input of the last encoder layer, not final-layer-normed (SDXL, SD3).
+    /// The caller owns the three tensors.
+    /// </summary>
+    public (Tensor LastHiddenState, Tensor PenultimateHiddenState, Tensor PooledOutput) EncodeWithPenultimate(Tensor inputIds)
+    {
         ArgumentNullException.ThrowIfNull(inputIds);
         if (inputIds.dim() != 2 || !torch.is_integral(inputIds.dtype))
         {
@@ -101,13 +114,14 @@ internal sealed class ClipTextModel : nn.Module
                 throw new ArgumentException($"token ids must lie in 0..{Config.VocabSize - 1} (vocab_size), got {lo}..{hi}", nameof(inputIds));
             }
         }
-        var hidden = final_layer_norm.forward(encoder.forward(embeddings.forward(ids)));
+        var (encoded, penultimate) = encoder.ForwardWithPenultimate(embeddings.forward(ids));
+        var hidden = final_layer_norm.forward(encoded);
         var eosIndex = Config.EosTokenId == 2
             ? ids.argmax(-1)
             : ids.eq(Config.EosTokenId).to(ScalarType.Int32).argmax(-1);
         long b = hidden.shape[0], e = hidden.shape[2];
         var pooled = hidden.gather(1, eosIndex.view(b, 1, 1).expand(b, 1, e)).squeeze(1);
-        return (hidden.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
+        return (hidden.MoveToOuterDisposeScope(), penultimate.MoveToOuterDisposeScope(), pooled.MoveToOuterDisposeScope());
     }
 
     /// <summary>
