@@ -126,7 +126,7 @@ internal sealed class T5EncoderModel : nn.Module
         bool hasShared = file.TryGetValue(SharedKey, out var s), hasEmbed = file.TryGetValue(EmbedTokensKey, out var e);
         if (hasShared && hasEmbed)
         {
-            if (!s!.shape.SequenceEqual(e!.shape) || !s.equal(e.to(s.dtype)).item<bool>())
+            if (!s!.shape.SequenceEqual(e!.shape) || !s.equal(e.to(s.dtype)).all().item<bool>())
             {
                 throw new ModelLoadException($"{source}: '{SharedKey}' and '{EmbedTokensKey}' are tied in T5 but differ in the file");
             }
