@@ -153,13 +153,28 @@ public sealed class ClipTextModelWithProjectionTests(ITestOutputHelper output)
     {
         var manifest = (JsonObject)JsonNode.Parse(File.ReadAllText(TestPaths.Fixture("manifests", file)))!;
         var config = ClipTextConfig.FromJson(new JsonConfig((JsonObject)manifest["config"]!, file));
-        // Built uninitialised-by-us on the CPU (the CLIP parts take no device); only shapes are read.
-        using var model = new ClipTextModelWithProjection(config);
+        // On the meta device: shapes without the parameters' memory.
+        using var model = new ClipTextModelWithProjection(config, initialize: false, generator: null, new Device(DeviceType.META));
         var expected = ((JsonObject)manifest["keys"]!).ToDictionary(kv => kv.Key, kv => kv.Value!.AsArray().Select(d => d!.GetValue<long>()).ToArray());
         var actual = model.state_dict().ToDictionary(kv => kv.Key, kv => kv.Value.shape);
         Assert.Equal(manifest["n_state_dict_keys"]!.GetValue<int>(), actual.Count);
         Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
         foreach (var (key, shape) in expected) Assert.True(shape.SequenceEqual(actual[key]), $"{key}: manifest [{string.Join(", ", shape)}], model [{string.Join(", ", actual[key])}]");
         Assert.Equal(manifest["n_parameters"]!.GetValue<long>(), model.parameters().Sum(p => p.numel()));
+        Assert.All(model.parameters(), p => Assert.Equal(DeviceType.META, p.device_type));
+    }
+
+    [Fact]
+    public void ClipTextModelManifestKeysAreUnchanged()
+    {
+        // FLUX/SDXL's CLIPTextModel: the same keys as before the refactor (the file layout adds text_model.).
+        var file = "clip_l_text_model.json";
+        var manifest = (JsonObject)JsonNode.Parse(File.ReadAllText(TestPaths.Fixture("manifests", file)))!;
+        var config = ClipTextConfig.FromJson(new JsonConfig((JsonObject)manifest["config"]!, file));
+        using var model = new ClipTextModel(config, initialize: false, generator: null, new Device(DeviceType.META));
+        var expected = ((JsonObject)manifest["keys"]!).ToDictionary(kv => kv.Key, kv => kv.Value!.AsArray().Select(d => d!.GetValue<long>()).ToArray());
+        var actual = model.state_dict().ToDictionary(kv => ClipTextModel.WeightPrefix + kv.Key, kv => kv.Value.shape);
+        Assert.Equal(expected.Keys.Order(StringComparer.Ordinal), actual.Keys.Order(StringComparer.Ordinal));
+        foreach (var (key, shape) in expected) Assert.True(shape.SequenceEqual(actual[key]), key);
     }
 }

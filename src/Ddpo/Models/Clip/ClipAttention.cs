@@ -16,12 +16,12 @@ internal sealed class ClipAttention : nn.Module<Tensor, Tensor>
     private readonly int _heads;
     private readonly bool _causal;
 
-    public ClipAttention(int hidden, int heads, bool causal) : base("self_attn")
+    public ClipAttention(int hidden, int heads, bool causal, Device? device = null) : base("self_attn")
     {
-        q_proj = nn.Linear(hidden, hidden);
-        k_proj = nn.Linear(hidden, hidden);
-        v_proj = nn.Linear(hidden, hidden);
-        out_proj = nn.Linear(hidden, hidden);
+        q_proj = nn.Linear(hidden, hidden, device: device);
+        k_proj = nn.Linear(hidden, hidden, device: device);
+        v_proj = nn.Linear(hidden, hidden, device: device);
+        out_proj = nn.Linear(hidden, hidden, device: device);
         _heads = heads;
         _causal = causal;
         RegisterComponents();

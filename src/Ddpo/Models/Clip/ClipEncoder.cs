@@ -11,13 +11,13 @@ internal sealed class ClipEncoder : nn.Module<Tensor, Tensor>
     private readonly ModuleList<ClipEncoderLayer> layers;
 #pragma warning restore IDE1006
 
-    public ClipEncoder(int numLayers, int hidden, int intermediate, int heads, string activation, double eps, bool causal)
+    public ClipEncoder(int numLayers, int hidden, int intermediate, int heads, string activation, double eps, bool causal, Device? device = null)
         : base("encoder")
     {
         layers = new ModuleList<ClipEncoderLayer>();
         for (int i = 0; i < numLayers; i++)
         {
-            layers.Add(new ClipEncoderLayer(hidden, intermediate, heads, activation, eps, causal));
+            layers.Add(new ClipEncoderLayer(hidden, intermediate, heads, activation, eps, causal, device));
         }
         RegisterComponents();
     }

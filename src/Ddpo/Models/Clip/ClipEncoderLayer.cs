@@ -14,13 +14,13 @@ internal sealed class ClipEncoderLayer : nn.Module<Tensor, Tensor>
     private readonly LayerNorm layer_norm2;
 #pragma warning restore IDE1006
 
-    public ClipEncoderLayer(int hidden, int intermediate, int heads, string activation, double eps, bool causal)
+    public ClipEncoderLayer(int hidden, int intermediate, int heads, string activation, double eps, bool causal, Device? device = null)
         : base("layer")
     {
-        self_attn = new ClipAttention(hidden, heads, causal);
-        layer_norm1 = nn.LayerNorm(hidden, eps);
-        mlp = new ClipMlp(hidden, intermediate, activation);
-        layer_norm2 = nn.LayerNorm(hidden, eps);
+        self_attn = new ClipAttention(hidden, heads, causal, device);
+        layer_norm1 = nn.LayerNorm(hidden, eps, device: device);
+        mlp = new ClipMlp(hidden, intermediate, activation, device);
+        layer_norm2 = nn.LayerNorm(hidden, eps, device: device);
         RegisterComponents();
     }
 

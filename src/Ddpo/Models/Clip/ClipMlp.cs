@@ -13,10 +13,10 @@ internal sealed class ClipMlp : nn.Module<Tensor, Tensor>
 #pragma warning restore IDE1006
     private readonly string _activation;
 
-    public ClipMlp(int hidden, int intermediate, string activation) : base("mlp")
+    public ClipMlp(int hidden, int intermediate, string activation, Device? device = null) : base("mlp")
     {
-        fc1 = nn.Linear(hidden, intermediate);
-        fc2 = nn.Linear(intermediate, hidden);
+        fc1 = nn.Linear(hidden, intermediate, device: device);
+        fc2 = nn.Linear(intermediate, hidden, device: device);
         _activation = activation;
         RegisterComponents();
     }

@@ -15,10 +15,10 @@ internal sealed class ClipTextEmbeddings : nn.Module<Tensor, Tensor>
     private readonly Embedding position_embedding;
 #pragma warning restore IDE1006
 
-    public ClipTextEmbeddings(int vocabSize, int maxPositions, int hidden) : base("embeddings")
+    public ClipTextEmbeddings(int vocabSize, int maxPositions, int hidden, Device? device = null) : base("embeddings")
     {
-        token_embedding = nn.Embedding(vocabSize, hidden);
-        position_embedding = nn.Embedding(maxPositions, hidden);
+        token_embedding = nn.Embedding(vocabSize, hidden, device: device);
+        position_embedding = nn.Embedding(maxPositions, hidden, device: device);
         RegisterComponents();
     }
 

@@ -22,16 +22,19 @@ internal sealed class ClipTextModel : nn.Module
     /// <summary>Creates a randomly initialised model (transformers' initialisation; layer norms at identity).</summary>
     public ClipTextModel(ClipTextConfig config, Generator? generator = null) : this(config, initialize: true, generator) { }
 
-    /// <summary>Builds the model, randomly initialised or not (<paramref name="initialize"/> false: for loading weights).</summary>
-    internal ClipTextModel(ClipTextConfig config, bool initialize, Generator? generator) : base("text_model")
+    /// <summary>
+    /// Builds the model on <paramref name="device"/> (null: the CPU; meta: shapes only), randomly initialised or not
+    /// (<paramref name="initialize"/> false: for loading weights).
+    /// </summary>
+    internal ClipTextModel(ClipTextConfig config, bool initialize, Generator? generator, Device? device = null) : base("text_model")
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Config = config;
-        embeddings = new ClipTextEmbeddings(config.VocabSize, config.MaxPositionEmbeddings, config.HiddenSize);
+        embeddings = new ClipTextEmbeddings(config.VocabSize, config.MaxPositionEmbeddings, config.HiddenSize, device);
         encoder = new ClipEncoder(config.NumHiddenLayers, config.HiddenSize, config.IntermediateSize,
-            config.NumAttentionHeads, config.HiddenAct, config.LayerNormEps, causal: true);
-        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+            config.NumAttentionHeads, config.HiddenAct, config.LayerNormEps, causal: true, device);
+        final_layer_norm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         RegisterComponents();
         if (initialize)
         {

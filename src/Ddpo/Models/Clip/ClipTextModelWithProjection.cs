@@ -32,13 +32,14 @@ internal sealed class ClipTextModelWithProjection : nn.Module
     /// <summary>Creates a randomly initialised model (transformers' initialisation; layer norms at identity).</summary>
     public ClipTextModelWithProjection(ClipTextConfig config, Generator? generator = null) : this(config, initialize: true, generator) { }
 
-    private ClipTextModelWithProjection(ClipTextConfig config, bool initialize, Generator? generator) : base("clip_text_with_projection")
+    /// <summary>Builds the model on <paramref name="device"/> (null: the CPU; meta: shapes only), randomly initialised or not.</summary>
+    internal ClipTextModelWithProjection(ClipTextConfig config, bool initialize, Generator? generator, Device? device = null) : base("clip_text_with_projection")
     {
         ArgumentNullException.ThrowIfNull(config);
         config.Validate();
         Config = config;
-        text_model = new ClipTextModel(config, initialize, generator);
-        text_projection = nn.Linear(config.HiddenSize, config.ProjectionDim, hasBias: false);
+        text_model = new ClipTextModel(config, initialize, generator, device);
+        text_projection = nn.Linear(config.HiddenSize, config.ProjectionDim, hasBias: false, device: device);
         RegisterComponents();
         if (initialize)
         {
