@@ -74,7 +74,23 @@ internal sealed class T5Tokenizer
         }
         // transformers: <extra_id_i> = len(sp_model) + extra_ids - 1 - i, stripping the whitespace around it.
         for (int i = 0; i < extraIds; i++) special.Add(($"<extra_id_{i}>", pieces + extraIds - 1 - i, true, true));
-        var decoder = config["added_tokens_decoder"] as JsonObject;
+        try
+        {
+            AddConfiguredTokens(config["added_tokens_decoder"] as JsonObject, special, pieces, extraIds, configPath);
+            CheckAddedTokensFile(Path.Combine(directory, "added_tokens.json"), special);
+        }
+        catch (InvalidOperationException e)
+        {
+            throw new ModelLoadException($"{directory}: an added-token entry has a value of the wrong type ({e.Message})", e);
+        }
+        int vocab = Math.Max(pieces + extraIds, special.Max(s => s.Item2) + 1);
+        int pad = model.PadId >= 0 ? model.PadId : throw new ModelLoadException($"{modelPath}: the model has no pad piece (T5 pads with id 0)");
+        return new T5Tokenizer(normalizer, unigram, special, vocab, pad, model.EosId);
+    }
+
+    /// <summary>Adds <c>tokenizer_config.json</c>'s <c>added_tokens_decoder</c> entries; they must agree with the model's ids.</summary>
+    private static void AddConfiguredTokens(JsonObject? decoder, List<(string, int, bool, bool)> special, int pieces, int extraIds, string configPath)
+    {
         if (decoder is not null)
         {
             foreach (var (key, node) in decoder)
@@ -95,9 +111,21 @@ internal sealed class T5Tokenizer
                 if (known < 0) special.Add((content, id, entry["lstrip"]?.GetValue<bool>() ?? false, entry["rstrip"]?.GetValue<bool>() ?? false));
             }
         }
-        int vocab = Math.Max(pieces + extraIds, special.Max(s => s.Item2) + 1);
-        int pad = model.PadId >= 0 ? model.PadId : throw new ModelLoadException($"{modelPath}: the model has no pad piece (T5 pads with id 0)");
-        return new T5Tokenizer(normalizer, unigram, special, vocab, pad, model.EosId);
+    }
+
+    /// <summary><c>added_tokens.json</c> (token → id), when present, must give the ids already known.</summary>
+    private static void CheckAddedTokensFile(string path, List<(string Text, int Id, bool, bool)> special)
+    {
+        if (!File.Exists(path)) return;
+        foreach (var (token, node) in ReadObject(path))
+        {
+            int id = node?.GetValue<int>() ?? throw new ModelLoadException($"{path}: token '{token}' has no id");
+            var known = special.FindIndex(s => s.Text == token);
+            if (known < 0 || special[known].Id != id)
+            {
+                throw new ModelLoadException($"{path}: token '{token}' = {id} does not match the sentencepiece model, extra_ids and tokenizer_config.json");
+            }
+        }
     }
 
     /// <summary>

@@ -219,7 +219,8 @@ public sealed class T5EncoderModelTests(ITestOutputHelper output)
         var o = model.forward(io["t5.input_ids"]);
         Assert.Equal(ScalarType.Float16, o.dtype);
         output.WriteLine($"f16: max abs error {MaxError(io["t5.last_hidden_state"], o):g3}");
-        TensorAssert.Close(io["t5.last_hidden_state"], o.to(ScalarType.Float32), 3e-2, 3e-2, "float16 last_hidden_state");
+        // float16 keeps ~3 decimal digits (2^-11 relative) of outputs up to ~4 after two blocks: measured 5e-3.
+        TensorAssert.Close(io["t5.last_hidden_state"], o.to(ScalarType.Float32), 1e-2, 1e-2, "float16 last_hidden_state");
     }
 
     [Fact]

@@ -98,4 +98,30 @@ public sealed class T5TokenizerTests
             Directory.Delete(dir, recursive: true);
         }
     }
+
+    [Theory]
+    [InlineData("tokenizer_config.json", "\"legacy\": true", "\"legacy\": false", "legacy")]
+    [InlineData("added_tokens.json", "\"<extra_id_0>\": 167", "\"<extra_id_0>\": 150", "<extra_id_0>")]
+    [InlineData("tokenizer_config.json", "\"extra_ids\": 8", "\"extra_ids\": 7", "<extra_id_7>")]
+    public void InconsistentTokenizerFilesAreAClearError(string file, string find, string replace, string named)
+    {
+        var dir = TestPaths.NewTempDir("t5-tok-config");
+        try
+        {
+            foreach (var f in Directory.GetFiles(TokenizerFolder)) File.Copy(f, Path.Combine(dir, Path.GetFileName(f)));
+            var path = Path.Combine(dir, file);
+            var text = File.ReadAllText(path);
+            Assert.Contains(find, text);
+            File.SetAttributes(path, FileAttributes.Normal);
+            File.WriteAllText(path, text.Replace(find, replace));
+            var e = Assert.Throws<ModelLoadException>(() => T5Tokenizer.FromFolder(dir));
+            Assert.Contains(named, e.Message);
+            Assert.Contains(dir, e.Message);
+        }
+        finally
+        {
+            foreach (var f in Directory.GetFiles(dir)) File.SetAttributes(f, FileAttributes.Normal);
+            Directory.Delete(dir, recursive: true);
+        }
+    }
 }
