@@ -29,10 +29,13 @@ public sealed class SD3TransformerTests(ITestOutputHelper output)
     private static Tensor Run(SD3Transformer2DModel m, Dictionary<string, Tensor> io, ScalarType dtype = ScalarType.Float32) =>
         m.forward(io["hidden_states"].to(dtype), io["encoder_hidden_states"].to(dtype), io["pooled_projections"].to(dtype), io["timestep"].to(dtype));
 
+    private static bool Same(Tensor a, Tensor b) =>
+        a.dtype == b.dtype && a.shape.SequenceEqual(b.shape) && a.eq(b).all().item<bool>();
+
     private double MaxAbs(Tensor a, Tensor b, string what)
     {
         double e = (a.to(ScalarType.Float64) - b.to(ScalarType.Float64)).abs().max().item<double>();
-        output.WriteLine($"{what}: max abs error {e:g4} (max |ref| {b.abs().max().item<double>():g4})");
+        output.WriteLine($"{what}: max abs error {e:g4} (max |ref| {b.abs().max().to(ScalarType.Float64).item<double>():g4})");
         return e;
     }
 
@@ -134,13 +137,13 @@ public sealed class SD3TransformerTests(ITestOutputHelper output)
             var original = SafetensorsFile.Load(Path.Combine(ModelFolder(name), WeightsName));
             var saved = SafetensorsFile.Load(Path.Combine(dir, WeightsName));
             Assert.Equal(original.Keys.Order(StringComparer.Ordinal), saved.Keys.Order(StringComparer.Ordinal));
-            foreach (var (k, v) in original) Assert.True(v.equal(saved[k]).item<bool>(), $"{k} changed on save");
+            foreach (var (k, v) in original) Assert.True(Same(v, saved[k]), $"{k} changed on save");
             var a = m.state_dict();
-            foreach (var (k, v) in back.state_dict()) Assert.True(v.equal(a[k]).item<bool>(), $"{k} changed on reload");
+            foreach (var (k, v) in back.state_dict()) Assert.True(Same(v, a[k]), $"{k} changed on reload");
             Assert.True(JsonNode.DeepEquals(JsonNode.Parse(File.ReadAllText(Path.Combine(ModelFolder(name), "config.json"))),
                 JsonNode.Parse(File.ReadAllText(Path.Combine(dir, "config.json")))));
             using var _ = no_grad();
-            Assert.True(Run(m, io).equal(Run(back, io)).item<bool>());
+            Assert.True(Same(Run(m, io), Run(back, io)));
         }
         finally
         {
@@ -163,7 +166,7 @@ public sealed class SD3TransformerTests(ITestOutputHelper output)
         // The sin-cos buffer diffusers computed (numpy, float64 then float32) equals ours to float32 rounding.
         double posErr = MaxAbs(sa["pos_embed.pos_embed"], file["pos_embed.pos_embed"], $"{name} pos_embed");
         Assert.True(posErr <= 1e-6, $"pos_embed differs by {posErr}");
-        foreach (var (k, v) in b.state_dict()) Assert.True(v.equal(sa[k]).item<bool>(), $"{k}: same seed, different values");
+        foreach (var (k, v) in b.state_dict()) Assert.True(Same(v, sa[k]), $"{k}: same seed, different values");
         Assert.True(sa["proj_out.weight"].abs().max().item<float>() > 0);
         Assert.Equal(file.Where(kv => kv.Key != "pos_embed.pos_embed").Sum(kv => kv.Value.numel()), a.parameters().Sum(p => p.numel()));
         using var _ = no_grad();
@@ -208,8 +211,10 @@ public sealed class SD3TransformerTests(ITestOutputHelper output)
         foreach (var p in lora.ModulePaths)
         {
             Assert.NotNull(lora[p].Down.grad);
-            Assert.True(lora[p].Down.grad!.abs().max().item<float>() > 0, $"no gradient reaches {p}.down");
-            Assert.True(lora[p].Up.grad!.abs().max().item<float>() > 0, $"no gradient reaches {p}.up");
+            // The last block's text queries only feed text outputs that the model discards (diffusers too).
+            bool dead = p == "transformer_blocks.1.attn.add_q_proj";
+            Assert.True(dead == (lora[p].Down.grad!.abs().max().item<float>() == 0), $"{p}.down: gradient {(dead ? "should be zero" : "missing")}");
+            Assert.True(dead == (lora[p].Up.grad!.abs().max().item<float>() == 0), $"{p}.up: gradient {(dead ? "should be zero" : "missing")}");
         }
         Assert.DoesNotContain(m.state_dict().Keys, k => k.Contains("lora", StringComparison.OrdinalIgnoreCase));
     }
