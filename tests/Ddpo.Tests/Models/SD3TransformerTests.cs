@@ -85,6 +85,46 @@ public sealed class SD3TransformerTests(ITestOutputHelper output)
     // mean square in float32. Measured 4.8e-7 (sd3) / 5.4e-7 (sd35) on outputs of ~2.
     private const double Atol64 = 1e-6;
 
+    [Fact]
+    public void ToConvertsWeightsAndThePositionBuffer()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io("sd35_transformer");
+        using var m = SD3Transformer2DModel.FromPretrained(ModelFolder("sd35_transformer"), ScalarType.Float32, CPU);
+        Assert.Equal(ScalarType.Float32, m.DType);
+        m.to(ScalarType.Float64);
+        Assert.Equal(ScalarType.Float64, m.DType);
+        Assert.Equal(DeviceType.CPU, m.Device.type);
+        Assert.All(m.state_dict().Values, t => Assert.Equal(ScalarType.Float64, t.dtype));
+        using var _ = no_grad();
+        // Float32 inputs are converted to the model's dtype.
+        var got = Run(m, io);
+        Assert.Equal(ScalarType.Float64, got.dtype);
+        TensorAssert.Close(io["out_f64"], got, atol: Atol64, rtol: 0, what: "out after .to(float64)");
+    }
+
+    [Fact]
+    public void ScalarTimestepIsBroadcastAndBadShapesAreRejected()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io("sd3_transformer");
+        using var m = SD3Transformer2DModel.FromPretrained(ModelFolder("sd3_transformer"), ScalarType.Float32, CPU);
+        using var _ = no_grad();
+        var x = io["hidden_states"];
+        var ehs = io["encoder_hidden_states"];
+        var pooled = io["pooled_projections"];
+        var both = m.forward(x, ehs, pooled, tensor(412.5f));
+        var perSample = m.forward(x, ehs, pooled, tensor(new[] { 412.5f, 412.5f }));
+        Assert.True(Same(both, perSample));
+        // The second sample of the fixture has t = 412.5: batch rows are independent.
+        TensorAssert.Close(io["out"][1], both[1], atol: Atol32, rtol: 0, what: "second sample, scalar t");
+        Assert.Throws<ArgumentException>(() => m.forward(x[.., .., ..11], ehs, pooled, io["timestep"]));
+        Assert.Throws<ArgumentException>(() => m.forward(x, ehs[.., .., ..40], pooled, io["timestep"]));
+        Assert.Throws<ArgumentException>(() => m.forward(x, ehs, pooled, zeros(3)));
+        // 26 patches > pos_embed_max_size 24.
+        Assert.Throws<ArgumentException>(() => m.forward(zeros(2, 16, 52, 16), ehs, pooled, io["timestep"]));
+    }
+
     [Theory]
     [InlineData("sd3_transformer")]
     [InlineData("sd35_transformer")]
