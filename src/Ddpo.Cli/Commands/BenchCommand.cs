@@ -59,7 +59,7 @@ internal static class BenchCommand
         command.SetAction(parse =>
         {
             var (device, dtype) = common.Resolve(parse);
-            using var pipeline = ModelResolver.LoadPipeline(parse.GetValue(model), device, dtype);
+            using var pipeline = ModelResolver.LoadStableDiffusion(parse.GetValue(model), device, dtype, "bench model");
             var reward = new JpegCompressibilityReward();
             var r = PipelineBenchmark.Run(pipeline, reward, parse.GetValue(batch), parse.GetValue(steps), parse.GetValue(guidance));
             var table = new Table().AddColumns("measure", "value");

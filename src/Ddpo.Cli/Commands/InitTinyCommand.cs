@@ -24,12 +24,46 @@ internal static class InitTinyCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "folder with CLIP vocab.json + merges.txt (default: a small word-level vocabulary)" };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0, Description = "initialisation seed" };
         var prediction = new Option<string>("--prediction-type") { DefaultValueFactory = _ => "epsilon", Description = "epsilon, v_prediction or sample" };
+        var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd", Description = "sd (a Stable Diffusion 1/2 UNet pipeline) or sd3 (a StableDiffusion3Pipeline: CLIP-L, CLIP-G, T5, MM-DiT, 16-channel VAE)" };
+        family.AcceptOnlyFromAmong("sd", "sd3");
+        var sd3 = new TinySd3Options();
+        var transformerLayers = new Option<int>("--layers") { DefaultValueFactory = _ => sd3.Layers, Description = "sd3: transformer blocks" };
+        var headDim = new Option<int>("--head-dim") { DefaultValueFactory = _ => sd3.HeadDim, Description = "sd3: width of one attention head" };
         var command = new Command("init-tiny", "Write a small randomly initialised pipeline folder (diffusers layout) for tests, demos and bug reports")
         {
-            output, channels, layers, heads, groups, sampleSize, noVae, vaeChannels, textHidden, textLayers, tokenizer, seed, prediction,
+            output, family, channels, layers, heads, groups, sampleSize, noVae, vaeChannels, textHidden, textLayers, tokenizer, seed, prediction,
+            transformerLayers, headDim,
         };
         command.SetAction(parse =>
         {
+            var dir = parse.GetValue(output)!;
+            if (parse.GetValue(family) == "sd3")
+            {
+                // The shared options keep their meaning; their defaults are the SD3 writer's where not given.
+                T Given<T>(Option<T> option, T fallback) => parse.GetResult(option) is { Implicit: false } ? parse.GetValue(option)! : fallback;
+                foreach (var option in new Option[] { channels, layers, noVae, tokenizer, prediction })
+                {
+                    if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd only");
+                }
+                TinySd3Writer.Write(new TinySd3Options
+                {
+                    SampleSize = Given(sampleSize, sd3.SampleSize),
+                    Layers = parse.GetValue(transformerLayers),
+                    Heads = Given(heads, sd3.Heads),
+                    HeadDim = parse.GetValue(headDim),
+                    TextHiddenSize = Given(textHidden, sd3.TextHiddenSize),
+                    TextLayers = Given(textLayers, sd3.TextLayers),
+                    VaeChannels = parse.GetResult(vaeChannels) is { Implicit: false } ? ParseInts(parse.GetValue(vaeChannels)!, "--vae-channels") : sd3.VaeChannels,
+                    NormGroups = Given(groups, sd3.NormGroups),
+                    Seed = parse.GetValue(seed),
+                }, dir);
+                AnsiConsole.MarkupLineInterpolated($"wrote a tiny Stable Diffusion 3 pipeline to [green]{dir}[/]");
+                return 0;
+            }
+            foreach (var option in new Option[] { transformerLayers, headDim })
+            {
+                if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd3 only");
+            }
             var options = new TinyPipelineOptions
             {
                 UnetChannels = ParseInts(parse.GetValue(channels)!, "--channels"),
@@ -45,7 +79,6 @@ internal static class InitTinyCommand
                 Seed = parse.GetValue(seed),
                 PredictionType = parse.GetValue(prediction)!,
             };
-            var dir = parse.GetValue(output)!;
             TinyPipelineWriter.Write(options, dir);
             AnsiConsole.MarkupLineInterpolated($"wrote a tiny pipeline to [green]{dir}[/]");
             return 0;

@@ -9,7 +9,18 @@ internal static class ModelResolver
     /// <summary>The folder of <paramref name="model"/>: the built-in model when null/empty or "builtin".</summary>
     public static string Folder(string? model) => DdpoRun.ModelFolder(model ?? "");
 
-    /// <summary>Loads the pipeline on the device in the dtype.</summary>
-    public static TextToImagePipeline LoadPipeline(string? model, Device device, ScalarType dtype) =>
-        TextToImagePipeline.FromPretrained(Folder(model), device, dtype);
+    /// <summary>Loads the pipeline (any family) on the device in the dtype.</summary>
+    public static ITextToImagePipeline LoadPipeline(string? model, Device device, ScalarType dtype) =>
+        PipelineLoader.FromPretrained(Folder(model), device, dtype);
+
+    /// <summary>Loads a Stable Diffusion 1.x/2.x pipeline for a command that measures only that family (<paramref name="command"/>, for the message).</summary>
+    public static TextToImagePipeline LoadStableDiffusion(string? model, Device device, ScalarType dtype, string command)
+    {
+        var folder = Folder(model);
+        if (PipelineLoader.ClassName(folder) == PipelineLoader.StableDiffusion3)
+        {
+            throw new ArgumentException($"--model: {folder} is a {PipelineLoader.StableDiffusion3}; 'ddpo {command}' measures Stable Diffusion 1.x/2.x pipelines only");
+        }
+        return TextToImagePipeline.FromPretrained(folder, device, dtype);
+    }
 }

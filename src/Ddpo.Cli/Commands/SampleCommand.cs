@@ -20,7 +20,7 @@ internal static class SampleCommand
         var negative = new Option<string>("--negative-prompt") { Description = "negative prompt for guidance", DefaultValueFactory = _ => "" };
         var steps = new Option<int>("--steps") { Description = "DDIM steps", DefaultValueFactory = _ => 50 };
         var guidance = new Option<double>("--guidance") { Description = "classifier-free guidance scale (1 = off)", DefaultValueFactory = _ => 5.0 };
-        var eta = new Option<double>("--eta") { Description = "DDIM eta (0 deterministic, 1 stochastic)", DefaultValueFactory = _ => 1.0 };
+        var eta = new Option<double>("--eta") { Description = "DDIM eta, or a flow model's SDE noise level (0 deterministic)", DefaultValueFactory = _ => 1.0 };
         var seed = new Option<long>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch") { Description = "images per prompt", DefaultValueFactory = _ => 4 };
         var size = new Option<int?>("--size") { Description = "image side in pixels (default: the model's)" };
@@ -44,7 +44,7 @@ internal static class SampleCommand
             };
             options.Validate();
             using var pipeline = ModelResolver.LoadPipeline(parse.GetValue(model), device, dtype);
-            LoraAdapters? adapters = parse.GetValue(lora) is { } loraPath ? LoraAdapters.Load(pipeline.Unet, loraPath) : null;
+            LoraAdapters? adapters = parse.GetValue(lora) is { } loraPath ? LoraAdapters.Load(pipeline.Policy.Denoiser, loraPath, pipeline.Policy.DenoiserName) : null;
             var texts = parse.GetValue(prompt)!;
             var outDir = parse.GetValue(output)!;
             Directory.CreateDirectory(outDir);

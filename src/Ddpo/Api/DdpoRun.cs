@@ -34,7 +34,7 @@ public sealed class DdpoRun : IDisposable
 {
     private readonly IDisposable? _ownedReward;
 
-    private DdpoRun(DdpoConfig config, string? preset, TextToImagePipeline pipeline, IRewardFunction reward,
+    private DdpoRun(DdpoConfig config, string? preset, ITextToImagePipeline pipeline, IRewardFunction reward,
         IDisposable? ownedReward, DdpoTrainer trainer, Device device, ScalarType dtype)
     {
         Config = config;
@@ -54,7 +54,7 @@ public sealed class DdpoRun : IDisposable
     public string? Preset { get; }
 
     /// <summary>The pipeline being fine-tuned.</summary>
-    public TextToImagePipeline Pipeline { get; }
+    public ITextToImagePipeline Pipeline { get; }
 
     /// <summary>The reward being optimised (with its watch rewards).</summary>
     public IRewardFunction Reward { get; }
@@ -109,10 +109,10 @@ public sealed class DdpoRun : IDisposable
         if (device.type == DeviceType.CUDA) observer.Message($"cuda: {CudaPerformance.Configure(device)}");
         var (reward, owned) = CreateReward(options, config, observer.Message);
         config.Validate();
-        TextToImagePipeline? pipeline = null;
+        ITextToImagePipeline? pipeline = null;
         try
         {
-            pipeline = TextToImagePipeline.FromPretrained(ModelFolder(config.Model), device, dtype);
+            pipeline = PipelineLoader.FromPretrained(ModelFolder(config.Model), device, dtype, config.Sample.MaxSequenceLength);
             // Before anything is sampled: a reward that needs something of its prompts (vlm_strict_satisfaction's
             // questions and answers) refuses them now rather than giving every image NaN.
             var promptSource = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);

@@ -86,7 +86,7 @@ internal sealed class RunEvaluation
         int perPrompt, int? checkpointEpoch, Device device, ScalarType dtype, IEvaluationProgress? progress)
     {
         var cfg = Config;
-        using var pipeline = TextToImagePipeline.FromPretrained(DdpoRun.ModelFolder(cfg.Model), device, dtype);
+        using var pipeline = PipelineLoader.FromPretrained(DdpoRun.ModelFolder(cfg.Model), device, dtype, cfg.Sample.MaxSequenceLength);
         var policy = pipeline.Policy;
         var options = cfg.Sample.ToSamplingOptions();
         long seed = cfg.Seed + 1_000_003;

@@ -127,6 +127,54 @@ public static class ConfigPresets
         num_inner_epochs = 1 # Flow-GRPO config/grpo.py
         """;
 
+    /// <summary>
+    /// Stable Diffusion 3.5 (medium) sampled and trained as Flow-GRPO does it (yifan123/flow_grpo <c>config/base.py</c>,
+    /// <c>config/grpo.py</c> <c>pickscore_sd3</c> / <c>geneval_sd3</c>, <c>scripts/train_sd3.py</c>): the model-side
+    /// values, for every algorithm. Departures: one step count for training and evaluation (Flow-GRPO evaluates with
+    /// <c>eval_num_steps = 40</c>); no EMA of the weights.
+    /// </summary>
+    private const string Sd35 = """
+        [sample]
+        num_steps = 10 # grpo.py *_sd3: sample.num_steps
+        eta = 0.7 # base.py sample.noise_level (Flow-SDE)
+        sde_type = "flow_sde" # Flow-GRPO's sde_step_with_logprob
+        guidance_scale = 4.5 # grpo.py *_sd3: sample.guidance_scale
+        resolution = 512 # grpo.py *_sd3: config.resolution
+        max_sequence_length = 128 # train_sd3.py: compute_text_embeddings(..., max_sequence_length=128)
+
+        [train]
+        cfg = true # base.py train.cfg
+        timestep_fraction = 0.99 # grpo.py *_sd3: train.timestep_fraction
+
+        [lora]
+        rank = 32 # train_sd3.py: LoraConfig(r=32, lora_alpha=64, init_lora_weights="gaussian")
+        alpha = 64
+        init = "gaussian"
+        """;
+
+    /// <summary>
+    /// Flow-GRPO's GRPO sizes for SD3.5 on its 32 GPUs (<c>config/grpo.py</c> <c>geneval_sd3</c>/<c>pickscore_sd3</c>):
+    /// 48 prompts x 24 images per epoch, two optimizer steps per epoch. Departure: the group's own std (their
+    /// <c>global_std = True</c> uses the whole batch's).
+    /// </summary>
+    private const string FlowGrpoSd35 = """
+        algorithm = "grpo"
+
+        [sample]
+        samples_per_epoch = 1152 # 32 GPUs x train_batch_size 9 x num_batches_per_epoch int(48 / (32 x 9 / 24)) = 4
+        group_size = 24 # sample.num_image_per_prompt
+        batch_size = 9 # sample.train_batch_size
+
+        [train]
+        total_batch_size = 576 # train.batch_size 9 x gradient_accumulation_steps (num_batches_per_epoch // 2 = 2) x 32 GPUs
+        batch_size = 9
+        kl_coef = 0.04 # train.beta of geneval_sd3 / general_ocr_sd3 (0.01 pickscore_sd3)
+        learning_rate = 3e-4 # base.py train.learning_rate
+        clip_range = 1e-4 # base.py train.clip_range
+        adv_clip_max = 5.0 # base.py train.adv_clip_max
+        num_inner_epochs = 1
+        """;
+
     /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
     public const string BuiltinLayer = "builtin";
 
@@ -158,6 +206,21 @@ public static class ConfigPresets
             reward_fn = "{RewardNames.AestheticScore}"
             prompt_fn = "simple_animals"
             """, Grpo],
+        ["sd3.5-compressibility"] = [Compressibility, Sd35],
+        ["sd3.5-aesthetic"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+            """, Sd35],
+        ["sd3.5-compressibility-grpo"] = [Compressibility, Sd35, FlowGrpoSd35],
+        ["sd3.5-incompressibility-grpo"] = [Compressibility, $"""
+            reward_fn = "{RewardNames.JpegIncompressibility}"
+            """, Sd35, FlowGrpoSd35],
+        ["sd3.5-aesthetic-grpo"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+            """, Sd35, FlowGrpoSd35],
         ["prompt_image_alignment"] = [Compressibility, $"""
             num_epochs = 200
             prompt_fn = "nouns_activities"

@@ -150,6 +150,10 @@ internal static class ConfigSchema
                 ? null : $"must be [] (every step) or [start, end] with 0 <= start < end, got {ConfigValues.ToToml(v)}"));
         Int("sample.sde_window_shift", c => c.Sample.SdeWindowShift, (c, v) => c.Sample.SdeWindowShift = v, 0);
         Int("sample.sde_window_shift_every", c => c.Sample.SdeWindowShiftEvery, (c, v) => c.Sample.SdeWindowShiftEvery = v, 1);
+        Int("sample.resolution", c => c.Sample.Resolution, (c, v) => c.Sample.Resolution = v, 0);
+        Int("sample.max_sequence_length", c => c.Sample.MaxSequenceLength, (c, v) => c.Sample.MaxSequenceLength = v, 1);
+        Str("sample.sde_type", c => c.Sample.SdeType, (c, v) => c.Sample.SdeType = v,
+            v => SampleConfig.SdeTypes.Contains(v) ? null : UnknownName(v, SampleConfig.SdeTypes));
         Str("sample.final_step", c => c.Sample.FinalStep.ToConfigName(),
             (c, v) => c.Sample.FinalStep = Schedulers.DdimFinalSteps.TryParse(v) ?? throw new ConfigValueException(UnknownName(v, Schedulers.DdimFinalSteps.Names)),
             v => Schedulers.DdimFinalSteps.TryParse(v) is null ? UnknownName(v, Schedulers.DdimFinalSteps.Names) : null);

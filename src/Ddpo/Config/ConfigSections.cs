@@ -48,6 +48,30 @@ public sealed class SampleConfig
     public Schedulers.DdimFinalStep FinalStep { get; set; } = Schedulers.DdimFinalStep.Ddpo;
 
     /// <summary>
+    /// <c>resolution</c>: the side in pixels of the images sampled for training and evaluation (Flow-GRPO's
+    /// <c>config.resolution</c>); 0 (default) is the model's own (its denoiser's sample size times the VAE's factor).
+    /// </summary>
+    public int Resolution { get; set; }
+
+    /// <summary>
+    /// <c>max_sequence_length</c>: T5 tokens of a prompt for models with a T5 encoder (SD3: diffusers'
+    /// <c>max_sequence_length</c>, default 256; Flow-GRPO encodes its prompts with 128). Ignored by CLIP-only models.
+    /// </summary>
+    public int MaxSequenceLength { get; set; } = 256;
+
+    /// <summary>The values of <see cref="SdeType"/>.</summary>
+    public static readonly IReadOnlyList<string> SdeTypes = ["auto", "ddim", "flow_sde", "dance_sde", "cps"];
+
+    /// <summary>
+    /// <c>sde_type</c>: the stochastic sampler whose steps are the actions. <c>"auto"</c> (default): DDIM with
+    /// <see cref="Eta"/> for Stable Diffusion 1/2, Flow-GRPO's Flow-SDE for flow models (SD3). <c>"ddim"</c> (UNet
+    /// models only); for flow models <c>"flow_sde"</c> (Flow-GRPO), <c>"dance_sde"</c> (DanceGRPO) or <c>"cps"</c>
+    /// (coefficients-preserving sampling), all as Flow-Factory implements them. For a flow model <see cref="Eta"/> is
+    /// the SDE's noise level (Flow-GRPO's <c>noise_level</c>); 0 is the deterministic Euler ODE.
+    /// </summary>
+    public string SdeType { get; set; } = "auto";
+
+    /// <summary>
     /// <c>sde_window</c>: <c>[start, end)</c> over the denoising step indices (0 = the first, noisiest step), or
     /// empty (default: every step). Steps inside are stochastic (<see cref="Eta"/>) and trained; steps outside are
     /// deterministic DDIM (eta 0) and not trained (MixGRPO, Flow-GRPO-Fast). See <c>Ddpo.Training.SdeWindow</c>.

@@ -1,4 +1,5 @@
 using Ddpo.Models.Lora;
+using Ddpo.Models.Transformers;
 using Ddpo.Models.Unet;
 using Ddpo.Runtime;
 
@@ -8,17 +9,30 @@ namespace Ddpo.Pipelines;
 internal static class PipelineExporter
 {
     /// <summary>
-    /// Copies <paramref name="sourceDirectory"/> to <paramref name="outputDirectory"/> with the UNet
-    /// replaced by the base UNet plus the LoRA of <paramref name="loraFile"/> merged into its weights
+    /// Copies <paramref name="sourceDirectory"/> to <paramref name="outputDirectory"/> with the denoiser (the UNet, or
+    /// an SD3 pipeline's transformer) replaced by the base one plus the LoRA of <paramref name="loraFile"/> merged into its weights
     /// (float32). The output is written to a temporary folder first, then renamed into place.
     /// </summary>
     public static void ExportMerged(string sourceDirectory, string loraFile, string outputDirectory)
     {
-        var layout = PipelineLayout.Read(sourceDirectory);
         if (Directory.Exists(outputDirectory) && Directory.EnumerateFileSystemEntries(outputDirectory).Any())
         {
             throw new ArgumentException($"--out: '{outputDirectory}' exists and is not empty");
         }
+        if (PipelineLoader.ClassName(sourceDirectory) == PipelineLoader.StableDiffusion3)
+        {
+            var sd3 = StableDiffusion3Layout.Read(sourceDirectory);
+            AtomicFile.WriteFolder(outputDirectory, temp =>
+            {
+                CopyTree(sd3.Root, temp, skip: Path.GetFullPath(sd3.Transformer));
+                using var transformer = SD3Transformer2DModel.FromPretrained(sd3.Transformer, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+                var lora = LoraAdapters.Load(transformer, loraFile, "transformer");
+                lora.MergeIntoBase();
+                transformer.SavePretrained(Path.Combine(temp, "transformer"));
+            });
+            return;
+        }
+        var layout = PipelineLayout.Read(sourceDirectory);
         AtomicFile.WriteFolder(outputDirectory, temp =>
         {
             CopyTree(layout.Root, temp, skip: Path.GetFullPath(layout.Unet));

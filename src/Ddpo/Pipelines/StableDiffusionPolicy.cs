@@ -83,6 +83,7 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
     {
         options.Validate();
+        RequireDdim(options);
         int factor = Pipeline.VaeScaleFactor;
         int height = options.Height ?? DefaultImageSize, width = options.Width ?? DefaultImageSize;
         if (height % factor != 0 || width % factor != 0)
@@ -127,6 +128,14 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
         rollout.Latents?.MoveToOuterDisposeScope();
         rollout.LogProbs?.MoveToOuterDisposeScope();
         return rollout;
+    }
+
+    private static void RequireDdim(SamplingOptions options)
+    {
+        if (options.SdeType is not (null or "ddim"))
+        {
+            throw new ArgumentException($"sample.sde_type = \"{options.SdeType}\" is a flow-matching sampler; a Stable Diffusion 1/2 UNet samples with \"ddim\" (or \"auto\")");
+        }
     }
 
     /// <inheritdoc />

@@ -18,7 +18,7 @@ namespace Ddpo.Pipelines;
 /// is a pixel-space model). Frozen weights run in <see cref="DType"/>; latents and the scheduler
 /// math stay float32.
 /// </summary>
-public sealed class TextToImagePipeline : IDisposable
+public sealed class TextToImagePipeline : ITextToImagePipeline
 {
     /// <summary>The denoiser (the policy).</summary>
     internal UNet2DConditionModel Unet { get; }
@@ -36,6 +36,11 @@ public sealed class TextToImagePipeline : IDisposable
     public ScalarType DType { get; }
     /// <summary>The pipeline as a policy (what training and evaluation use).</summary>
     internal IDiffusionPolicy Policy { get; }
+
+    IDiffusionPolicy ITextToImagePipeline.Policy => Policy;
+
+    /// <inheritdoc />
+    public string Family => Policy.Family;
     /// <summary>The folder the pipeline was loaded from (null when assembled in code).</summary>
     public string? Source { get; init; }
 

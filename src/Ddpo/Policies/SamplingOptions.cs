@@ -7,7 +7,7 @@ public sealed record SamplingOptions
 {
     /// <summary>Number of DDIM steps (ddpo-pytorch: sample.num_steps).</summary>
     public int NumSteps { get; init; } = 50;
-    /// <summary>DDIM eta: 0 is deterministic, 1 is DDPM-like (ddpo-pytorch default 1.0).</summary>
+    /// <summary>DDIM eta: 0 is deterministic, 1 is DDPM-like (ddpo-pytorch default 1.0); a flow model's SDE noise level (Flow-GRPO's <c>noise_level</c>).</summary>
     public double Eta { get; init; } = 1.0;
     /// <summary>Classifier-free guidance scale; 1 disables guidance (no unconditional pass).</summary>
     public double GuidanceScale { get; init; } = 5.0;
@@ -20,6 +20,12 @@ public sealed record SamplingOptions
     /// or ddpo-pytorch's (training, <c>sample.final_step</c>). See <see cref="DdimFinalStep"/>.
     /// </summary>
     public DdimFinalStep FinalStep { get; init; } = DdimFinalStep.Diffusers;
+    /// <summary>
+    /// The stochastic sampler by name (<c>"ddim"</c>; for flow models <c>"flow_sde"</c>, <c>"dance_sde"</c>, <c>"cps"</c>),
+    /// or null for the family's own (DDIM for UNet models, Flow-GRPO's Flow-SDE for flow models). A family refuses a
+    /// sampler it does not have.
+    /// </summary>
+    public string? SdeType { get; init; }
     /// <summary>Record the latents and per-step log-probs (what DDPO trains on).</summary>
     public bool RecordTrajectory { get; init; }
 

@@ -19,6 +19,10 @@ public sealed class ImageStatisticReward : IRewardFunction
     /// <inheritdoc />
     public string Name { get; }
 
+    /// <summary>Brightness: mean luminance (0.299 R + 0.587 G + 0.114 B), in [0, 1]; the simplest reward a policy can learn.</summary>
+    public static ImageStatisticReward Brightness() => new(RewardNames.Brightness, images =>
+        (0.299 * images[.., 0] + 0.587 * images[.., 1] + 0.114 * images[.., 2]).flatten(1).mean([1L]));
+
     /// <summary>RMS contrast: the standard deviation of luminance (0.299 R + 0.587 G + 0.114 B), in [0, 0.5].</summary>
     public static ImageStatisticReward Contrast() => new(RewardNames.ImageContrast, images =>
     {

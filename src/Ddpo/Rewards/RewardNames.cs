@@ -30,6 +30,9 @@ public static class RewardNames
     /// <summary>RMS contrast of the image's luminance (an image-statistics score, handy as a watch reward).</summary>
     public const string ImageContrast = "image_contrast";
 
+    /// <summary>Mean luminance of the image, in [0, 1].</summary>
+    public const string Brightness = "brightness";
+
     /// <summary>Hasler and Süsstrunk's colourfulness (an image-statistics score, handy as a watch reward).</summary>
     public const string Colorfulness = "colorfulness";
 }

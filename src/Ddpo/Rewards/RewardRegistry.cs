@@ -18,6 +18,7 @@ internal sealed class RewardRegistry
         Register(RewardNames.JpegCompressibility, () => new JpegCompressibilityReward());
         Register(RewardNames.JpegIncompressibility, () => new JpegIncompressibilityReward());
         Register(RewardNames.ImageContrast, () => ImageStatisticReward.Contrast());
+        Register(RewardNames.Brightness, () => ImageStatisticReward.Brightness());
         Register(RewardNames.Colorfulness, () => ImageStatisticReward.Colorfulness());
     }
 

@@ -33,10 +33,16 @@ internal sealed partial class ClipTokenizer
     private readonly ClipBpe _bpe;
     private readonly ConcurrentDictionary<string, int[]> _cache = new(StringComparer.Ordinal);
 
-    private ClipTokenizer(Dictionary<string, int> vocab, ClipBpe bpe, int padTokenId)
+    // A pad token that is not one of CLIP's own special tokens ("!" in SD 2.x / SDXL / SD3 tokenizer_2): transformers
+    // registers it as an added token, so it is split out of the raw text before BPE and always maps to its own id
+    // ("lighting!" is "lighting</w>" + id 0, not "lighting</w>" + "!</w>").
+    private readonly string? _addedPadToken;
+
+    private ClipTokenizer(Dictionary<string, int> vocab, ClipBpe bpe, int padTokenId, string? addedPadToken)
     {
         _vocab = vocab;
         _bpe = bpe;
+        _addedPadToken = addedPadToken;
         BosTokenId = vocab[StartOfTextToken];
         EosTokenId = vocab[EndOfTextToken];
         PadTokenId = padTokenId;
@@ -77,14 +83,16 @@ internal sealed partial class ClipTokenizer
         }
         var merges = ClipTokenizerFiles.ReadMerges(Path.Combine(directory, ClipTokenizerFiles.MergesFile), vocab, vocabPath);
         int padId = vocab[EndOfTextToken];
+        string? addedPad = null;
         if (ClipTokenizerFiles.ReadPadToken(directory) is var (padToken, padSource))
         {
             if (!vocab.TryGetValue(padToken, out padId))
             {
                 throw new ModelLoadException($"{padSource}: pad_token \"{padToken}\" is not a token of {vocabPath}");
             }
+            if (padToken is not (StartOfTextToken or EndOfTextToken)) addedPad = padToken;
         }
-        return new ClipTokenizer(vocab, new ClipBpe(merges), padId);
+        return new ClipTokenizer(vocab, new ClipBpe(merges), padId, addedPad);
     }
 
     /// <summary>Token ids of <paramref name="text"/>: <see cref="BosTokenId"/>, the BPE tokens, <see cref="EosTokenId"/> (no truncation or padding).</summary>
@@ -92,9 +100,14 @@ internal sealed partial class ClipTokenizer
     {
         ArgumentNullException.ThrowIfNull(text);
         var ids = new List<int> { BosTokenId };
-        foreach (var piece in ClipTextNormalizer.PreTokenize(text))
+        var parts = _addedPadToken is null ? [text] : text.Split(_addedPadToken);
+        for (int p = 0; p < parts.Length; p++)
         {
-            ids.AddRange(EncodePiece(piece));
+            if (p > 0) ids.Add(PadTokenId);
+            foreach (var piece in ClipTextNormalizer.PreTokenize(parts[p]))
+            {
+                ids.AddRange(EncodePiece(piece));
+            }
         }
         ids.Add(EosTokenId);
         return ids;

@@ -10,7 +10,9 @@ namespace Ddpo.Tokenizers;
 /// transformers' slow <c>T5Tokenizer</c> (legacy mode, SD3's <c>tokenizer_3</c>, FLUX's <c>tokenizer_2</c>): special
 /// tokens (<c>&lt;pad&gt;</c>, <c>&lt;/s&gt;</c>, <c>&lt;unk&gt;</c>, <c>&lt;extra_id_N&gt;</c>) are split out of the text
 /// first, the rest goes through sentencepiece (normaliser + unigram, <see cref="T5TokenizerUnigram"/>) and
-/// <c>&lt;/s&gt;</c> is appended. Written here because Microsoft.ML.Tokenizers 2.0.1 has no unigram model.
+/// <c>&lt;/s&gt;</c> is appended. Written here because Microsoft.ML.Tokenizers 2.0.1's sentencepiece reader cannot take
+/// T5's models: its <c>SentencePieceTokenizer.Create</c> on the fixture's unigram <c>spiece.model</c> throws
+/// IndexOutOfRangeException in the <c>SentencePieceUnigramModel</c> constructor (measured 2026-12-03).
 /// </summary>
 internal sealed class T5Tokenizer
 {

@@ -47,7 +47,7 @@ internal sealed class TrainableWeights
         IReadOnlyList<string>? targets = null, string denoiserName = "unet")
     {
         foreach (var p in denoiser.parameters()) p.requires_grad = false;
-        var lora = LoraAdapters.Attach(denoiser, rank, alpha, targets, new Generator((ulong)seed), init);
+        var lora = LoraAdapters.Attach(denoiser, rank, alpha, targets, new Generator((ulong)seed), init, denoiserName);
         return new TrainableWeights(denoiser, denoiserName, lora, lora.Parameters);
     }
 

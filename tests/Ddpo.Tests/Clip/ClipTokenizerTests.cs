@@ -169,4 +169,30 @@ public sealed class ClipTokenizerTests
             Directory.Delete(dir, recursive: true);
         }
     }
+    /// <summary>
+    /// transformers' CLIPTokenizer on the SD3 fixture's two tokenizers (refenv text_encoders, transformers 4.45.2): with
+    /// pad "!" (tokenizer_2, CLIP-G's; SD 2.x and SDXL have it too) a "!" in the text is the added pad token, id 0, not
+    /// the BPE token "!&lt;/w&gt;"; with pad &lt;|endoftext|&gt; it is ordinary text.
+    /// </summary>
+    [Fact]
+    public void APadTokenOfItsOwnIsSplitOutOfTheTextAsTransformersDoes()
+    {
+        var folder = TestPaths.Fixture("refenv", "text_encoders");
+        var prompts = JsonNode.Parse(File.ReadAllText(Path.Combine(folder, "io.json")))!["prompts"]!.AsArray().Select(p => p!.GetValue<string>()).ToList();
+        Assert.Contains(prompts, p => p.Contains('!'));
+        var io = SafetensorsFile.Load(Path.Combine(folder, "io.safetensors"));
+        try
+        {
+            foreach (var (dir, key) in new[] { ("tokenizer", "clip_l.input_ids"), ("tokenizer_2", "clip_g.input_ids") })
+            {
+                var tokenizer = ClipTokenizer.FromFolder(Path.Combine(folder, dir));
+                using var ids = tokenizer.EncodeBatch(prompts);
+                Assert.Equal(io[key].data<long>().ToArray(), ids.data<long>().ToArray());
+            }
+        }
+        finally
+        {
+            foreach (var t in io.Values) t.Dispose();
+        }
+    }
 }

@@ -22,6 +22,20 @@ public sealed class ImageStatisticRewardTests
     }
 
     [Fact]
+    public async Task BrightnessIsTheMeanLuminance()
+    {
+        var black = zeros(1, 3, 4, 4);
+        var white = ones(1, 3, 4, 4);
+        var red = zeros(1, 3, 4, 4);
+        red[.., 0] = 1.0f;
+        var r = await ImageStatisticReward.Brightness().ScoreAsync(Batch(cat([black, white, red])), CancellationToken.None);
+        Assert.Equal(0f, r.Rewards[0], 6);
+        Assert.Equal(1f, r.Rewards[1], 5);
+        Assert.Equal(0.299f, r.Rewards[2], 5);
+        Assert.Equal(RewardNames.Brightness, new RewardRegistry().Create(RewardNames.Brightness).Name);
+    }
+
+    [Fact]
     public async Task ColorfulnessRanksSaturatedAboveGrey()
     {
         var grey = rand(new long[] { 1, 1, 8, 8 }, generator: new Generator(1)).expand(1, 3, 8, 8).contiguous();

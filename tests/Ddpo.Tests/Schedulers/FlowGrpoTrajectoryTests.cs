@@ -24,7 +24,7 @@ public sealed class FlowGrpoTrajectoryTests
     public void RescoringTheRecordedTrajectoryGivesFlowGrpoLogProbs()
     {
         using var scope = NewDisposeScope();
-        var io = SafetensorsFile.Load(TestPaths.Fixture("refenv", "flowgrpo_sde", "sd3_pipeline", "flowgrpo.safetensors"));
+        var io = SafetensorsFile.Load(TestPaths.Fixture("refenv", "sd3_pipeline", "flowgrpo.safetensors"));
         using var scheduler = FlowMatchEulerDiscreteScheduler.FromConfigFile(TestPaths.Fixture("refenv", "flowgrpo_sde", "scheduler", "scheduler_config.json"));
         var sampler = new FlowSdeSampler(scheduler);
         var times = sampler.Schedule(10);

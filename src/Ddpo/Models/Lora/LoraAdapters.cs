@@ -9,7 +9,8 @@ namespace Ddpo.Models.Lora;
 /// The set of LoRA adapters attached to a UNet's attention projections (by default <c>to_q</c>, <c>to_k</c>,
 /// <c>to_v</c>, <c>to_out.0</c>, as ddpo-pytorch / PEFT). Adapters are float32 and not part of the UNet's state
 /// dict; they are saved in diffusers' <c>pytorch_lora_weights.safetensors</c> naming
-/// (<c>unet.&lt;module&gt;.lora.down.weight</c> / <c>.lora.up.weight</c>, scale folded into up).
+/// (<c>unet.&lt;module&gt;.lora.down.weight</c> / <c>.lora.up.weight</c>; a transformer's as PEFT's
+/// <c>transformer.&lt;module&gt;.lora_A.weight</c> / <c>.lora_B.weight</c>; scale folded into up).
 /// </summary>
 internal sealed class LoraAdapters : IDisposable
 {
@@ -19,11 +20,15 @@ internal sealed class LoraAdapters : IDisposable
     private readonly List<(string Path, LoraLinear Layer, LoraAdapter Adapter)> _entries;
     private bool _detached;
 
-    private LoraAdapters(nn.Module model, List<(string, LoraLinear, LoraAdapter)> entries)
+    private LoraAdapters(nn.Module model, List<(string, LoraLinear, LoraAdapter)> entries, string component)
     {
         Model = model;
         _entries = entries;
+        Component = component;
     }
+
+    /// <summary>The pipeline component the adapters belong to (<c>unet</c>, <c>transformer</c>): the prefix of their file keys.</summary>
+    public string Component { get; }
 
     /// <summary>
     /// The denoiser the adapters are attached to (a UNet, a transformer): any module whose <see cref="LoraLinear"/> layers they adapt.
@@ -50,7 +55,7 @@ internal sealed class LoraAdapters : IDisposable
     /// from <paramref name="gen"/>, up with zeros, so the UNet's output is unchanged until training moves the up weights.
     /// </summary>
     public static LoraAdapters Attach(nn.Module unet, int rank, double alpha,
-        IEnumerable<string>? targets = null, Generator? gen = null, LoraInit init = LoraInit.Gaussian)
+        IEnumerable<string>? targets = null, Generator? gen = null, LoraInit init = LoraInit.Gaussian, string component = LoraKeys.Unet)
     {
         if (rank <= 0) throw new ArgumentOutOfRangeException(nameof(rank), rank, "LoRA rank must be positive");
         if (!(alpha > 0)) throw new ArgumentOutOfRangeException(nameof(alpha), alpha, "LoRA alpha must be positive");
@@ -61,7 +66,7 @@ internal sealed class LoraAdapters : IDisposable
             .ToList();
         if (layers.Count == 0)
         {
-            throw new ArgumentException($"no UNet projection matches the LoRA targets [{string.Join(", ", targetList)}]", nameof(targets));
+            throw new ArgumentException($"no {component} projection matches the LoRA targets [{string.Join(", ", targetList)}]", nameof(targets));
         }
         EnsureFree(layers);
         var entries = new List<(string, LoraLinear, LoraAdapter)>();
@@ -78,7 +83,7 @@ internal sealed class LoraAdapters : IDisposable
                 entries.Add((path, layer, adapter));
             }
         }
-        return new LoraAdapters(unet, entries);
+        return new LoraAdapters(unet, entries, component);
     }
 
     /// <summary>A fresh down projection [rank, in_features], float32 on the CPU (drawn there so seeds reproduce across devices).</summary>
@@ -101,9 +106,9 @@ internal sealed class LoraAdapters : IDisposable
     /// its adapters to <paramref name="unet"/>. Scale is <c>alpha / rank</c> when the file stores alphas, else 1.
     /// Unknown keys, layers the UNet lacks and shape mismatches are a <see cref="ModelLoadException"/> naming key and file.
     /// </summary>
-    public static LoraAdapters Load(nn.Module unet, string path)
+    public static LoraAdapters Load(nn.Module unet, string path, string component = LoraKeys.Unet)
     {
-        var parsed = ReadFile(unet, path);
+        var parsed = ReadFile(unet, path, component);
         try
         {
             var layers = FindLayers(unet).ToDictionary(l => l.Path, l => l.Layer);
@@ -120,7 +125,7 @@ internal sealed class LoraAdapters : IDisposable
                 layer.Adapter = adapter;
                 entries.Add((modulePath, layer, adapter));
             }
-            return new LoraAdapters(unet, entries);
+            return new LoraAdapters(unet, entries, component);
         }
         finally
         {
@@ -135,7 +140,7 @@ internal sealed class LoraAdapters : IDisposable
     public void LoadWeights(string path)
     {
         ThrowIfDetached();
-        var parsed = ReadFile(Model, path);
+        var parsed = ReadFile(Model, path, Component);
         try
         {
             var ours = _entries.Select(e => e.Path).ToHashSet();
@@ -173,7 +178,7 @@ internal sealed class LoraAdapters : IDisposable
     }
 
     /// <summary>
-    /// The adapters as a state dict in diffusers naming (<c>unet.&lt;module&gt;.lora.down.weight</c> and
+    /// The adapters as a state dict in diffusers naming (<see cref="LoraKeys.DiffusersKey"/>: <c>unet.&lt;module&gt;.lora.down.weight</c> and
     /// <c>.lora.up.weight</c>), float32 CPU copies owned by the caller, with the scale folded into up
     /// (so a reader without alphas, using scale 1, reproduces the same update).
     /// </summary>
@@ -188,8 +193,8 @@ internal sealed class LoraAdapters : IDisposable
                 var down = adapter.Down.detach().to(ScalarType.Float32, CPU, copy: true);
                 var up = adapter.Up.detach().to(ScalarType.Float32, CPU, copy: true);
                 if (adapter.Scale != 1.0) up.mul_(adapter.Scale);
-                result[LoraKeys.DiffusersKey(modulePath, LoraTensorKind.Down)] = down.DetachFromDisposeScope();
-                result[LoraKeys.DiffusersKey(modulePath, LoraTensorKind.Up)] = up.DetachFromDisposeScope();
+                result[LoraKeys.DiffusersKey(modulePath, LoraTensorKind.Down, Component)] = down.DetachFromDisposeScope();
+                result[LoraKeys.DiffusersKey(modulePath, LoraTensorKind.Up, Component)] = up.DetachFromDisposeScope();
             }
         }
         return result;
@@ -305,7 +310,7 @@ internal sealed class LoraAdapters : IDisposable
     }
 
     /// <summary>Reads and validates a LoRA file against <paramref name="unet"/>: module path -> weights.</summary>
-    private static Dictionary<string, FileAdapter> ReadFile(nn.Module unet, string path)
+    private static Dictionary<string, FileAdapter> ReadFile(nn.Module unet, string path, string component)
     {
         var tensors = SafetensorsFile.Load(path);
         try
@@ -314,14 +319,14 @@ internal sealed class LoraAdapters : IDisposable
             var groups = new Dictionary<string, Dictionary<LoraTensorKind, (string Key, Tensor Value)>>();
             foreach (var (key, value) in tensors)
             {
-                if (!LoraKeys.TryParse(key, out var modulePath, out var kind))
+                if (!LoraKeys.TryParse(key, out var modulePath, out var kind, component))
                 {
                     throw new ModelLoadException($"{path}: tensor '{key}' is not a LoRA weight this loader understands " +
                         "(expected <module>.lora.down.weight / .lora.up.weight, .lora_A.weight / .lora_B.weight or .alpha)");
                 }
                 if (!layers.ContainsKey(modulePath))
                 {
-                    throw new ModelLoadException($"{path}: tensor '{key}' targets '{modulePath}', which is not a LoRA-capable layer of this UNet");
+                    throw new ModelLoadException($"{path}: tensor '{key}' targets '{modulePath}', which is not a LoRA-capable layer of this {component}");
                 }
                 if (!groups.TryGetValue(modulePath, out var g)) groups[modulePath] = g = [];
                 g[kind] = (key, value);

@@ -40,17 +40,29 @@ internal static class LoraKeys
         (".processor.to_out_lora", ".to_out.0"),
     ];
 
-    /// <summary>The file key diffusers' <c>save_lora_weights</c> uses for a module's down or up weight.</summary>
-    public static string DiffusersKey(string modulePath, LoraTensorKind kind) =>
-        $"unet.{modulePath}.lora.{(kind == LoraTensorKind.Down ? "down" : "up")}.weight";
+    /// <summary>The denoiser component of Stable Diffusion 1.x/2.x pipelines (the default).</summary>
+    public const string Unet = "unet";
 
-    /// <summary>Splits a file key into the UNet module path and the tensor kind; false when the key is not a LoRA key.</summary>
-    public static bool TryParse(string key, out string modulePath, out LoraTensorKind kind)
+    /// <summary>
+    /// The file key diffusers' <c>save_lora_weights</c> uses for a module's down or up weight: for the UNet
+    /// <c>unet.&lt;path&gt;.lora.down.weight</c> (what diffusers' SD 1/2 loader has always read); for a transformer
+    /// (SD3, FLUX) PEFT's <c>transformer.&lt;path&gt;.lora_A.weight</c> / <c>.lora_B.weight</c>, the keys
+    /// <c>StableDiffusion3Pipeline.save_lora_weights</c> writes and <c>load_lora_weights</c> expects.
+    /// </summary>
+    public static string DiffusersKey(string modulePath, LoraTensorKind kind, string component = Unet) => component == Unet
+        ? $"unet.{modulePath}.lora.{(kind == LoraTensorKind.Down ? "down" : "up")}.weight"
+        : $"{component}.{modulePath}.lora_{(kind == LoraTensorKind.Down ? "A" : "B")}.weight";
+
+    /// <summary>
+    /// Splits a file key into the module path within <paramref name="component"/> (<c>unet</c>, <c>transformer</c>:
+    /// its prefix is optional) and the tensor kind; false when the key is not a LoRA key.
+    /// </summary>
+    public static bool TryParse(string key, out string modulePath, out LoraTensorKind kind, string component = Unet)
     {
         modulePath = "";
         kind = default;
         var rest = key;
-        foreach (var prefix in new[] { "unet.", "base_model.model." })
+        foreach (var prefix in new[] { component + ".", "base_model.model." })
         {
             if (rest.StartsWith(prefix, StringComparison.Ordinal)) rest = rest[prefix.Length..];
         }
