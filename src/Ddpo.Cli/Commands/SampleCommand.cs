@@ -24,7 +24,7 @@ internal static class SampleCommand
         var seed = new Option<long>("--seed") { Description = "random seed", DefaultValueFactory = _ => 0 };
         var batch = new Option<int>("--batch") { Description = "images per prompt", DefaultValueFactory = _ => 4 };
         var size = new Option<int?>("--size") { Description = "image side in pixels (default: the model's)" };
-        var lora = new Option<string?>("--lora") { Description = "LoRA weights (safetensors) to apply to the UNet" };
+        var lora = new Option<string?>("--lora") { Description = "LoRA weights (safetensors) to apply to the denoiser (the UNet, or an SD3 transformer)" };
         var output = new Option<string>("--out") { Description = "output folder for PNGs", Required = true };
         var common = new CommonOptions();
         var command = new Command("sample", "Sample images from a text prompt and save them as PNG") { model, prompt, negative, steps, guidance, eta, seed, batch, size, lora, output };

@@ -25,7 +25,7 @@ internal static class PipelineExporter
             AtomicFile.WriteFolder(outputDirectory, temp =>
             {
                 CopyTree(sd3.Root, temp, skip: Path.GetFullPath(sd3.Transformer));
-                using var transformer = SD3Transformer2DModel.FromPretrained(sd3.Transformer, TorchSharp.torch.ScalarType.Float32, TorchSharp.torch.CPU);
+                using var transformer = SD3Transformer2DModel.FromPretrained(sd3.Transformer);
                 var lora = LoraAdapters.Load(transformer, loraFile, "transformer");
                 lora.MergeIntoBase();
                 transformer.SavePretrained(Path.Combine(temp, "transformer"));

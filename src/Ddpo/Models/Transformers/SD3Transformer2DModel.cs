@@ -62,11 +62,13 @@ internal sealed class SD3Transformer2DModel : nn.Module
     }
 
     /// <summary>
-    /// Loads a diffusers transformer folder (<c>config.json</c> + <c>diffusion_pytorch_model.safetensors</c>, its
+    /// Loads a diffusers transformer folder in float32 on the CPU (<c>config.json</c> + <c>diffusion_pytorch_model.safetensors</c>, its
     /// <c>.fp16</c> variant or a sharded checkpoint with an index) strictly: a missing, unexpected or wrong-shaped key is a
-    /// <c>ModelLoadException</c> naming the file and key. Weights are converted to <paramref name="dtype"/> on
-    /// <paramref name="device"/>; the model is returned in eval mode.
+    /// <c>ModelLoadException</c> naming the file and key. The model is returned in eval mode.
     /// </summary>
+    public static SD3Transformer2DModel FromPretrained(string directory) => FromPretrained(directory, ScalarType.Float32, CPU);
+
+    /// <summary>Loads as <see cref="FromPretrained(string)"/>, in <paramref name="dtype"/> on <paramref name="device"/>.</summary>
     public static SD3Transformer2DModel FromPretrained(string directory, ScalarType dtype, Device device) =>
         PretrainedFolder.Load(directory, dtype,
             () => new SD3Transformer2DModel(SD3Transformer2DModelConfig.Load(PretrainedFolder.ConfigPath(directory)), dtype, device, initialize: false, null));
