@@ -1,4 +1,5 @@
 using Ddpo.Models.Blocks;
+using Ddpo.Models.Lora;
 using TorchSharp;
 using TorchSharp.Modules;
 using TorchSharp.Utils;
@@ -7,15 +8,18 @@ using F = TorchSharp.torch.nn.functional;
 
 namespace Ddpo.Models.Transformers;
 
-/// <summary>diffusers <c>GELU</c> with <c>approximate="tanh"</c>: <c>gelu_tanh(proj(x))</c>.</summary>
+/// <summary>
+/// diffusers <c>GELU</c> with <c>approximate="tanh"</c>: <c>gelu_tanh(proj(x))</c>; <c>proj</c> is a <see cref="LoraLinear"/>
+/// (same state dict) when <c>lora</c> is set, so LoRA can target it (FLUX's feed-forwards).
+/// </summary>
 internal sealed class TanhGelu : nn.Module<Tensor, Tensor>
 {
-    [ComponentName(Name = "proj")] private readonly Linear _proj;
+    [ComponentName(Name = "proj")] private readonly nn.Module<Tensor, Tensor> _proj;
 
     /// <summary>Creates the layer.</summary>
-    public TanhGelu(int dimIn, int dimOut, ModuleOptions o) : base(nameof(TanhGelu))
+    public TanhGelu(int dimIn, int dimOut, ModuleOptions o, bool lora = false) : base(nameof(TanhGelu))
     {
-        _proj = o.Linear(dimIn, dimOut);
+        _proj = lora ? new LoraLinear(dimIn, dimOut, true, o.Device, o.DType) : o.Linear(dimIn, dimOut);
         RegisterComponents();
     }
 
@@ -29,16 +33,18 @@ internal sealed class TanhGelu : nn.Module<Tensor, Tensor>
 
 /// <summary>
 /// diffusers <c>FeedForward(activation_fn="gelu-approximate")</c>, mult 4: <c>net.0</c> = tanh-GELU projection,
-/// <c>net.1</c> = dropout (p 0), <c>net.2</c> = Linear back to the width.
+/// <c>net.1</c> = dropout (p 0), <c>net.2</c> = Linear back to the width. With <c>lora</c> both linears are
+/// <see cref="LoraLinear"/>s (same state dict).
 /// </summary>
 internal sealed class GeluFeedForward : nn.Module<Tensor, Tensor>
 {
     [ComponentName(Name = "net")] private readonly ModuleList<nn.Module<Tensor, Tensor>> _net;
 
     /// <summary>Creates the layer with inner width <c>4 * dim</c>.</summary>
-    public GeluFeedForward(int dim, ModuleOptions o) : base(nameof(GeluFeedForward))
+    public GeluFeedForward(int dim, ModuleOptions o, bool lora = false) : base(nameof(GeluFeedForward))
     {
-        _net = new ModuleList<nn.Module<Tensor, Tensor>>(new TanhGelu(dim, 4 * dim, o), nn.Dropout(0.0), o.Linear(4 * dim, dim));
+        nn.Module<Tensor, Tensor> down = lora ? new LoraLinear(4 * dim, dim, true, o.Device, o.DType) : o.Linear(4 * dim, dim);
+        _net = new ModuleList<nn.Module<Tensor, Tensor>>(new TanhGelu(dim, 4 * dim, o, lora), nn.Dropout(0.0), down);
         RegisterComponents();
     }
 
