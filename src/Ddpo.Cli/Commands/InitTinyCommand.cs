@@ -24,11 +24,11 @@ internal static class InitTinyCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "folder with CLIP vocab.json + merges.txt (default: a small word-level vocabulary)" };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0, Description = "initialisation seed" };
         var prediction = new Option<string>("--prediction-type") { DefaultValueFactory = _ => "epsilon", Description = "epsilon, v_prediction or sample" };
-        var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd", Description = "sd (a Stable Diffusion 1/2 UNet pipeline) or sd3 (a StableDiffusion3Pipeline: CLIP-L, CLIP-G, T5, MM-DiT, 16-channel VAE)" };
-        family.AcceptOnlyFromAmong("sd", "sd3");
-        var sd3 = new TinySd3Options();
-        var transformerLayers = new Option<int>("--layers") { DefaultValueFactory = _ => sd3.Layers, Description = "sd3: transformer blocks" };
-        var headDim = new Option<int>("--head-dim") { DefaultValueFactory = _ => sd3.HeadDim, Description = "sd3: width of one attention head" };
+        var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd", Description = "sd (a Stable Diffusion 1/2 UNet pipeline), sd3 (a StableDiffusion3Pipeline: CLIP-L, CLIP-G, T5, MM-DiT, 16-channel VAE) or flux (a FluxPipeline: CLIP, T5, double- and single-stream blocks, guidance embedding)" };
+        family.AcceptOnlyFromAmong("sd", "sd3", "flux");
+        var sd3 = new TinyTransformerOptions();
+        var transformerLayers = new Option<int>("--layers") { DefaultValueFactory = _ => sd3.Layers, Description = "sd3, flux: transformer blocks (flux: double-stream, and as many single-stream)" };
+        var headDim = new Option<int>("--head-dim") { DefaultValueFactory = _ => sd3.HeadDim, Description = "sd3, flux: width of one attention head" };
         var command = new Command("init-tiny", "Write a small randomly initialised pipeline folder (diffusers layout) for tests, demos and bug reports")
         {
             output, family, channels, layers, heads, groups, sampleSize, noVae, vaeChannels, textHidden, textLayers, tokenizer, seed, prediction,
@@ -37,7 +37,7 @@ internal static class InitTinyCommand
         command.SetAction(parse =>
         {
             var dir = parse.GetValue(output)!;
-            if (parse.GetValue(family) == "sd3")
+            if (parse.GetValue(family) is "sd3" or "flux")
             {
                 // The shared options keep their meaning; their defaults are the SD3 writer's where not given.
                 T Given<T>(Option<T> option, T fallback) => parse.GetResult(option) is { Implicit: false } ? parse.GetValue(option)! : fallback;
@@ -45,7 +45,7 @@ internal static class InitTinyCommand
                 {
                     if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd only");
                 }
-                TinySd3Writer.Write(new TinySd3Options
+                var transformerOptions = new TinyTransformerOptions
                 {
                     SampleSize = Given(sampleSize, sd3.SampleSize),
                     Layers = parse.GetValue(transformerLayers),
@@ -56,13 +56,15 @@ internal static class InitTinyCommand
                     VaeChannels = parse.GetResult(vaeChannels) is { Implicit: false } ? ParseInts(parse.GetValue(vaeChannels)!, "--vae-channels") : sd3.VaeChannels,
                     NormGroups = Given(groups, sd3.NormGroups),
                     Seed = parse.GetValue(seed),
-                }, dir);
-                AnsiConsole.MarkupLineInterpolated($"wrote a tiny Stable Diffusion 3 pipeline to [green]{dir}[/]");
+                };
+                if (parse.GetValue(family) == "flux") TinyFluxWriter.Write(transformerOptions, dir);
+                else TinySd3Writer.Write(transformerOptions, dir);
+                AnsiConsole.MarkupLineInterpolated($"wrote a tiny {(parse.GetValue(family) == "flux" ? "FLUX" : "Stable Diffusion 3")} pipeline to [green]{dir}[/]");
                 return 0;
             }
             foreach (var option in new Option[] { transformerLayers, headDim })
             {
-                if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd3 only");
+                if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd3 and flux only");
             }
             var options = new TinyPipelineOptions
             {

@@ -17,9 +17,9 @@ internal static class ModelResolver
     public static TextToImagePipeline LoadStableDiffusion(string? model, Device device, ScalarType dtype, string command)
     {
         var folder = Folder(model);
-        if (PipelineLoader.ClassName(folder) == PipelineLoader.StableDiffusion3)
+        if (PipelineLoader.ClassName(folder) is PipelineLoader.StableDiffusion3 or PipelineLoader.Flux)
         {
-            throw new ArgumentException($"--model: {folder} is a {PipelineLoader.StableDiffusion3}; 'ddpo {command}' measures Stable Diffusion 1.x/2.x pipelines only");
+            throw new ArgumentException($"--model: {folder} is a {PipelineLoader.ClassName(folder)}; 'ddpo {command}' measures Stable Diffusion 1.x/2.x pipelines only");
         }
         return TextToImagePipeline.FromPretrained(folder, device, dtype);
     }

@@ -175,6 +175,41 @@ public static class ConfigPresets
         num_inner_epochs = 1
         """;
 
+    /// <summary>
+    /// FLUX.1-dev sampled and trained as DanceGRPO does it (XueZeyue/DanceGRPO
+    /// <c>scripts/finetune/finetune_flux_grpo_8gpus.sh</c>, <c>fastvideo/train_grpo_flux.py</c>): the model-side values
+    /// and its GRPO sizes. Departures: FLUX's own dynamically shifted sigmas (DanceGRPO's script shifts with a static
+    /// <c>--shift 3</c>); different initial noise per image of a group (<c>--init_same_noise</c> is not implemented); LoRA
+    /// instead of full fine-tuning (DanceGRPO trains all 12 B parameters with FSDP on 8 GPUs).
+    /// </summary>
+    private const string DanceGrpoFlux = """
+        algorithm = "grpo"
+
+        [sample]
+        num_steps = 16 # --sampling_steps 16
+        eta = 0.3 # --eta 0.3 (Dance-SDE's constant noise level)
+        sde_type = "dance_sde" # DanceGRPO's flux_step
+        guidance_scale = 3.5 # FLUX.1-dev's guidance embedding (--cfg 0.0: no classifier-free pass)
+        resolution = 720 # --h 720 --w 720
+        max_sequence_length = 512 # FluxPipeline's default
+        samples_per_epoch = 192 # 8 GPUs x --train_batch_size 2 prompts x --num_generations 12
+        group_size = 12 # --num_generations 12 (--use_group)
+        batch_size = 2
+
+        [train]
+        cfg = false # --cfg 0.0
+        timestep_fraction = 0.6 # --timestep_fraction 0.6
+        batch_size = 2
+        total_batch_size = 192 # one optimizer step per epoch (--gradient_accumulation_steps 12 over the 8 GPUs' samples)
+        learning_rate = 1e-5 # --learning_rate 1e-5
+        adam_weight_decay = 1e-4 # --weight_decay 0.0001
+        max_grad_norm = 1.0 # --max_grad_norm 1.0
+        clip_range = 1e-4 # --clip_range 1e-4
+        adv_clip_max = 5.0 # --adv_clip_max 5.0
+        kl_coef = 0.0 # no KL term in train_grpo_flux.py
+        num_inner_epochs = 1
+        """;
+
     /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
     public const string BuiltinLayer = "builtin";
 
@@ -221,6 +256,12 @@ public static class ConfigPresets
             reward_fn = "{RewardNames.AestheticScore}"
             prompt_fn = "simple_animals"
             """, Sd35, FlowGrpoSd35],
+        ["flux-compressibility-grpo"] = [Compressibility, DanceGrpoFlux],
+        ["flux-aesthetic-grpo"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+            """, DanceGrpoFlux],
         ["prompt_image_alignment"] = [Compressibility, $"""
             num_epochs = 200
             prompt_fn = "nouns_activities"

@@ -54,10 +54,10 @@ public sealed class SampleConfig
     public int Resolution { get; set; }
 
     /// <summary>
-    /// <c>max_sequence_length</c>: T5 tokens of a prompt for models with a T5 encoder (SD3: diffusers'
-    /// <c>max_sequence_length</c>, default 256; Flow-GRPO encodes its prompts with 128). Ignored by CLIP-only models.
+    /// <c>max_sequence_length</c>: T5 tokens of a prompt for models with a T5 encoder; 0 (default) is the family's
+    /// diffusers default (SD3 256, FLUX 512; Flow-GRPO encodes SD3 prompts with 128). Ignored by CLIP-only models.
     /// </summary>
-    public int MaxSequenceLength { get; set; } = 256;
+    public int MaxSequenceLength { get; set; }
 
     /// <summary>The values of <see cref="SdeType"/>.</summary>
     public static readonly IReadOnlyList<string> SdeTypes = ["auto", "ddim", "flow_sde", "dance_sde", "cps"];

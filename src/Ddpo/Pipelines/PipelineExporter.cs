@@ -19,17 +19,19 @@ internal static class PipelineExporter
         {
             throw new ArgumentException($"--out: '{outputDirectory}' exists and is not empty");
         }
-        if (PipelineLoader.ClassName(sourceDirectory) == PipelineLoader.StableDiffusion3)
+        var className = PipelineLoader.ClassName(sourceDirectory);
+        if (className == PipelineLoader.StableDiffusion3)
         {
             var sd3 = StableDiffusion3Layout.Read(sourceDirectory);
-            AtomicFile.WriteFolder(outputDirectory, temp =>
-            {
-                CopyTree(sd3.Root, temp, skip: Path.GetFullPath(sd3.Transformer));
-                using var transformer = SD3Transformer2DModel.FromPretrained(sd3.Transformer);
-                var lora = LoraAdapters.Load(transformer, loraFile, "transformer");
-                lora.MergeIntoBase();
-                transformer.SavePretrained(Path.Combine(temp, "transformer"));
-            });
+            ExportTransformer(sd3.Root, sd3.Transformer, outputDirectory, () => SD3Transformer2DModel.FromPretrained(sd3.Transformer),
+                (m, dir) => ((SD3Transformer2DModel)m).SavePretrained(dir), loraFile);
+            return;
+        }
+        if (className == PipelineLoader.Flux)
+        {
+            var flux = FluxLayout.Read(sourceDirectory);
+            ExportTransformer(flux.Root, flux.Transformer, outputDirectory, () => FluxTransformer2DModel.FromPretrained(flux.Transformer),
+                (m, dir) => ((FluxTransformer2DModel)m).SavePretrained(dir), loraFile);
             return;
         }
         var layout = PipelineLayout.Read(sourceDirectory);
@@ -40,6 +42,20 @@ internal static class PipelineExporter
             var lora = LoraAdapters.Load(unet, loraFile);
             lora.MergeIntoBase();
             unet.SavePretrained(Path.Combine(temp, "unet"));
+        });
+    }
+
+    /// <summary>A transformer family's export: the folder copied without <c>transformer/</c>, which is written merged.</summary>
+    private static void ExportTransformer(string root, string transformerDir, string outputDirectory, Func<TorchSharp.torch.nn.Module> load,
+        Action<TorchSharp.torch.nn.Module, string> save, string loraFile)
+    {
+        AtomicFile.WriteFolder(outputDirectory, temp =>
+        {
+            CopyTree(root, temp, skip: Path.GetFullPath(transformerDir));
+            using var transformer = load();
+            var lora = LoraAdapters.Load(transformer, loraFile, "transformer");
+            lora.MergeIntoBase();
+            save(transformer, Path.Combine(temp, "transformer"));
         });
     }
 

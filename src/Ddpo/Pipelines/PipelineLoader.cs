@@ -11,26 +11,35 @@ public static class PipelineLoader
     /// <summary>The <c>_class_name</c> of Stable Diffusion 3 / 3.5 pipelines.</summary>
     public const string StableDiffusion3 = "StableDiffusion3Pipeline";
 
+    /// <summary>The <c>_class_name</c> of FLUX.1 pipelines.</summary>
+    public const string Flux = "FluxPipeline";
+
     /// <summary>
     /// Loads <paramref name="directory"/>: a <c>StableDiffusion3Pipeline</c> folder as <see cref="StableDiffusion3Pipeline"/>,
-    /// any other as a Stable Diffusion 1.x/2.x folder (<see cref="TextToImagePipeline"/>, which checks its components),
-    /// except the families not loaded yet (FLUX, SDXL), which are an error naming the class. <paramref name="maxSequenceLength"/>
-    /// is the T5 prompt length of families with T5 (<see cref="StableDiffusion3Pipeline.MaxSequenceLength"/>).
+    /// a <c>FluxPipeline</c> one as <see cref="FluxPipeline"/>, any other as a Stable Diffusion 1.x/2.x folder
+    /// (<see cref="TextToImagePipeline"/>, which checks its components), except SDXL, not loaded yet, which is an error
+    /// naming the class. <paramref name="maxSequenceLength"/> is the T5 prompt length of families with T5; 0 keeps the
+    /// family's default (<see cref="StableDiffusion3Pipeline.DefaultMaxSequenceLength"/>, <see cref="FluxPipeline.DefaultMaxSequenceLength"/>).
     /// </summary>
     public static ITextToImagePipeline FromPretrained(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32,
-        int maxSequenceLength = StableDiffusion3Pipeline.DefaultMaxSequenceLength) =>
-        ClassName(directory) switch
-        {
-            StableDiffusion3 => WithSequenceLength(StableDiffusion3Pipeline.FromPretrained(directory, device, dtype), maxSequenceLength),
-            var other when other is "FluxPipeline" or "StableDiffusionXLPipeline" => throw new ModelLoadException(
-                $"{Path.Combine(directory, "model_index.json")}: _class_name '{other}' is not a pipeline this version loads (it loads StableDiffusionPipeline and {StableDiffusion3})"),
-            _ => TextToImagePipeline.FromPretrained(directory, device, dtype),
-        };
-
-    private static StableDiffusion3Pipeline WithSequenceLength(StableDiffusion3Pipeline pipeline, int tokens)
+        int maxSequenceLength = 0)
     {
-        pipeline.MaxSequenceLength = tokens;
-        return pipeline;
+        switch (ClassName(directory))
+        {
+            case StableDiffusion3:
+                var sd3 = StableDiffusion3Pipeline.FromPretrained(directory, device, dtype);
+                if (maxSequenceLength > 0) sd3.MaxSequenceLength = maxSequenceLength;
+                return sd3;
+            case Flux:
+                var flux = FluxPipeline.FromPretrained(directory, device, dtype);
+                if (maxSequenceLength > 0) flux.MaxSequenceLength = maxSequenceLength;
+                return flux;
+            case "StableDiffusionXLPipeline":
+                throw new ModelLoadException($"{Path.Combine(directory, "model_index.json")}: _class_name 'StableDiffusionXLPipeline' is not a " +
+                    $"pipeline this version loads (it loads StableDiffusionPipeline, {StableDiffusion3} and {Flux})");
+            default:
+                return TextToImagePipeline.FromPretrained(directory, device, dtype);
+        }
     }
 
     /// <summary>The <c>_class_name</c> of a pipeline folder's <c>model_index.json</c>, or null where the file or the key is absent.</summary>

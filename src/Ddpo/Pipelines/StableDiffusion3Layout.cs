@@ -1,6 +1,3 @@
-using System.Text.Json.Nodes;
-using Ddpo.Models.Loading;
-
 namespace Ddpo.Pipelines;
 
 /// <summary>
@@ -14,50 +11,26 @@ internal sealed record StableDiffusion3Layout(string Root, string Transformer, s
     /// <summary>Reads and checks the layout of <paramref name="directory"/>.</summary>
     public static StableDiffusion3Layout Read(string directory)
     {
-        var indexPath = Path.Combine(directory, "model_index.json");
-        if (!File.Exists(indexPath))
-        {
-            throw new ModelLoadException($"{indexPath}: not found (a StableDiffusion3Pipeline folder has model_index.json, transformer/, vae/, text_encoder(_2,_3)/, tokenizer(_2,_3)/ and scheduler/)");
-        }
-        var index = StrictJson.Parse(Utf8Text.ReadFile(indexPath, message => new ModelLoadException(message))) as JsonObject
-            ?? throw new ModelLoadException($"{indexPath}: expected a JSON object");
-
-        bool Listed(string name) => index.TryGetPropertyValue(name, out var v) && v is JsonArray a && a.Count == 2 && a[0] is not null && a[1] is not null;
-
-        string Required(string name)
-        {
-            var dir = Path.Combine(directory, name);
-            if (!Directory.Exists(dir))
-            {
-                throw new ModelLoadException($"{dir}: component folder '{name}' is missing (model_index.json: {indexPath})");
-            }
-            return dir;
-        }
-
-        bool withT5 = Listed("text_encoder_3") || Listed("tokenizer_3");
-        var scheduler = Path.Combine(Required("scheduler"), "scheduler_config.json");
-        if (!File.Exists(scheduler)) throw new ModelLoadException($"{scheduler}: not found (the FlowMatchEulerDiscreteScheduler's config)");
-        return new StableDiffusion3Layout(directory, Required("transformer"), Required("vae"), Required("text_encoder"), Required("text_encoder_2"),
-            withT5 ? Required("text_encoder_3") : null, Required("tokenizer"), Required("tokenizer_2"), withT5 ? Required("tokenizer_3") : null, scheduler);
+        var index = PipelineIndex.Open(directory,
+            "a StableDiffusion3Pipeline folder has model_index.json, transformer/, vae/, text_encoder(_2,_3)/, tokenizer(_2,_3)/ and scheduler/");
+        bool withT5 = index.Listed("text_encoder_3") || index.Listed("tokenizer_3");
+        var scheduler = index.SchedulerConfig();
+        return new StableDiffusion3Layout(directory, index.Required("transformer"), index.Required("vae"), index.Required("text_encoder"),
+            index.Required("text_encoder_2"), withT5 ? index.Required("text_encoder_3") : null, index.Required("tokenizer"),
+            index.Required("tokenizer_2"), withT5 ? index.Required("tokenizer_3") : null, scheduler);
     }
 
     /// <summary>Writes the <c>model_index.json</c> diffusers 0.31 writes for a StableDiffusion3Pipeline with T5.</summary>
-    public static void WriteIndex(string directory)
-    {
-        var o = new JsonObject
-        {
-            ["_class_name"] = PipelineLoader.StableDiffusion3,
-            ["_diffusers_version"] = "0.31.0",
-            ["scheduler"] = new JsonArray("diffusers", "FlowMatchEulerDiscreteScheduler"),
-            ["text_encoder"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
-            ["text_encoder_2"] = new JsonArray("transformers", "CLIPTextModelWithProjection"),
-            ["text_encoder_3"] = new JsonArray("transformers", "T5EncoderModel"),
-            ["tokenizer"] = new JsonArray("transformers", "CLIPTokenizer"),
-            ["tokenizer_2"] = new JsonArray("transformers", "CLIPTokenizer"),
-            ["tokenizer_3"] = new JsonArray("transformers", "T5Tokenizer"),
-            ["transformer"] = new JsonArray("diffusers", "SD3Transformer2DModel"),
-            ["vae"] = new JsonArray("diffusers", "AutoencoderKL"),
-        };
-        File.WriteAllText(Path.Combine(directory, "model_index.json"), o.ToJsonString(new System.Text.Json.JsonSerializerOptions { WriteIndented = true }));
-    }
+    public static void WriteIndex(string directory) => PipelineIndex.Write(directory, PipelineLoader.StableDiffusion3,
+    [
+        ("scheduler", "diffusers", "FlowMatchEulerDiscreteScheduler"),
+        ("text_encoder", "transformers", "CLIPTextModelWithProjection"),
+        ("text_encoder_2", "transformers", "CLIPTextModelWithProjection"),
+        ("text_encoder_3", "transformers", "T5EncoderModel"),
+        ("tokenizer", "transformers", "CLIPTokenizer"),
+        ("tokenizer_2", "transformers", "CLIPTokenizer"),
+        ("tokenizer_3", "transformers", "T5Tokenizer"),
+        ("transformer", "diffusers", "SD3Transformer2DModel"),
+        ("vae", "diffusers", "AutoencoderKL"),
+    ]);
 }

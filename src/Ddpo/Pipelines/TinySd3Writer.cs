@@ -22,7 +22,7 @@ internal static class TinySd3Writer
     private const string T5Resources = "Ddpo.Pipelines.Data.t5_tiny.";
 
     /// <summary>The transformer configuration the options describe (SD3.5 style: <c>qk_norm = rms_norm</c>, block 0 dual).</summary>
-    public static SD3Transformer2DModelConfig TransformerConfig(TinySd3Options o) => new()
+    public static SD3Transformer2DModelConfig TransformerConfig(TinyTransformerOptions o) => new()
     {
         SampleSize = o.SampleSize,
         PatchSize = 2,
@@ -40,8 +40,8 @@ internal static class TinySd3Writer
         QkNorm = "rms_norm",
     };
 
-    /// <summary>The 16-channel VAE (no quant convs, SD3's scaling and shift factors).</summary>
-    public static AutoencoderKLConfig VaeConfig(TinySd3Options o) => new()
+    /// <summary>The 16-channel VAE (no quant convs; SD3's scaling and shift factors unless given, FLUX's are 0.3611 and 0.1159).</summary>
+    public static AutoencoderKLConfig VaeConfig(TinyTransformerOptions o, double scalingFactor = 1.5305, double shiftFactor = 0.0609) => new()
     {
         BlockOutChannels = o.VaeChannels,
         DownBlockTypes = Enumerable.Repeat("DownEncoderBlock2D", o.VaeChannels.Length).ToArray(),
@@ -50,14 +50,14 @@ internal static class TinySd3Writer
         LatentChannels = 16,
         NormNumGroups = o.NormGroups,
         SampleSize = o.SampleSize * (1 << (o.VaeChannels.Length - 1)),
-        ScalingFactor = 1.5305,
-        ShiftFactor = 0.0609,
+        ScalingFactor = scalingFactor,
+        ShiftFactor = shiftFactor,
         UseQuantConv = false,
         UsePostQuantConv = false,
     };
 
     /// <summary>Writes the pipeline folder (atomically: a temporary folder renamed into place).</summary>
-    public static void Write(TinySd3Options options, string directory)
+    public static void Write(TinyTransformerOptions options, string directory)
     {
         options.Validate();
         if (Directory.Exists(directory) && Directory.EnumerateFileSystemEntries(directory).Any())
@@ -67,7 +67,7 @@ internal static class TinySd3Writer
         AtomicFile.WriteFolder(directory, temp => WriteInto(options, temp));
     }
 
-    private static void WriteInto(TinySd3Options o, string temp)
+    private static void WriteInto(TinyTransformerOptions o, string temp)
     {
         var words = TinyPipelineWriter.DefaultWords().ToList();
         for (int i = 0; i < 2; i++)
@@ -80,22 +80,7 @@ internal static class TinySd3Writer
             SeededInitializer.ApplyNormal(text, o.Seed + 10 + i);
             text.SavePretrained(Path.Combine(temp, i == 0 ? "text_encoder" : "text_encoder_2"));
         }
-        var t5TokenizerDir = Path.Combine(temp, "tokenizer_3");
-        WriteT5Tokenizer(t5TokenizerDir);
-        var t5Tokenizer = T5Tokenizer.FromFolder(t5TokenizerDir);
-        var t5Config = new T5Config
-        {
-            VocabSize = t5Tokenizer.VocabSize,
-            DModel = 2 * o.TextHiddenSize,
-            DKv = o.TextHiddenSize / 2,
-            DFf = 4 * o.TextHiddenSize,
-            NumLayers = o.TextLayers,
-            NumHeads = 4,
-        };
-        using (var t5 = new T5EncoderModel(t5Config, new Generator((ulong)(o.Seed + 12))))
-        {
-            t5.SavePretrained(Path.Combine(temp, "text_encoder_3"));
-        }
+        WriteT5(o, Path.Combine(temp, "tokenizer_3"), Path.Combine(temp, "text_encoder_3"));
         using (var transformer = new SD3Transformer2DModel(TransformerConfig(o), new Generator((ulong)o.Seed)))
         {
             transformer.SavePretrained(Path.Combine(temp, "transformer"));
@@ -110,6 +95,23 @@ internal static class TinySd3Writer
         File.WriteAllText(Path.Combine(schedulerDir, "scheduler_config.json"),
             FlowMatchEulerDiscreteSchedulerConfig.StableDiffusion3().ToJson());
         StableDiffusion3Layout.WriteIndex(temp);
+    }
+
+    /// <summary>The small T5 (2 x the CLIP width, the embedded sentencepiece vocabulary) and its tokenizer folder.</summary>
+    internal static void WriteT5(TinyTransformerOptions o, string tokenizerDir, string encoderDir)
+    {
+        WriteT5Tokenizer(tokenizerDir);
+        var config = new T5Config
+        {
+            VocabSize = T5Tokenizer.FromFolder(tokenizerDir).VocabSize,
+            DModel = 2 * o.TextHiddenSize,
+            DKv = o.TextHiddenSize / 2,
+            DFf = 4 * o.TextHiddenSize,
+            NumLayers = o.TextLayers,
+            NumHeads = 4,
+        };
+        using var t5 = new T5EncoderModel(config, new Generator((ulong)(o.Seed + 12)));
+        t5.SavePretrained(encoderDir);
     }
 
     /// <summary>Writes the embedded small T5 tokenizer (spiece.model and its configs) to <paramref name="directory"/>.</summary>

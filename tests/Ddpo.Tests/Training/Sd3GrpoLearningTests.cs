@@ -31,7 +31,7 @@ public sealed class Sd3GrpoLearningTests(ITestOutputHelper output)
     {
         var root = TestPaths.NewTempDir();
         var model = Path.Combine(root, "model");
-        TinySd3Writer.Write(new TinySd3Options { Seed = seed, SampleSize = 8 }, model);
+        TinySd3Writer.Write(new TinyTransformerOptions { Seed = seed, SampleSize = 8 }, model);
         var config = DdpoConfig.Load(null, "sd3.5-compressibility-grpo",
         [
             "prompt_fn=\"animals\"", "sample.num_steps=4", "sample.resolution=16", "sample.max_sequence_length=8",

@@ -1,14 +1,15 @@
 namespace Ddpo.Pipelines;
 
 /// <summary>
-/// Sizes of a small randomly initialised Stable Diffusion 3 pipeline written by <see cref="TinySd3Writer"/>: the
-/// components and files of the real one (two CLIPs with projection, T5, an MM-DiT, the 16-channel VAE) at toy sizes.
+/// Sizes of a small randomly initialised flow-transformer pipeline (<see cref="TinySd3Writer"/>: SD3's two CLIPs with
+/// projection, T5, an MM-DiT, the 16-channel VAE; <see cref="TinyFluxWriter"/>: FLUX's CLIP, T5, double- and
+/// single-stream blocks) at toy sizes, with the components and files of the real ones.
 /// </summary>
-internal sealed record TinySd3Options
+internal sealed record TinyTransformerOptions
 {
     /// <summary>Latent side length the transformer works at (<c>sample_size</c>).</summary>
     public int SampleSize { get; init; } = 16;
-    /// <summary>Transformer blocks (<c>num_layers</c>).</summary>
+    /// <summary>Transformer blocks (<c>num_layers</c>; FLUX: double-stream blocks, and as many single-stream ones).</summary>
     public int Layers { get; init; } = 2;
     /// <summary>Attention heads (<c>num_attention_heads</c>).</summary>
     public int Heads { get; init; } = 2;
@@ -30,7 +31,7 @@ internal sealed record TinySd3Options
     {
         if (SampleSize < 2 || SampleSize % 2 != 0) throw new ArgumentException($"--sample-size: {SampleSize} must be an even number >= 2 (patch size 2)");
         if (Layers < 1) throw new ArgumentException("--layers must be >= 1");
-        if (Heads < 1 || HeadDim < 2 || HeadDim % 2 != 0) throw new ArgumentException("--heads must be >= 1 and --head-dim an even number >= 2");
+        if (Heads < 1 || HeadDim < 8 || HeadDim % 4 != 0) throw new ArgumentException("--heads must be >= 1 and --head-dim a multiple of 4, at least 8");
         if (TextHiddenSize < 4 || TextHiddenSize % 4 != 0) throw new ArgumentException($"--text-hidden: {TextHiddenSize} must be a positive multiple of 4");
         if (TextLayers < 2) throw new ArgumentException("--text-layers must be >= 2 (SD3 reads the penultimate CLIP layer)");
         if (VaeChannels.Length < 1 || VaeChannels.Any(c => c < 1 || c % NormGroups != 0))
