@@ -128,9 +128,9 @@ public sealed class TorchCheckpointTests
     }
 
     /// <summary>Writes a copy of a fixture whose entries pass through <paramref name="edit"/> (null drops the entry).</summary>
-    private static string Rewrite(string dir, string fixture, Func<string, byte[], byte[]?> edit)
+    private static string Rewrite(string dir, string fixture, Func<string, byte[], byte[]?> edit, CompressionLevel level = CompressionLevel.NoCompression)
     {
-        var path = Path.Combine(dir, "edited.pt");
+        var path = Path.Combine(dir, $"edited-{level}.pt");
         using var source = ZipFile.OpenRead(Fixture(fixture));
         using var target = ZipFile.Open(path, ZipArchiveMode.Create);
         foreach (var entry in source.Entries)
@@ -139,7 +139,7 @@ public sealed class TorchCheckpointTests
             using var buffer = new MemoryStream();
             input.CopyTo(buffer);
             if (edit(entry.FullName, buffer.ToArray()) is not { } bytes) continue;
-            using var output = target.CreateEntry(entry.FullName, CompressionLevel.NoCompression).Open();
+            using var output = target.CreateEntry(entry.FullName, level).Open();
             output.Write(bytes);
         }
         return path;
@@ -178,6 +178,26 @@ public sealed class TorchCheckpointTests
             var e = Assert.Throws<ModelLoadException>(() => TorchCheckpoint.Load(path));
             Assert.StartsWith(path + ": ", e.Message);
             Assert.Contains(message, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    [Fact]
+    public void CompressedEntriesAreRefused()
+    {
+        var dir = TestPaths.NewTempDir("ddpo-pickle");
+        try
+        {
+            var path = Rewrite(dir, "plain.pt", (_, bytes) => bytes, CompressionLevel.Optimal);
+            var e = Assert.Throws<ModelLoadException>(() => TorchCheckpoint.Load(path));
+            Assert.StartsWith($"{path}: entry 'plain/data.pkl' is compressed (", e.Message);
+            Assert.EndsWith("torch.save writes entries uncompressed (STORED)", e.Message);
+            // The same entries stored as torch writes them load.
+            using var scope = NewDisposeScope();
+            AssertSameTensors(SafetensorsFile.Load(Fixture("plain.expected.safetensors")), TorchCheckpoint.Load(Rewrite(dir, "plain.pt", (_, bytes) => bytes)));
         }
         finally
         {

@@ -209,6 +209,12 @@ internal static class TorchCheckpoint
         public byte[] Read(string name)
         {
             if (!_entries.TryGetValue(name, out var entry)) throw new ModelLoadException($"{Path}: missing entry '{name}'");
+            // torch.save stores every entry uncompressed; refusing compressed ones keeps a small file from
+            // declaring gigabytes (a zip bomb) that would be allocated before a byte is checked.
+            if (entry.CompressedLength != entry.Length)
+            {
+                throw new ModelLoadException($"{Path}: entry '{name}' is compressed ({entry.CompressedLength} bytes for {entry.Length}); torch.save writes entries uncompressed (STORED)");
+            }
             if (entry.Length > Array.MaxLength) throw new ModelLoadException($"{Path}: entry '{name}' has {entry.Length} bytes; over 2 GB is not supported");
             var bytes = new byte[entry.Length];
             using var stream = entry.Open();
