@@ -69,13 +69,20 @@ public sealed class TorchCheckpointTests
         Assert.Equal(before, t["base"][5].item<float>());
     }
 
-    [Fact]
-    public void ANestedStateDictIsFoundAndOtherValuesAreReported()
+    /// <summary>
+    /// nested: {"state_dict": ..., "epoch": 3, "name": ...}. torch2_style: torch 2.x's layout (folder "archive",
+    /// .format_version, .data/serialization_id), a Parameter, and bytes (_codecs.encode), a float, a 71-bit int, a
+    /// list, None and a bool beside the tensors.
+    /// </summary>
+    [Theory]
+    [InlineData("nested")]
+    [InlineData("torch2_style")]
+    public void TheStateDictIsFoundAndOtherValuesAreReported(string name)
     {
         using var scope = NewDisposeScope();
-        var actual = TorchCheckpoint.Load(Fixture("nested.pt"), out var skipped);
-        AssertSameTensors(SafetensorsFile.Load(Fixture("nested.expected.safetensors")), actual);
-        Assert.Equal(Expected["nested_skipped"]!.AsArray().Select(n => (string)n!), skipped);
+        var actual = TorchCheckpoint.Load(Fixture(name + ".pt"), out var skipped);
+        AssertSameTensors(SafetensorsFile.Load(Fixture(name + ".expected.safetensors")), actual);
+        Assert.Equal(Expected[name + "_skipped"]!.AsArray().Select(n => (string)n!), skipped);
     }
 
     [Theory]

@@ -102,6 +102,14 @@ class FakeTensor:
         return torch._utils._rebuild_tensor_v2, (self.storage, self.offset, self.size, self.stride, False, collections.OrderedDict())
 
 
+class FakeParameter:
+    def __init__(self, tensor):
+        self.tensor = tensor
+
+    def __reduce__(self):
+        return torch._utils._rebuild_parameter, (self.tensor, True, collections.OrderedDict())
+
+
 class TorchLikePickler(pickle.Pickler):
     def persistent_id(self, obj):
         if isinstance(obj, FakeStorage):
@@ -109,16 +117,19 @@ class TorchLikePickler(pickle.Pickler):
         return None
 
 
-def write_zip(name, obj, storages, byteorder="little", protocol=2):
+def write_zip(name, obj, storages, byteorder="little", protocol=2, folder=None, extra=None):
     """A torch.save-like archive: NAME/data.pkl, NAME/data/KEY (STORED), NAME/byteorder, NAME/version."""
+    folder = folder or name
     buffer = io.BytesIO()
     TorchLikePickler(buffer, protocol=protocol).dump(obj)
     with zipfile.ZipFile(os.path.join(HERE, name + ".pt"), "w", zipfile.ZIP_STORED) as z:
-        z.writestr(f"{name}/data.pkl", buffer.getvalue())
-        z.writestr(f"{name}/byteorder", byteorder)
+        z.writestr(f"{folder}/data.pkl", buffer.getvalue())
+        z.writestr(f"{folder}/byteorder", byteorder)
         for key, data in storages.items():
-            z.writestr(f"{name}/data/{key}", data)
-        z.writestr(f"{name}/version", "3\n")
+            z.writestr(f"{folder}/data/{key}", data)
+        for entry, data in (extra or {}).items():
+            z.writestr(f"{folder}/{entry}", data)
+        z.writestr(f"{folder}/version", "3\n")
 
 
 def main():
@@ -156,6 +167,26 @@ def main():
         blobs[str(i)] = t.numpy().astype(fmt).tobytes()
     write_zip("bigendian", objs, blobs, byteorder="big")
     write_safetensors(os.path.join(HERE, "bigendian.expected.safetensors"), be)
+
+    # The layout of torch 2.x (folder "archive", .format_version, .storage_alignment, .data/serialization_id), a
+    # Parameter, and non-tensor values of every plain kind (bytes via _codecs.encode,
+    # a float, an int beyond 64 bits, a list, None, a bool), which are skipped.
+    t2 = collections.OrderedDict([("w", sd["f32"]), ("p", sd["f16"])])
+    objs = collections.OrderedDict()
+    objs["w"] = FakeTensor(FakeStorage(torch.FloatStorage, "0", 12), 0, (3, 4), (4, 1))
+    objs["blob"] = b"\x00\xffab"
+    objs["p"] = FakeParameter(FakeTensor(FakeStorage(torch.HalfStorage, "1", 6), 0, (2, 3), (3, 1)))
+    objs["lr"] = 0.125
+    objs["big"] = 2 ** 70
+    objs["list"] = [1, "two", (3.0,)]
+    objs["none"] = None
+    objs["flag"] = True
+    write_zip("torch2_style", objs, {"0": raw_bytes(t2["w"]), "1": raw_bytes(t2["p"])}, folder="archive",
+              extra={".format_version": "1", ".storage_alignment": "64", ".data/serialization_id": "0123456789"})
+    write_safetensors(os.path.join(HERE, "torch2_style.expected.safetensors"), t2)
+    expected["torch2_style_skipped"] = ["blob", "lr", "big", "list", "none", "flag"]
+    loaded = torch.load(os.path.join(HERE, "torch2_style.pt"), weights_only=False)
+    assert torch.equal(loaded["w"], t2["w"]) and isinstance(loaded["p"], torch.nn.Parameter) and loaded["blob"] == b"\x00\xffab"
 
     # Malformed records: a view past the end of its storage, and a storage whose entry is shorter than its numel.
     four = torch.arange(4, dtype=torch.float32).numpy().tobytes()
