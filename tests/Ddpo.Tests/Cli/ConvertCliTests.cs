@@ -13,7 +13,7 @@ namespace Ddpo.Tests.Cli;
 public sealed class ConvertCliTests
 {
     [Theory]
-    [InlineData("plain", 15, 90)]
+    [InlineData("plain", 16, 96)]
     [InlineData("module", 7, 17)]
     public void ConvertWritesTheSameTensorsAsSafetensors(string name, int tensors, int parameters)
     {

@@ -64,6 +64,8 @@ public sealed class TorchCheckpointTests
         // view = base[5:11].view(2, 3), strided = base[1::4]: the values at the storage offsets, as separate copies.
         Assert.True(t["view"].flatten().eq(t["base"][5..11]).all().item<bool>());
         Assert.True(t["strided"].eq(t["base"][TensorIndex.Slice(1, null, 4)]).all().item<bool>());
+        // expanded = i32[0].expand(3, 2): stride 0, six values from a row of two.
+        Assert.Equal(new[] { 1, -2, 1, -2, 1, -2 }, t["expanded"].data<int>().ToArray());
         float before = t["base"][5].item<float>();
         t["view"].fill_(0);
         Assert.Equal(before, t["base"][5].item<float>());
@@ -126,6 +128,7 @@ public sealed class TorchCheckpointTests
 
     [Theory]
     [InlineData("view_out_of_bounds", "tensor 'w' (size [3], stride [1], offset 2) does not fit its storage '0' of 4 Float32 elements")]
+    [InlineData("huge_expansion", "tensor 'w' (size [1000000000000], stride [0], offset 0) repeats its storage '0' of 4 elements to 1000000000000; expanded views over 16777216 elements are not loaded")]
     [InlineData("short_storage", "storage '0' is 8 Float32 elements, but its entry 'short_storage/data/0' has 16 bytes")]
     public void StorageRecordsThatDoNotFitAreErrors(string name, string message)
     {

@@ -139,6 +139,9 @@ internal static class TorchCheckpoint
         foreach (var (name, r) in tensors) CheckView(archive.Path, name, r);
     }
 
+    /// <summary>The most elements a view may have beyond those of its storage (a stride-0, expanded view).</summary>
+    public const long MaxExpandedElements = 1L << 24;
+
     /// <summary>Throws unless the strided view <paramref name="r"/> fits its storage.</summary>
     public static void CheckView(string path, string name, TorchTensorRef r)
     {
@@ -161,6 +164,12 @@ internal static class TorchCheckpoint
             if (!fits)
             {
                 throw new ModelLoadException($"{path}: tensor '{name}' ({View()}) does not fit its storage '{r.Storage.Key}' of {elements} {r.Dtype} elements");
+            }
+            // A view with stride 0 (expand) may have more elements than its storage; it is copied out, so a tiny
+            // file could ask for terabytes. Expanded views beyond MaxExpandedElements are refused.
+            if (numel > elements && numel > MaxExpandedElements)
+            {
+                throw new ModelLoadException($"{path}: tensor '{name}' ({View()}) repeats its storage '{r.Storage.Key}' of {elements} elements to {numel}; expanded views over {MaxExpandedElements} elements are not loaded");
             }
         }
         catch (OverflowException)

@@ -337,7 +337,7 @@ internal sealed class TorchCheckpointUnpickler
     {
         var bytes = Take(count);
         var value = new BigInteger(bytes, isUnsigned: false, isBigEndian: false);
-        return value >= long.MinValue && value <= long.MaxValue ? (long)value : value;
+        return value >= long.MinValue && value <= long.MaxValue ? (object)(long)value : value;
     }
 
     private string ReadUtf8(long count, int at)

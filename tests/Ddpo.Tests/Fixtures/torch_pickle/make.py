@@ -65,6 +65,7 @@ def plain_state_dict():
     sd["base"] = base
     sd["view"] = base[5:11].view(2, 3)  # shares base's storage at offset 5
     sd["strided"] = base[1::4]  # offset 1, stride 4
+    sd["expanded"] = sd["i32"][0].expand(3, 2)  # stride (0, 1): more elements than its storage holds
     sd["scalar"] = torch.tensor(2.5)  # 0-dim
     sd["empty"] = torch.zeros(0, 3)
     return sd
@@ -191,6 +192,7 @@ def main():
     # Malformed records: a view past the end of its storage, and a storage whose entry is shorter than its numel.
     four = torch.arange(4, dtype=torch.float32).numpy().tobytes()
     write_zip("view_out_of_bounds", {"w": FakeTensor(FakeStorage(torch.FloatStorage, "0", 4), 2, (3,), (1,))}, {"0": four})
+    write_zip("huge_expansion", {"w": FakeTensor(FakeStorage(torch.FloatStorage, "0", 4), 0, (10 ** 12,), (0,))}, {"0": four})
     write_zip("short_storage", {"w": FakeTensor(FakeStorage(torch.FloatStorage, "0", 8), 0, (8,), (1,))}, {"0": four})
 
     # Malicious: each would run code (or build an arbitrary object) under torch.load(weights_only=False).
