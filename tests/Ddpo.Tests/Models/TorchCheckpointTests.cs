@@ -104,6 +104,7 @@ public sealed class TorchCheckpointTests
     [InlineData("evil_eval")]
     [InlineData("evil_class")]
     [InlineData("evil_protocol4")]
+    [InlineData("whole_module")]
     public void MaliciousPicklesAreRefusedNamingTheGlobalAndRunNothing(string name)
     {
         var marker = (string)Expected["marker"]!;
@@ -115,6 +116,7 @@ public sealed class TorchCheckpointTests
         Assert.Contains($"refuses to load '{global}'", e.Message);
         Assert.Contains("weights_only=True", e.Message);
         Assert.False(File.Exists(marker), $"{marker} was created: the pickle ran");
+        Assert.Equal(name == "whole_module", e.Message.EndsWith("re-save model.state_dict() with torch.save)", StringComparison.Ordinal));
     }
 
     [Fact]

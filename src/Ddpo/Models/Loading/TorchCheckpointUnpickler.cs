@@ -41,8 +41,14 @@ internal sealed class TorchCheckpointUnpickler
         new TorchCheckpointUnpickler(data, path, entry, persistentLoad).Run();
 
     /// <summary>The error for a global the allow-list does not hold: the message the user sees for a malicious file.</summary>
-    public static ModelLoadException Refused(string path, string module, string name) =>
-        new($"{path}: refuses to load '{module}.{name}': only tensors, dicts, lists and numbers are read (torch.load weights_only=True); nothing in the file is executed");
+    public static ModelLoadException Refused(string path, string module, string name)
+    {
+        // torch.save(model) pickles the module's classes: the usual honest reason for a refused global.
+        var hint = module.StartsWith("torch.nn.modules", StringComparison.Ordinal)
+            ? " (a whole torch.nn.Module was saved: re-save model.state_dict() with torch.save)"
+            : "";
+        return new($"{path}: refuses to load '{module}.{name}': only tensors, dicts, lists and numbers are read (torch.load weights_only=True); nothing in the file is executed{hint}");
+    }
 
     private object? Run()
     {

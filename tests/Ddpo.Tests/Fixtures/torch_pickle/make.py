@@ -218,6 +218,10 @@ def main():
         except pickle.UnpicklingError:
             pass
 
+    # torch.save(model): the classes of the module are globals; refused (not malicious, but not a state dict).
+    torch.save(torch.nn.Linear(2, 1), os.path.join(HERE, "whole_module.pt"))
+    expected["refused"]["whole_module"] = "torch.nn.modules.linear.Linear"
+
     torch.save(sd, os.path.join(HERE, "legacy.pt"), _use_new_zipfile_serialization=False)
     with open(os.path.join(HERE, "expected.json"), "w") as f:
         json.dump(expected, f, indent=1)
