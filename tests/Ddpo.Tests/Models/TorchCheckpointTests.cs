@@ -197,6 +197,64 @@ public sealed class TorchCheckpointTests
         }
     }
 
+    /// <summary>
+    /// Seeded random damage to data.pkl (byte flips, and truncation at every 5th length): each load either succeeds
+    /// or is a <see cref="ModelLoadException"/> naming the file, never another exception type.
+    /// </summary>
+    [Fact]
+    public void DamagedPicklesAreModelLoadExceptionsOrLoad()
+    {
+        var dir = TestPaths.NewTempDir("ddpo-pickle");
+        try
+        {
+            var original = ReadEntry("plain.pt", "plain/data.pkl");
+            var cases = new List<byte[]>();
+            for (int length = 0; length < original.Length; length += 5) cases.Add(original[..length]);
+            var random = new Random(1234);
+            for (int i = 0; i < 300; i++)
+            {
+                var damaged = (byte[])original.Clone();
+                for (int flips = random.Next(1, 4); flips > 0; flips--) damaged[random.Next(damaged.Length)] = (byte)random.Next(256);
+                cases.Add(damaged);
+            }
+            int refused = 0;
+            for (int i = 0; i < cases.Count; i++)
+            {
+                var path = Path.Combine(dir, $"case{i}.pt");
+                var pickle = cases[i];
+                File.Move(Rewrite(dir, "plain.pt", (name, bytes) => name == "plain/data.pkl" ? pickle : bytes), path);
+                try
+                {
+                    using var scope = NewDisposeScope();
+                    TorchCheckpoint.Load(path);
+                }
+                catch (ModelLoadException e)
+                {
+                    Assert.StartsWith(path + ": ", e.Message);
+                    refused++;
+                }
+                catch (Exception e)
+                {
+                    Assert.Fail($"case {i}: {e.GetType().Name}: {e.Message}");
+                }
+            }
+            Assert.True(refused > cases.Count / 2, $"only {refused} of {cases.Count} damaged pickles were refused");
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
+    private static byte[] ReadEntry(string fixture, string entry)
+    {
+        using var zip = ZipFile.OpenRead(Fixture(fixture));
+        using var stream = zip.GetEntry(entry)!.Open();
+        using var buffer = new MemoryStream();
+        stream.CopyTo(buffer);
+        return buffer.ToArray();
+    }
+
     [Fact]
     public void CompressedEntriesAreRefused()
     {
