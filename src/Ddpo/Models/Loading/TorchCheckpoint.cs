@@ -93,14 +93,12 @@ internal static class TorchCheckpoint
                     }
                     var tensor = empty(reference.Size, reference.Dtype);
                     if (tensor.numel() > 0) tensor.copy_(flat.as_strided(reference.Size, reference.Stride, reference.Offset));
-                    if (!result.TryAdd(name, tensor.MoveToOuterDisposeScope()))
-                    {
-                        tensor.Dispose();
-                        throw new ModelLoadException($"{archive.Path}: tensor '{name}' appears twice");
-                    }
+                    // The names are a dict's keys, so unique.
+                    result[name] = tensor.MoveToOuterDisposeScope();
                 }
             }
-            return result;
+            // Back in the file's order (the loop went storage by storage).
+            return tensors.ToDictionary(kv => kv.Key, kv => result[kv.Key], StringComparer.Ordinal);
         }
         catch
         {
