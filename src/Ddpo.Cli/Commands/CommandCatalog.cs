@@ -21,5 +21,6 @@ internal static class CommandCatalog
         ClusterCheckCommand.Create(),
         MakeDataCommand.Create(),
         PretrainCommand.Create(),
+        ConvertCommand.Create(),
     ];
 }
