@@ -91,7 +91,7 @@ internal static class SafetensorsFile
         }
         var pickles = Directory.GetFiles(folder, "*.bin");
         var hint = pickles.Length > 0
-            ? $" (found {Path.GetFileName(pickles[0])}: PyTorch pickle files are not loaded, for safety; convert to safetensors)"
+            ? $" (found {Path.GetFileName(pickles[0])}: PyTorch pickle files are not loaded from model folders; convert it to safetensors with `ddpo convert`, which reads tensors only and runs nothing)"
             : "";
         throw new ModelLoadException($"{folder}: no weight file found; expected one of {string.Join(", ", candidates)}{hint}");
     }

@@ -51,21 +51,15 @@ internal sealed class AestheticHead : nn.Module
     public int InputDim => Widths[0];
 
     /// <summary>
-    /// Loads the head from a safetensors file with keys <c>layers.{0,2,4,6,7}.{weight,bias}</c>. PyTorch pickle
-    /// files (<c>.pth</c>, <c>.pt</c>, <c>.bin</c>, <c>.ckpt</c>) are refused, since unpickling can run code; the error explains how to convert.
+    /// Loads the head from a safetensors file with keys <c>layers.{0,2,4,6,7}.{weight,bias}</c>, or from the PyTorch
+    /// file LAION publishes (<c>.pth</c>, <c>.pt</c>, <c>.bin</c>, <c>.ckpt</c>), read by <see cref="TorchCheckpoint"/>'s
+    /// restricted unpickler (tensors and containers only: nothing in the file is executed).
     /// </summary>
     public static AestheticHead Load(string path, Device? device = null)
     {
-        var ext = Path.GetExtension(path).ToLowerInvariant();
-        if (ext is ".pth" or ".pt" or ".bin" or ".ckpt" or ".pkl")
-        {
-            throw new ModelLoadException(
-                $"{path}: PyTorch pickle files are not loaded (unpickling can run arbitrary code). Convert the head to safetensors once, with Python: " +
-                $"python -c \"import torch; from safetensors.torch import save_file; save_file(torch.load('{Path.GetFileName(path)}', map_location='cpu', weights_only=True), 'aesthetic_head.safetensors')\" " +
-                "and set reward.aesthetic.head to the .safetensors file");
-        }
         if (!File.Exists(path)) throw new ModelLoadException($"{path}: aesthetic head file not found");
-        var tensors = SafetensorsFile.Load(path);
+        var ext = Path.GetExtension(path).ToLowerInvariant();
+        var tensors = ext is ".pth" or ".pt" or ".bin" or ".ckpt" ? TorchCheckpoint.Load(path) : SafetensorsFile.Load(path);
         try
         {
             var widths = new List<int>();
