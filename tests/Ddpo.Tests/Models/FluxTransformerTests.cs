@@ -60,8 +60,12 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
         Assert.True(refErr < Atol32);
     }
 
-    // ATOL32_NOTE
-    private const double Atol32 = 5e-6;
+    // Outputs are O(2). diffusers' own float32 error |out - out_f64| is 5.4e-7, but ours differs from both out and out_f64
+    // by 2.5e-6 (measured), and our float64 run from out_f64 by the same 2.5e-6: the gap is in the float32 steps both runs
+    // share. The guidance sinusoid takes float32 angles up to 3500 rad (one ulp = 2.4e-4 rad), so a 1-ulp difference in
+    // libtorch's float32 exp/sin kernels (torch 1.13 vs 2.10) shows in the output: re-rounding only the sinusoid's
+    // frequencies from float64 moved ours to 5.2e-6 (measured). 1e-5 leaves ~4x headroom; a wrong op is off by O(0.1).
+    private const double Atol32 = 1e-5;
 
     [Fact]
     public void Float64MatchesDiffusersFloat64()
@@ -77,8 +81,10 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
         TensorAssert.Close(io["out_f64"], got, atol: Atol64, rtol: 0, what: "out_f64");
     }
 
-    // ATOL64_NOTE
-    private const double Atol64 = 1e-6;
+    // Not 1e-12: diffusers' float64 run keeps float32 steps (the timestep/guidance sinusoids, the RoPE tables and
+    // apply_rotary_emb's x.float(), the RMS norms' mean square), and the float32 guidance sinusoid at angles up to
+    // 3500 rad is kernel-sensitive (see Atol32). Measured 2.5e-6 on outputs of ~2.
+    private const double Atol64 = 1e-5;
 
     [Fact]
     public void RopeTablesMatchDiffusers()
@@ -113,8 +119,9 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
         foreach (var (key, grad) in new[] { ("grad_hidden_states", x.grad!), ("grad_encoder_hidden_states", ehs.grad!), ("grad_pooled_projections", pooled.grad!), ("grad_weight", weight.grad!) })
         {
             MaxAbs(grad, io[key], key);
-            // GRAD_NOTE
-            TensorAssert.Close(io[key], grad, atol: 1e-5, rtol: 1e-5, what: key);
+            // Measured 3.4e-7 (encoder, |g| <= 0.08), 3.1e-6 / 3.3e-6 (hidden, pooled, |g| <= 2.6) and 1.3e-5 (proj_mlp weight,
+            // |g| <= 1.7, a sum over 96 tokens x 2 samples): the same float32-sinusoid sensitivity as the outputs, ~2x headroom.
+            TensorAssert.Close(io[key], grad, atol: 3e-5, rtol: 1e-5, what: key);
         }
     }
 
