@@ -152,6 +152,46 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void BFloat16RunsInItsDtype()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io();
+        using var m = FluxTransformer2DModel.FromPretrained(ModelFolder, ScalarType.BFloat16, CPU);
+        Assert.Equal(ScalarType.BFloat16, m.DType);
+        using var _ = no_grad();
+        // Float32 inputs are converted to the model's dtype.
+        var got = Run(m, io);
+        Assert.Equal(ScalarType.BFloat16, got.dtype);
+        double err = MaxAbs(got, io["out_f64"], "bf16 vs f64");
+        // bfloat16 keeps 8 significant bits (4e-3 relative per rounding), and the timestep/guidance x1000 are rounded to
+        // bfloat16 before the sinusoid, as diffusers does (312.5 -> 312, 3500 -> 3504), which moves the conditioning.
+        // Measured 0.075 on outputs of ~2; a wrong op would be off by O(1).
+        Assert.True(err < 0.15, $"bf16 output off by {err}");
+    }
+
+    [Fact]
+    public void SchnellStyleModelTakesNoGuidance()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io();
+        var config = FluxTransformer2DModelConfig.Load(Path.Combine(ModelFolder, "config.json"));
+        var schnell = new FluxTransformer2DModelConfig
+        {
+            PatchSize = config.PatchSize, InChannels = config.InChannels, OutChannels = config.OutChannels, NumLayers = 1,
+            NumSingleLayers = 1, AttentionHeadDim = 16, NumAttentionHeads = 2, JointAttentionDim = 48, PooledProjectionDim = 16,
+            GuidanceEmbeds = false, AxesDimsRope = [4, 6, 6],
+        };
+        using var m = new FluxTransformer2DModel(schnell, new Generator(11));
+        Assert.DoesNotContain(m.state_dict().Keys, k => k.StartsWith("time_text_embed.guidance_embedder", StringComparison.Ordinal));
+        using var _ = no_grad();
+        var x = io["hidden_states"];
+        var got = m.forward(x, io["encoder_hidden_states"], io["pooled_projections"], io["timestep"], io["img_ids"], io["txt_ids"]);
+        Assert.Equal(x.shape, got.shape);
+        Assert.True(got.abs().max().item<float>() > 1e-3);
+        Assert.Throws<ArgumentException>(() => m.forward(x, io["encoder_hidden_states"], io["pooled_projections"], io["timestep"], io["img_ids"], io["txt_ids"], io["guidance"]));
+    }
+
+    [Fact]
     public void ConfigReadsTheFixtureAndWritesItBack()
     {
         var path = Path.Combine(ModelFolder, "config.json");
