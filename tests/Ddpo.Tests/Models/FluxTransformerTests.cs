@@ -87,6 +87,21 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
     private const double Atol64 = 1e-5;
 
     [Fact]
+    public void ToConvertsTheWeights()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io();
+        using var m = FluxTransformer2DModel.FromPretrained(ModelFolder);
+        m.to(ScalarType.Float64);
+        Assert.Equal(ScalarType.Float64, m.DType);
+        Assert.All(m.state_dict().Values, t => Assert.Equal(ScalarType.Float64, t.dtype));
+        using var _ = no_grad();
+        var got = Run(m, io);
+        Assert.Equal(ScalarType.Float64, got.dtype);
+        TensorAssert.Close(io["out_f64"], got, atol: Atol64, rtol: 0, what: "out after .to(float64)");
+    }
+
+    [Fact]
     public void RopeTablesMatchDiffusers()
     {
         using var scope = NewDisposeScope();
@@ -333,7 +348,7 @@ public sealed class FluxTransformerTests(ITestOutputHelper output)
         using var scope = NewDisposeScope();
         using var m = FluxTransformer2DModel.FromPretrained(ModelFolder, ScalarType.Float32, CPU);
         using var lora = LoraAdapters.Attach(m, 2, 2, ["proj_mlp", "proj_out", "ff.net.0.proj", "ff.net.2", "ff_context.net.0.proj", "ff_context.net.2"], new Generator(3));
-        // The top-level proj_out is a plain Linear in diffusers' PEFT targets too; only the blocks' linears match.
+        // The model's own proj_out is a plain Linear (as x_embedder / context_embedder), so only the blocks' linears match.
         string[] expected =
         [
             "single_transformer_blocks.0.proj_mlp", "single_transformer_blocks.0.proj_out",
