@@ -103,38 +103,9 @@ internal sealed class FluxPolicy : IDiffusionPolicy
     /// </summary>
     internal Rollout SampleFrom(Tensor initialLatents, Conditioning condition, SamplingOptions options, Generator? generator, IProgress<int>? progress)
     {
-        using var outer = NewDisposeScope();
-        using var noGrad = no_grad();
-        var shape = initialLatents.shape;
-        var sampler = Sampler(options, shape[2], shape[3]);
-        var schedule = sampler.Schedule(options.NumSteps);
-        long steps = schedule.shape[0];
-        var latents = HostCopy.ToDevice(initialLatents.to(ScalarType.Float32, copy: true), Device);
-        var times = HostCopy.ToDevice(schedule, Device);
-        var stepNoise = Enumerable.Range(0, (int)steps)
-            .Select(_ => HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device)).ToList();
-        var recorded = options.RecordTrajectory ? new List<Tensor> { latents } : null;
-        var logProbs = options.RecordTrajectory ? new List<Tensor>() : null;
-        for (int i = 0; i < steps; i++)
-        {
-            using var step = NewDisposeScope();
-            var t = times[i];
-            var v = PredictVelocity(_transformer, latents, t, condition, options.GuidanceScale);
-            var r = sampler.Step(v, t, latents, options.EtaAt(i), noise: stepNoise[i]);
-            latents = r.Next.MoveToOuterDisposeScope();
-            if (recorded is not null)
-            {
-                recorded.Add(latents);
-                logProbs!.Add(r.LogProb.MoveToOuterDisposeScope());
-            }
-            progress?.Report(i + 1);
-        }
-        var rollout = new Rollout(latents, times, recorded is null ? null : stack(recorded, 1), logProbs is null ? null : stack(logProbs, 1));
-        rollout.Final.MoveToOuterDisposeScope();
-        rollout.Times.MoveToOuterDisposeScope();
-        rollout.Latents?.MoveToOuterDisposeScope();
-        rollout.LogProbs?.MoveToOuterDisposeScope();
-        return rollout;
+        var sampler = Sampler(options, initialLatents.shape[2], initialLatents.shape[3]);
+        return FlowPolicySteps.Sample(sampler, (x, t) => PredictVelocity(_transformer, x, t, condition, options.GuidanceScale),
+            initialLatents, Device, options, generator, progress);
     }
 
     /// <inheritdoc />
@@ -158,25 +129,12 @@ internal sealed class FluxPolicy : IDiffusionPolicy
 
     /// <inheritdoc />
     /// <remarks>Rectified flow's objective, as <see cref="StableDiffusion3Policy.DenoisingLoss"/>: sigma ~ U(0, 1), velocity target noise - x_0.</remarks>
-    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        var device = x0.device;
-        var sigma = rand([x0.shape[0]], dtype: ScalarType.Float32, generator: generator).to(device);
-        var noise = randn(x0.shape, generator: generator).to(device);
-        var s = sigma.view(-1, 1, 1, 1);
-        var noisy = (1 - s) * x0 + s * noise;
-        var prediction = PredictVelocity(_transformer, noisy, sigma * _scheduler.Config.NumTrainTimesteps, condition, guidanceScale);
-        return (prediction - (noise - x0)).pow(2).flatten(1).mean([1L]).MoveToOuterDisposeScope();
-    }
+    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator) =>
+        FlowPolicySteps.DenoisingLoss(x0, generator, _scheduler.Config.NumTrainTimesteps,
+            (noisy, t) => PredictVelocity(_transformer, noisy, t, condition, guidanceScale));
 
     /// <inheritdoc />
-    public void SkipDenoisingDraws(long[] x0Shape, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        rand([x0Shape[0]], dtype: ScalarType.Float32, generator: generator);
-        randn(x0Shape, generator: generator);
-    }
+    public void SkipDenoisingDraws(long[] x0Shape, Generator generator) => FlowPolicySteps.SkipDraws(x0Shape, generator);
 
     /// <inheritdoc />
     public Tensor Decode(Tensor latents) => Pipeline.DecodeToImages(latents);

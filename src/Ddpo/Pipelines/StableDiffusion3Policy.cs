@@ -114,39 +114,9 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
     internal Rollout SampleFrom(Tensor initialLatents, Conditioning condition, Conditioning? unconditional, SamplingOptions options,
         Generator? generator, IProgress<int>? progress)
     {
-        using var outer = NewDisposeScope();
-        using var noGrad = no_grad();
         var sampler = Sampler(options);
-        var schedule = sampler.Schedule(options.NumSteps);
-        long steps = schedule.shape[0];
-        var shape = initialLatents.shape;
-        var latents = HostCopy.ToDevice(initialLatents.to(ScalarType.Float32, copy: true), Device);
-        // As the DDIM policy: the times and every step's noise go to the device before the loop, so it never waits.
-        var times = HostCopy.ToDevice(schedule, Device);
-        var stepNoise = Enumerable.Range(0, (int)steps)
-            .Select(_ => HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device)).ToList();
-        var recorded = options.RecordTrajectory ? new List<Tensor> { latents } : null;
-        var logProbs = options.RecordTrajectory ? new List<Tensor>() : null;
-        for (int i = 0; i < steps; i++)
-        {
-            using var step = NewDisposeScope();
-            var t = times[i];
-            var v = PredictVelocity(_transformer, latents, t, condition, unconditional, options.GuidanceScale);
-            var r = sampler.Step(v, t, latents, options.EtaAt(i), noise: stepNoise[i]);
-            latents = r.Next.MoveToOuterDisposeScope();
-            if (recorded is not null)
-            {
-                recorded.Add(latents);
-                logProbs!.Add(r.LogProb.MoveToOuterDisposeScope());
-            }
-            progress?.Report(i + 1);
-        }
-        var rollout = new Rollout(latents, times, recorded is null ? null : stack(recorded, 1), logProbs is null ? null : stack(logProbs, 1));
-        rollout.Final.MoveToOuterDisposeScope();
-        rollout.Times.MoveToOuterDisposeScope();
-        rollout.Latents?.MoveToOuterDisposeScope();
-        rollout.LogProbs?.MoveToOuterDisposeScope();
-        return rollout;
+        return FlowPolicySteps.Sample(sampler, (x, t) => PredictVelocity(_transformer, x, t, condition, unconditional, options.GuidanceScale),
+            initialLatents, Device, options, generator, progress);
     }
 
     /// <inheritdoc />
@@ -169,25 +139,12 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
     /// Rectified flow's training objective (SD3's): sigma ~ U(0, 1) per sample, x_sigma = (1 - sigma) x_0 + sigma noise,
     /// the (guided, with <paramref name="unconditional"/>) velocity regressed onto noise - x_0. Draws sigma, then the noise.
     /// </remarks>
-    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        var device = x0.device;
-        var sigma = rand([x0.shape[0]], dtype: ScalarType.Float32, generator: generator).to(device);
-        var noise = randn(x0.shape, generator: generator).to(device);
-        var s = sigma.view(-1, 1, 1, 1);
-        var noisy = (1 - s) * x0 + s * noise;
-        var prediction = PredictVelocity(_transformer, noisy, sigma * _scheduler.Config.NumTrainTimesteps, condition, unconditional, guidanceScale);
-        return (prediction - (noise - x0)).pow(2).flatten(1).mean([1L]).MoveToOuterDisposeScope();
-    }
+    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator) =>
+        FlowPolicySteps.DenoisingLoss(x0, generator, _scheduler.Config.NumTrainTimesteps,
+            (noisy, t) => PredictVelocity(_transformer, noisy, t, condition, unconditional, guidanceScale));
 
     /// <inheritdoc />
-    public void SkipDenoisingDraws(long[] x0Shape, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        rand([x0Shape[0]], dtype: ScalarType.Float32, generator: generator);
-        randn(x0Shape, generator: generator);
-    }
+    public void SkipDenoisingDraws(long[] x0Shape, Generator generator) => FlowPolicySteps.SkipDraws(x0Shape, generator);
 
     /// <inheritdoc />
     public Tensor Decode(Tensor latents) => Pipeline.DecodeToImages(latents);
