@@ -128,6 +128,14 @@ internal sealed class FluxPolicy : IDiffusionPolicy
     }
 
     /// <inheritdoc />
+    public PredictionType Prediction => PredictionType.Velocity;
+
+    /// <inheritdoc />
+    /// <remarks>FLUX guides through its guidance embedding: <paramref name="unconditional"/> is not used.</remarks>
+    public Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale) =>
+        PredictVelocity(_transformer, latents, times, condition, guidanceScale);
+
+    /// <inheritdoc />
     /// <remarks>Rectified flow's objective, as <see cref="StableDiffusion3Policy.DenoisingLoss"/>: sigma ~ U(0, 1), velocity target noise - x_0.</remarks>
     public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator) =>
         FlowPolicySteps.DenoisingLoss(x0, generator, _scheduler.Config.NumTrainTimesteps,

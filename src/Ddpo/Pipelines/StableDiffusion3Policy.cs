@@ -135,6 +135,13 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
     }
 
     /// <inheritdoc />
+    public PredictionType Prediction => PredictionType.Velocity;
+
+    /// <inheritdoc />
+    public Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale) =>
+        PredictVelocity(_transformer, latents, times, condition, unconditional, guidanceScale);
+
+    /// <inheritdoc />
     /// <remarks>
     /// Rectified flow's training objective (SD3's): sigma ~ U(0, 1) per sample, x_sigma = (1 - sigma) x_0 + sigma noise,
     /// the (guided, with <paramref name="unconditional"/>) velocity regressed onto noise - x_0. Draws sigma, then the noise.

@@ -154,6 +154,19 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     }
 
     /// <inheritdoc />
+    public PredictionType Prediction => _scheduler.Config.PredictionType switch
+    {
+        "epsilon" => PredictionType.Epsilon,
+        "sample" => PredictionType.Sample,
+        "v_prediction" => PredictionType.VPrediction,
+        var other => throw new InvalidOperationException($"scheduler prediction_type '{other}' is not supported"),
+    };
+
+    /// <inheritdoc />
+    public Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale) =>
+        PredictNoise(_unet, latents, times, condition[PromptEmbeds], unconditional?[PromptEmbeds], guidanceScale);
+
+    /// <inheritdoc />
     /// <remarks>
     /// As jannerm/ddpo's <c>diffusion.train_step</c>: x_t = add_noise(x_0, noise, t) with t ~ U{0 .. num_train_timesteps - 1};
     /// the prediction is the guided one when <paramref name="unconditional"/> is given (<c>train_cfg</c>), regressed onto

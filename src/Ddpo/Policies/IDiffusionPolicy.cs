@@ -61,6 +61,19 @@ internal interface IDiffusionPolicy : IDisposable
     /// </summary>
     Transition Evaluate(TransitionBatch batch, SamplingOptions options);
 
+    /// <summary>What <see cref="Predict"/> returns: the noise (DDIM families) or the velocity (flow families).</summary>
+    PredictionType Prediction { get; }
+
+    /// <summary>
+    /// The denoiser's output at <paramref name="latents"/> (the family's latent layout, as in <see cref="Rollout.Final"/>)
+    /// and <paramref name="times"/> (0-d or [B], in the units of <see cref="Rollout.Times"/>), guided as
+    /// <see cref="Evaluate"/> guides: with <paramref name="unconditional"/> and <paramref name="guidanceScale"/> for a
+    /// classifier-free family, through the guidance embedding for FLUX. Float32 (float64 for a float64 denoiser), on
+    /// <see cref="Device"/>; gradients flow when enabled. The building block of algorithms that need the model's output
+    /// rather than a step's log-probability (reward backpropagation, DiffusionNFT).
+    /// </summary>
+    Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale);
+
     /// <summary>
     /// The family's denoising (regression) loss on clean samples <paramref name="x0"/>, per sample [B]: a random
     /// time and fresh noise per sample drawn from <paramref name="generator"/> (reward-weighted regression).

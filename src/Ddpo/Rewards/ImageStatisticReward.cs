@@ -6,7 +6,7 @@ namespace Ddpo.Rewards;
 /// Rewards computed from pixel statistics, with no model: cheap "watch" rewards that reveal when
 /// optimising another reward degrades images (e.g. compressibility flattening them).
 /// </summary>
-public sealed class ImageStatisticReward : IRewardFunction
+public sealed class ImageStatisticReward : IDifferentiableReward
 {
     private readonly Func<Tensor, Tensor> _score;
 
@@ -50,5 +50,15 @@ public sealed class ImageStatisticReward : IRewardFunction
         using var scope = NewDisposeScope();
         var values = _score(batch.Images.to(ScalarType.Float32)).data<float>().ToArray();
         return Task.FromResult(new RewardResult(values));
+    }
+
+    /// <inheritdoc />
+    public Tensor ScoreDifferentiable(Tensor images, IReadOnlyList<string> prompts)
+    {
+        if (images.dim() != 4 || images.shape[1] != 3)
+        {
+            throw new ArgumentException($"{Name}: expected images [B, 3, H, W], got [{string.Join(", ", images.shape)}]");
+        }
+        return _score(images.to(ScalarType.Float32));
     }
 }
