@@ -129,6 +129,9 @@ internal static class ConfigSchema
                 }
                 return null;
             }));
+        Str("reward_mix", c => c.RewardMix, (c, v) => c.RewardMix = v, v =>
+            v is DdpoConfig.RewardAggregation or DdpoConfig.AdvantageAggregation ? null
+                : $"must be \"{DdpoConfig.RewardAggregation}\" or \"{DdpoConfig.AdvantageAggregation}\", got '{v}'");
         Str("watch_rewards", c => c.WatchRewards, (c, v) => c.WatchRewards = v, _ => null);
         Str("device", c => c.Device, (c, v) => c.Device = v, v =>
             v is "cpu" or "cuda" or "auto" || (v.StartsWith("cuda:", StringComparison.Ordinal) && int.TryParse(v[5..], out var n) && n >= 0)

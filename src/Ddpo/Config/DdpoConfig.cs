@@ -63,6 +63,20 @@ public sealed class DdpoConfig
     /// <summary><c>rewards</c>: <c>name = weight</c> components, used when <see cref="RewardFn"/> is <c>"weighted"</c>.</summary>
     public Dictionary<string, double> Rewards { get; set; } = [];
 
+    /// <summary>
+    /// <c>reward_mix</c>: how the components of a weighted reward become advantages. <c>"reward_aggr"</c> (default,
+    /// Flow-GRPO's <c>multi_score</c>): the weighted sum of the rewards is normalised. <c>"advantage_aggr"</c>
+    /// (MixGRPO's <c>--multi_reward_mix advantage_aggr</c>): each component is normalised within its group, then the
+    /// advantages are summed with the weights, so that a reward with a large spread does not drown the others.
+    /// </summary>
+    public string RewardMix { get; set; } = RewardAggregation;
+
+    /// <summary>The default <see cref="RewardMix"/>: normalise the weighted sum.</summary>
+    public const string RewardAggregation = "reward_aggr";
+
+    /// <summary>The <see cref="RewardMix"/> that normalises each component within its group, then sums.</summary>
+    public const string AdvantageAggregation = "advantage_aggr";
+
     /// <summary>Every reward a run computes: <c>reward_fn</c> (or the <c>rewards</c> components) and the <c>watch_rewards</c>.</summary>
     public IReadOnlyList<string> RewardNamesUsed() =>
         (RewardFn == WeightedRewardName ? Rewards.Keys : new[] { RewardFn }.AsEnumerable()).Concat(WatchRewardNames).Distinct().ToArray();
@@ -216,6 +230,11 @@ public sealed class DdpoConfig
         if (RewardFn != WeightedRewardName && Rewards.Count > 0)
         {
             throw Problem("rewards", $"a rewards table is only used with reward_fn = \"{WeightedRewardName}\" (reward_fn is \"{RewardFn}\")");
+        }
+        if (RewardMix == AdvantageAggregation && (RewardFn != WeightedRewardName || Algorithm != TrainingAlgorithm.Grpo))
+        {
+            throw Problem("reward_mix", $"\"{AdvantageAggregation}\" normalises each component of a weighted reward within its group: it needs " +
+                $"reward_fn = \"{WeightedRewardName}\" and algorithm = \"grpo\" (reward_fn is \"{RewardFn}\", algorithm \"{Algorithm.ToConfigName()}\")");
         }
         if (NumTrainTimesteps < 1)
         {

@@ -56,6 +56,28 @@ internal static class GroupAdvantages
     }
 
     /// <summary>
+    /// MixGRPO's <c>advantage_aggr</c> (tulvgengenr/MixGRPO <c>fastvideo/train_grpo_flux.py</c> at 75c797f): each
+    /// component's rewards normalised within the groups by <see cref="Compute"/>, then summed with the weights (no
+    /// second normalisation). Departure: the group std is our GRPO's population std + 1e-4 (MixGRPO: the sample std +
+    /// 1e-8), so that a single component of weight 1 gives exactly GRPO's advantages. Returns the advantages and each
+    /// component's group statistics by name.
+    /// </summary>
+    public static (float[] Advantages, IReadOnlyDictionary<string, GroupAdvantageResult> Components) Aggregate(
+        IReadOnlyList<long> groups, IReadOnlyList<(string Name, double Weight, float[] Rewards)> components)
+    {
+        if (components.Count == 0) throw new ArgumentException("advantage aggregation needs at least one reward component");
+        var total = new float[groups.Count];
+        var results = new Dictionary<string, GroupAdvantageResult>(StringComparer.Ordinal);
+        foreach (var (name, weight, rewards) in components)
+        {
+            var result = Compute(groups, rewards);
+            for (int i = 0; i < total.Length; i++) total[i] += (float)(weight * result.Advantages[i]);
+            results[name] = result;
+        }
+        return (total, results);
+    }
+
+    /// <summary>
     /// The group ids of <paramref name="count"/> samples drawn as <c>sample.group_size</c> repeats of each prompt in a
     /// row: sample i belongs to group <paramref name="firstGroup"/> + i / <paramref name="groupSize"/>.
     /// </summary>

@@ -118,4 +118,39 @@ public sealed class GroupAdvantagesTests
         Assert.Contains("sde_window = [2, 5]", ok.ToToml());
         Assert.Contains("sde_window = []", new DdpoConfig().ToToml());
     }
+
+    [Fact]
+    public void AdvantageAggregationNormalisesEachComponentThenWeighs()
+    {
+        long[] groups = [0, 0, 0, 1, 1, 1];
+        float[] small = [0.1f, 0.2f, 0.4f, 0.3f, 0.3f, 0.5f];
+        float[] large = [900f, 100f, 500f, 10f, 70f, 40f];
+        var (aggregated, parts) = GroupAdvantages.Aggregate(groups, [("a", 2.0, small), ("b", 0.5, large)]);
+        var a = GroupAdvantages.Compute(groups, small).Advantages;
+        var b = GroupAdvantages.Compute(groups, large).Advantages;
+        for (int i = 0; i < groups.Length; i++)
+        {
+            Assert.Equal(2.0 * a[i] + 0.5 * b[i], aggregated[i], 5);
+        }
+        Assert.Equal(2, parts["a"].Groups);
+        // One component of weight 1 is GRPO itself.
+        var (single, _) = GroupAdvantages.Aggregate(groups, [("a", 1.0, small)]);
+        Assert.Equal(a, single);
+        // The point of it: summed first, the large reward decides every sign; aggregated, the small one still counts.
+        var summed = GroupAdvantages.Compute(groups, small.Zip(large, (x, y) => x + y).ToArray()).Advantages;
+        var (even, _) = GroupAdvantages.Aggregate(groups, [("a", 1.0, small), ("b", 1.0, large)]);
+        Assert.True(even[2] > summed[2] + 0.5, $"sample 2: aggregated {even[2]} vs summed {summed[2]}");
+        Assert.Throws<ArgumentException>(() => GroupAdvantages.Aggregate(groups, []));
+    }
+
+    [Theory]
+    [InlineData(new[] { "reward_mix=advantage_aggr", "algorithm=grpo", "sample.group_size=2" }, "reward_fn = \"weighted\"")]
+    [InlineData(new[] { "reward_mix=advantage_aggr", "reward_fn=weighted", "rewards={ brightness = 1.0 }" }, "algorithm = \"grpo\"")]
+    [InlineData(new[] { "reward_mix=sum" }, "advantage_aggr")]
+    public void RewardMixNeedsAWeightedRewardAndGrpo(string[] set, string expected)
+    {
+        var e = Assert.Throws<Ddpo.Base.ConfigException>(() => DdpoConfig.Load(null, null, set));
+        Assert.Contains("reward_mix", e.Message);
+        Assert.Contains(expected, e.Message);
+    }
 }

@@ -48,6 +48,29 @@ public sealed class GrpoTrainingTests
         }
     }
 
+    [Fact]
+    public void AdvantageAggregationTrainsOnEveryComponentAndLogsEach()
+    {
+        var dir = TestPaths.NewTempDir();
+        try
+        {
+            var line = Assert.Single(Train(TinyConfig("num_epochs=1", "algorithm=grpo", "sample.group_size=2", "reward_fn=weighted",
+                "rewards={ brightness = 1.0, image_contrast = 100.0 }", "reward_mix=advantage_aggr"), dir));
+            Assert.Equal(2.0, (double)line["groups"]!);
+            Assert.Equal(0.0, (double)line["zero_std_groups_brightness"]!);
+            Assert.Equal(0.0, (double)line["zero_std_groups_image_contrast"]!);
+            Assert.True(double.IsFinite((double)line["reward_brightness_mean"]!));
+            Assert.True(double.IsFinite((double)line["reward_image_contrast_mean"]!));
+            Assert.Equal(0.0, (double)line["zero_std_groups"]!);
+            Assert.Equal(1.0, (double)line["optimizer_steps"]!);
+            Assert.True(double.IsFinite((double)line["loss"]!)); // 0 up to rounding: advantages sum to 0 per group at ratio 1
+        }
+        finally
+        {
+            Directory.Delete(dir, true);
+        }
+    }
+
     [Theory]
     [InlineData(true)]
     [InlineData(false)]

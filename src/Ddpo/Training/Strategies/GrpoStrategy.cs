@@ -16,12 +16,25 @@ internal sealed class GrpoStrategy(IDiffusionPolicy policy, DdpoConfig config, R
     {
         var groups = samples.Groups
             ?? throw new InvalidOperationException("algorithm = \"grpo\": the epoch's samples carry no group ids");
+        if (Config.RewardMix == DdpoConfig.AdvantageAggregation) return AggregatedAdvantages(groups, samples);
         var result = GroupAdvantages.Compute(groups, samples.Rewards);
         return new UpdateTargets(null, result.Advantages, new Dictionary<string, object?>
         {
             ["groups"] = result.Groups,
             ["zero_std_groups"] = result.ZeroStdGroups,
         });
+    }
+
+    private UpdateTargets AggregatedAdvantages(long[] groups, EpochSamples samples)
+    {
+        var components = Config.Rewards.OrderBy(kv => kv.Key, StringComparer.Ordinal).Select(kv =>
+            (kv.Key, kv.Value, samples.RewardDetails.TryGetValue(kv.Key, out var r) ? r
+                : throw new InvalidOperationException($"reward_mix = \"{DdpoConfig.AdvantageAggregation}\": the epoch's rewards carry no component '{kv.Key}'")));
+        var (advantages, result) = GroupAdvantages.Aggregate(groups, components.ToList());
+        var metrics = result.ToDictionary(kv => $"zero_std_groups_{kv.Key}", kv => (object?)kv.Value.ZeroStdGroups);
+        metrics["groups"] = result.Values.First().Groups;
+        metrics["zero_std_groups"] = GroupAdvantages.Compute(groups, advantages).ZeroStdGroups; // groups no component tells apart
+        return new UpdateTargets(null, advantages, metrics);
     }
 
     /// <inheritdoc />
