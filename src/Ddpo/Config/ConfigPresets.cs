@@ -210,6 +210,47 @@ public static class ConfigPresets
         num_inner_epochs = 1
         """;
 
+    /// <summary>
+    /// FLUX.1-dev with MixGRPO (tulvgengenr/MixGRPO <c>scripts/finetune/finetune_flux_grpo_MixGRPO.sh</c> at 33d8f56,
+    /// <c>fastvideo/train_grpo_flux.py</c>): Flow-GRPO's SDE (<c>--flow_grpo_sampling</c>, eta 0.7) on a window of 4 of
+    /// the 25 steps (<c>group_size=4</c>), ODE steps elsewhere, the window moving 1 step (<c>prog_overlap_step=1</c>)
+    /// every 25 iterations (<c>iters_per_group=25</c>), only the window's steps trained (<c>training_strategy="part"</c>),
+    /// groups of 12, one optimizer step per 3 samples per GPU on 32 GPUs. Departures: the window stops at the last
+    /// steps where MixGRPO's rolls back to the start (<c>--roll_back</c>); FLUX's own dynamic shift (MixGRPO:
+    /// <c>--shift 3</c>); different initial noise per image unless <c>sample.init_same_noise</c> is set; LoRA instead
+    /// of MixGRPO's full fine-tuning.
+    /// </summary>
+    private const string MixGrpoFlux = """
+        algorithm = "grpo"
+
+        [sample]
+        num_steps = 25 # sampling_steps=25
+        eta = 0.7 # eta=0.7
+        sde_type = "flow_sde" # --flow_grpo_sampling
+        sde_window = [0, 4] # group_size=4 (the SDE window), starting at cur_timestep 0
+        sde_window_shift = 1 # --prog_overlap_step 1
+        sde_window_shift_every = 25 # iters_per_group=25
+        guidance_scale = 3.5 # FLUX.1-dev's guidance embedding (--cfg 0.0)
+        resolution = 720 # --h 720 --w 720
+        max_sequence_length = 512
+        samples_per_epoch = 384 # 32 GPUs (4 nodes x 8) x --train_batch_size 1 prompt x --num_generations 12
+        group_size = 12 # --num_generations 12 (--use_group)
+        batch_size = 1
+
+        [train]
+        cfg = false
+        timestep_fraction = 1.0 # every step of the window (training_strategy="part")
+        batch_size = 1
+        total_batch_size = 96 # gradient_accumulation_steps=3 samples x 32 GPUs per optimizer step (4 per epoch)
+        learning_rate = 1e-5 # --learning_rate 1e-5
+        adam_weight_decay = 1e-4 # --weight_decay 0.0001
+        max_grad_norm = 1.0
+        clip_range = 1e-4 # --clip_range 1e-4
+        adv_clip_max = 5.0 # --adv_clip_max 5.0
+        kl_coef = 0.0 # kl_coeff=0.0
+        num_inner_epochs = 1
+        """;
+
     /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
     public const string BuiltinLayer = "builtin";
 
@@ -262,6 +303,7 @@ public static class ConfigPresets
             reward_fn = "{RewardNames.AestheticScore}"
             prompt_fn = "simple_animals"
             """, DanceGrpoFlux],
+        ["flux-compressibility-mixgrpo"] = [Compressibility, MixGrpoFlux],
         ["prompt_image_alignment"] = [Compressibility, $"""
             num_epochs = 200
             prompt_fn = "nouns_activities"

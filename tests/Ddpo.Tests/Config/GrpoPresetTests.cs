@@ -1,4 +1,5 @@
 using Ddpo.Config;
+using Ddpo.Schedulers;
 using Xunit;
 
 namespace Ddpo.Tests.Config;
@@ -37,5 +38,24 @@ public sealed class GrpoPresetTests
         Assert.Equal(96, c.Counts.SamplesPerEpoch);
         Assert.Equal(1, c.Counts.OptimizerStepsPerEpoch);
         Assert.Contains("compressibility-grpo", ConfigPresets.Names);
+    }
+
+    [Theory]
+    [InlineData(1)]
+    [InlineData(8)]
+    public void MixGrpoPresetSlidesAFourStepWindowOverTwentyFiveSteps(int worldSize)
+    {
+        var c = DdpoConfig.Load(null, "flux-compressibility-mixgrpo", null, worldSize);
+        Assert.Equal(TrainingAlgorithm.Grpo, c.Algorithm);
+        Assert.Equal(25, c.Sample.NumSteps);
+        Assert.Equal(0.7, c.Sample.Eta);
+        Assert.Equal("flow_sde", c.Sample.SdeType);
+        Assert.Equal(12, c.Sample.GroupSize);
+        Assert.Equal(384, c.Counts.SamplesPerEpoch);
+        Assert.Equal(4, c.Counts.OptimizerStepsPerEpoch);
+        Assert.Equal(0.0, c.Train.KlCoef);
+        Assert.Equal(new StepWindow(0, 4), SdeWindow.At(c.Sample, 24));
+        Assert.Equal(new StepWindow(1, 5), SdeWindow.At(c.Sample, 25));
+        Assert.Equal(new StepWindow(21, 25), SdeWindow.At(c.Sample, 10_000)); // stops at the end
     }
 }
