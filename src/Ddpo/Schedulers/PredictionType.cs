@@ -1,4 +1,4 @@
-namespace Ddpo.Policies;
+namespace Ddpo.Schedulers;
 
 /// <summary>What a denoiser predicts (diffusers' <c>prediction_type</c>, as far as training needs it).</summary>
 internal enum PredictionType
