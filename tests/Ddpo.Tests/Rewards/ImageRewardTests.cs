@@ -30,8 +30,9 @@ public sealed class ImageRewardTests(ITestOutputHelper output)
     private static string ModelDir => Path.Combine(Dir, "model");
     private static string TokenizerDir => Path.Combine(Dir, "bert-base-uncased");
 
-    private static readonly string[] Prompts =
-        ["a photo of a cat riding a horse", "An oil painting of a lighthouse at sunset, studio lighting!", "two cats sleeping on a sofa"];
+    /// <summary>The fixture's prompts (io.json), one per image.</summary>
+    private static readonly string[] Prompts = JsonNode.Parse(File.ReadAllText(Path.Combine(Dir, "io.json")))!["prompts"]!
+        .AsArray().Select(p => p!.GetValue<string>()).ToArray();
 
     private static Dictionary<string, Tensor> Io() => SafetensorsFile.Load(Path.Combine(Dir, "io.safetensors"));
 
@@ -176,7 +177,7 @@ public sealed class ImageRewardTests(ITestOutputHelper output)
         try
         {
             using var reward = new ImageRewardReward(ImageRewardScorer.Load(ModelDir, TokenizerDir));
-            var pre = new ImageRewardPreprocessor(32);
+            var pre = new ImageRewardPreprocessor(ImageRewardModel.LoadConfig(ModelDir).Vision.ImageSize);
             var scores = new float[3];
             for (int i = 0; i < 3; i++)
             {
