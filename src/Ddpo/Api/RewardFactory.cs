@@ -3,6 +3,7 @@ using Ddpo.Config;
 using Ddpo.Models.Loading;
 using Ddpo.Rewards.Aesthetic;
 using Ddpo.Rewards.Alignment;
+using Ddpo.Rewards.ImageReward;
 using Ddpo.Rewards.Remote;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
@@ -14,7 +15,7 @@ namespace Ddpo;
 /// <summary>
 /// The rewards built from a config, in the front door so that the config layer stays plain settings: the learned and
 /// remote rewards, from a config's <c>[reward.*]</c> sections:
-/// <c>aesthetic_score</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c> and <c>remote</c>.
+/// <c>aesthetic_score</c>, <c>imagereward</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c> and <c>remote</c>.
 /// Models are loaded and settings checked when a reward is created, so only the rewards a run uses need
 /// their settings; a missing one is a <see cref="ConfigException"/> naming the key.
 /// </summary>
@@ -30,6 +31,7 @@ internal static class RewardFactory
         ArgumentNullException.ThrowIfNull(config);
         var r = config.Reward;
         registry.Register(RewardNames.AestheticScore, () => CreateAesthetic(config));
+        registry.Register(RewardNames.ImageReward, () => CreateImageReward(config));
         registry.Register(RewardNames.PromptImageAlignment, () =>
         {
             var scorer = CreateBertScorer(r.BertScore, Device(config));
@@ -83,6 +85,30 @@ internal static class RewardFactory
                 "(sac+logos+ava1-l14-linearMSE converted): --set reward.aesthetic.head=PATH");
         }
         return new AestheticReward(AestheticScorer.Load(a.ClipModel, a.Head, Device(config), a.BatchSize));
+    }
+
+    private static ImageRewardReward CreateImageReward(DdpoConfig config)
+    {
+        var ir = config.Reward.ImageReward;
+        if (string.IsNullOrWhiteSpace(ir.Model))
+        {
+            throw new ConfigException($"reward.imagereward.model: {RewardNames.ImageReward} needs the ImageReward model: a folder with ImageReward.pt " +
+                "(or model.safetensors) and med_config.json from THUDM/ImageReward, or the ImageReward.pt file: --set reward.imagereward.model=PATH");
+        }
+        if (!Directory.Exists(ir.Model) && !File.Exists(ir.Model))
+        {
+            throw new ConfigException($"reward.imagereward.model: '{ir.Model}' does not exist (expected a folder with ImageReward.pt or model.safetensors, or the weight file)");
+        }
+        var tokenizer = string.IsNullOrWhiteSpace(ir.Tokenizer)
+            ? (Directory.Exists(ir.Model) ? ir.Model : Path.GetDirectoryName(Path.GetFullPath(ir.Model))!)
+            : ir.Tokenizer;
+        if (!File.Exists(Path.Combine(tokenizer, "vocab.txt")))
+        {
+            var key = string.IsNullOrWhiteSpace(ir.Tokenizer) ? "reward.imagereward.tokenizer (unset, so the model folder was tried)" : "reward.imagereward.tokenizer";
+            throw new ConfigException($"{key}: no vocab.txt in '{tokenizer}'; {RewardNames.ImageReward} needs the bert-base-uncased tokenizer folder: " +
+                "--set reward.imagereward.tokenizer=PATH");
+        }
+        return new ImageRewardReward(ImageRewardScorer.Load(ir.Model, tokenizer, Device(config), ir.BatchSize));
     }
 
     /// <summary>The BERTScore scorer a config asks for: the folder in <c>reward.bertscore.model</c>, or the built-in all-MiniLM-L6-v2.</summary>

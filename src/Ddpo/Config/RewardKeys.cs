@@ -37,6 +37,11 @@ internal static class RewardKeys
         Str("reward.aesthetic.head", r => r.Aesthetic.Head, (r, v) => r.Aesthetic.Head = v);
         Int("reward.aesthetic.batch_size", r => r.Aesthetic.BatchSize, (r, v) => r.Aesthetic.BatchSize = v, 1);
 
+        // [reward.imagereward]
+        Str("reward.imagereward.model", r => r.ImageReward.Model, (r, v) => r.ImageReward.Model = v);
+        Str("reward.imagereward.tokenizer", r => r.ImageReward.Tokenizer, (r, v) => r.ImageReward.Tokenizer = v);
+        Int("reward.imagereward.batch_size", r => r.ImageReward.BatchSize, (r, v) => r.ImageReward.BatchSize = v, 1);
+
         // [reward.bertscore]
         Str("reward.bertscore.model", r => r.BertScore.Model, (r, v) => r.BertScore.Model = v);
         Int("reward.bertscore.num_layers", r => r.BertScore.NumLayers, (r, v) => r.BertScore.NumLayers = v, -1);

@@ -10,6 +10,9 @@ public sealed class RewardConfig
     /// <summary><c>[reward.aesthetic]</c>: the LAION aesthetic predictor (<c>aesthetic_score</c>).</summary>
     public AestheticRewardConfig Aesthetic { get; set; } = new();
 
+    /// <summary><c>[reward.imagereward]</c>: ImageReward (<c>imagereward</c>).</summary>
+    public ImageRewardRewardConfig ImageReward { get; set; } = new();
+
     /// <summary><c>[reward.bertscore]</c>: the in-process BERTScore used by <c>prompt_image_alignment</c>.</summary>
     public BertScoreRewardConfig BertScore { get; set; } = new();
 
@@ -30,6 +33,23 @@ public sealed class AestheticRewardConfig
     public string Head { get; set; } = "";
 
     /// <summary><c>batch_size</c>: images per CLIP forward pass.</summary>
+    public int BatchSize { get; set; } = 16;
+}
+
+/// <summary>The <c>[reward.imagereward]</c> section.</summary>
+public sealed class ImageRewardRewardConfig
+{
+    /// <summary>
+    /// <c>model</c>: an ImageReward folder (<c>model.safetensors</c> or <c>ImageReward.pt</c>, with <c>med_config.json</c> and,
+    /// for sizes other than ImageReward-v1.0's, <c>config.json</c>), or the weight file itself (<c>ImageReward.pt</c> is read
+    /// by the restricted unpickler).
+    /// </summary>
+    public string Model { get; set; } = "";
+
+    /// <summary><c>tokenizer</c>: the <c>bert-base-uncased</c> tokenizer folder (<c>vocab.txt</c>); <c>""</c> = the model folder.</summary>
+    public string Tokenizer { get; set; } = "";
+
+    /// <summary><c>batch_size</c>: pairs per forward pass.</summary>
     public int BatchSize { get; set; } = 16;
 }
 

@@ -24,6 +24,9 @@ public static class RewardNames
     /// <summary>Fraction of metadata questions a VLM answers as expected (ddpo-pytorch <c>llava_strict_satisfaction</c>).</summary>
     public const string VlmStrictSatisfaction = "vlm_strict_satisfaction";
 
+    /// <summary>ImageReward-v1.0 (THUDM/ImageReward): BLIP image-text reward model of human preference; registered by <c>Ddpo.RewardFactory</c>.</summary>
+    public const string ImageReward = "imagereward";
+
     /// <summary>A reward server speaking the JSON reward protocol (docs/rewards.md).</summary>
     public const string Remote = "remote";
 
