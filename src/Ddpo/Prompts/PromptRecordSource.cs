@@ -81,11 +81,12 @@ public sealed class PromptRecordSource : IPromptSource
         {
             throw new ConfigException($"{where}: \"{PromptField}\" must be a non-empty string");
         }
-        var metadata = new Dictionary<string, string>();
+        // Strings for the rewards that read fields, and each field's JSON for those that send the record on (geneval).
+        var metadata = new RecordMetadata();
         foreach (var (key, field) in record)
         {
             if (key == PromptField) continue;
-            metadata[key] = field is JsonValue v && v.TryGetValue<string>(out var s) ? s : field?.ToJsonString() ?? "null";
+            metadata.Add(key, field);
         }
         return new PromptSample(prompt.Trim(), metadata);
     }
