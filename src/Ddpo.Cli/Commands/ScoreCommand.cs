@@ -59,7 +59,7 @@ internal static class ScoreCommand
         JsonNode? node;
         try
         {
-            node = JsonNode.Parse(text);
+            node = JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {

@@ -66,7 +66,8 @@ public sealed class PromptRecordSource : IPromptSource
     {
         try
         {
-            return JsonNode.Parse(text);
+            // A repeated field is an error here, not a failure when the record is first read.
+            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {

@@ -31,6 +31,8 @@ public sealed class GenevalPromptFileTests
         record.Add("count", JsonValue.Create(2));
         Assert.Equal("[1]", record["label"]);
         Assert.Equal("2", record["count"]);
+        // Saved with the pending samples as any metadata dictionary is.
+        Assert.Equal("{\"label\":\"[1]\",\"count\":\"2\"}", System.Text.Json.JsonSerializer.Serialize<IReadOnlyDictionary<string, string>>(record));
         var back = RecordMetadata.ToJson(record);
         Assert.Equal("[1]", back["label"]!.GetValue<string>());
         Assert.Equal(2, back["count"]!.GetValue<int>());
@@ -52,6 +54,10 @@ public sealed class GenevalPromptFileTests
             e = Assert.Throws<ConfigException>(() => PromptRecordSource.Load(file));
             Assert.Contains($"{file} line 2", e.Message);
             Assert.Contains("\"prompt\" must be a non-empty string", e.Message);
+
+            File.WriteAllLines(file, ["{\"prompt\": \"a cat\", \"tag\": \"a\", \"tag\": \"b\"}"]);
+            e = Assert.Throws<ConfigException>(() => PromptRecordSource.Load(file));
+            Assert.Contains($"{file} line 1", e.Message);
 
             File.WriteAllLines(file, ["[\"a cat\"]"]);
             e = Assert.Throws<ConfigException>(() => PromptRecordSource.Load(file));
