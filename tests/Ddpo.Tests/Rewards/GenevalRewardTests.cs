@@ -28,7 +28,7 @@ public sealed class GenevalRewardTests
     /// A GenEval server as reward-server's: checks the fields Flow-GRPO sends, answers scores = include count / 4,
     /// rewards = 1 for counting prompts, strict_rewards = 0.5, and one group list per tag with -10 for other tags.
     /// </summary>
-    private static (int, string) GenevalServer(SeenRequest r, List<JsonObject> seen)
+    internal static (int, string) GenevalServer(SeenRequest r, List<JsonObject> seen)
     {
         if (r.Method != "POST" || r.Path != "/") return (404, $"no route {r.Method} {r.Path}");
         var req = JsonNode.Parse(r.Body)!.AsObject();
