@@ -14,6 +14,7 @@ internal static class CommandCatalog
         ExportCommand.Create(),
         ReportCommand.Create(),
         EvalCommand.Create(),
+        ScoreCommand.Create(),
         InitTinyCommand.Create(),
         BenchCommand.Create(),
         DoctorCommand.Create(),

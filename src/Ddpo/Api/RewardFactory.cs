@@ -4,6 +4,7 @@ using Ddpo.Models.Loading;
 using Ddpo.Rewards.Aesthetic;
 using Ddpo.Rewards.Alignment;
 using Ddpo.Rewards.ImageReward;
+using Ddpo.Rewards.Ocr;
 using Ddpo.Rewards.Remote;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
@@ -15,7 +16,8 @@ namespace Ddpo;
 /// <summary>
 /// The rewards built from a config, in the front door so that the config layer stays plain settings: the learned and
 /// remote rewards, from a config's <c>[reward.*]</c> sections:
-/// <c>aesthetic_score</c>, <c>imagereward</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c> and <c>remote</c>.
+/// <c>aesthetic_score</c>, <c>imagereward</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c>, <c>remote</c>, <c>ocr</c>,
+/// <c>geneval</c> and <c>vlm_score</c>.
 /// Models are loaded and settings checked when a reward is created, so only the rewards a run uses need
 /// their settings; a missing one is a <see cref="ConfigException"/> naming the key.
 /// </summary>
@@ -51,6 +53,21 @@ internal static class RewardFactory
         registry.Register(RewardNames.Remote, () => new RemoteReward(new RemoteRewardOptions(
             r.Server.BaseUrl, r.Server.BatchSize, RewardImageEncoding.Parse(r.Server.ImageFormat, "reward.server.image_format"),
             HttpRetryOptions.FromSeconds(r.Server.TimeoutS, r.Server.MaxRetries, r.Server.BackoffS)), log: log));
+        registry.Register(RewardNames.Ocr, () => new OcrReward(new OcrRewardOptions(
+            r.Ocr.BaseUrl, r.Ocr.BatchSize, RewardImageEncoding.Parse(r.Ocr.ImageFormat, "reward.ocr.image_format"),
+            HttpRetryOptions.FromSeconds(r.Ocr.TimeoutS, r.Ocr.MaxRetries, r.Ocr.BackoffS)), log: log));
+        registry.Register(RewardNames.Geneval, () => new GenevalReward(new GenevalRewardOptions(
+            r.Geneval.BaseUrl, r.Geneval.BatchSize, r.Geneval.OnlyStrict,
+            HttpRetryOptions.FromSeconds(r.Geneval.TimeoutS, r.Geneval.MaxRetries, r.Geneval.BackoffS)), log: log));
+        registry.Register(RewardNames.VlmScore, () =>
+        {
+            if (!VlmScoreScale.TryParse(r.VlmScore.Scale, out var scale))
+            {
+                throw new ConfigException($"reward.vlm_score.scale: must be 1-5 or 0-10, got '{r.VlmScore.Scale}'");
+            }
+            return new VlmScoreReward(CreateVlm(r.Vlm, log, r.VlmScore.MaxTokens), r.VlmScore.Template, scale,
+                RewardImageEncoding.Parse(r.Vlm.ImageFormat, "reward.vlm.image_format"), log);
+        });
         return registry;
     }
 
@@ -126,10 +143,10 @@ internal static class RewardFactory
         return builtin ? BertScorer.CreateDefault(options, device) : BertScorer.FromPretrained(b.Model, options, device);
     }
 
-    private static OpenAiVisionClient CreateVlm(VlmRewardConfig v, Action<string>? log)
+    private static OpenAiVisionClient CreateVlm(VlmRewardConfig v, Action<string>? log, int? maxTokens = null)
     {
         var key = string.IsNullOrEmpty(v.ApiKeyEnv) ? null : Environment.GetEnvironmentVariable(v.ApiKeyEnv);
-        return new OpenAiVisionClient(new OpenAiVisionOptions(v.BaseUrl, v.Model, key, v.MaxTokens, v.Temperature, v.MaxConcurrency,
+        return new OpenAiVisionClient(new OpenAiVisionOptions(v.BaseUrl, v.Model, key, maxTokens ?? v.MaxTokens, v.Temperature, v.MaxConcurrency,
             HttpRetryOptions.FromSeconds(v.TimeoutS, v.MaxRetries, v.BackoffS)), log: log);
     }
 }

@@ -1,4 +1,5 @@
 using Ddpo.Rewards;
+using Ddpo.Rewards.Alignment;
 
 namespace Ddpo.Config;
 
@@ -69,5 +70,26 @@ internal static class RewardKeys
         Int("reward.server.max_retries", r => r.Server.MaxRetries, (r, v) => r.Server.MaxRetries = v, 0);
         Float("reward.server.backoff_s", r => r.Server.BackoffS, (r, v) => r.Server.BackoffS = v, 0, exclusive: false);
         Str("reward.server.image_format", r => r.Server.ImageFormat, (r, v) => r.Server.ImageFormat = v, ImageFormat);
+
+        // [reward.ocr]
+        Str("reward.ocr.base_url", r => r.Ocr.BaseUrl, (r, v) => r.Ocr.BaseUrl = v, HttpUrl);
+        Int("reward.ocr.batch_size", r => r.Ocr.BatchSize, (r, v) => r.Ocr.BatchSize = v, 1);
+        Float("reward.ocr.timeout_s", r => r.Ocr.TimeoutS, (r, v) => r.Ocr.TimeoutS = v, 0, exclusive: true);
+        Int("reward.ocr.max_retries", r => r.Ocr.MaxRetries, (r, v) => r.Ocr.MaxRetries = v, 0);
+        Float("reward.ocr.backoff_s", r => r.Ocr.BackoffS, (r, v) => r.Ocr.BackoffS = v, 0, exclusive: false);
+        Str("reward.ocr.image_format", r => r.Ocr.ImageFormat, (r, v) => r.Ocr.ImageFormat = v, ImageFormat);
+
+        // [reward.geneval]
+        Str("reward.geneval.base_url", r => r.Geneval.BaseUrl, (r, v) => r.Geneval.BaseUrl = v, HttpUrl);
+        Int("reward.geneval.batch_size", r => r.Geneval.BatchSize, (r, v) => r.Geneval.BatchSize = v, 1);
+        Bool("reward.geneval.only_strict", r => r.Geneval.OnlyStrict, (r, v) => r.Geneval.OnlyStrict = v);
+        Float("reward.geneval.timeout_s", r => r.Geneval.TimeoutS, (r, v) => r.Geneval.TimeoutS = v, 0, exclusive: true);
+        Int("reward.geneval.max_retries", r => r.Geneval.MaxRetries, (r, v) => r.Geneval.MaxRetries = v, 0);
+        Float("reward.geneval.backoff_s", r => r.Geneval.BackoffS, (r, v) => r.Geneval.BackoffS = v, 0, exclusive: false);
+
+        // [reward.vlm_score] (the server is [reward.vlm]'s)
+        Str("reward.vlm_score.template", r => r.VlmScore.Template, (r, v) => r.VlmScore.Template = v, VlmScoreTemplates.Check);
+        Str("reward.vlm_score.scale", r => r.VlmScore.Scale, (r, v) => r.VlmScore.Scale = v, v => VlmScoreScale.TryParse(v, out _) ? null : $"must be 1-5 or 0-10, got '{v}'");
+        Int("reward.vlm_score.max_tokens", r => r.VlmScore.MaxTokens, (r, v) => r.VlmScore.MaxTokens = v, 1);
     }
 }

@@ -66,7 +66,8 @@ public sealed class PromptRecordSource : IPromptSource
     {
         try
         {
-            return JsonNode.Parse(text);
+            // A repeated field is an error here, not a failure when the record is first read.
+            return JsonNode.Parse(text, documentOptions: new JsonDocumentOptions { AllowDuplicateProperties = false });
         }
         catch (JsonException e)
         {
@@ -81,11 +82,12 @@ public sealed class PromptRecordSource : IPromptSource
         {
             throw new ConfigException($"{where}: \"{PromptField}\" must be a non-empty string");
         }
-        var metadata = new Dictionary<string, string>();
+        // Strings for the rewards that read fields, and each field's JSON for those that send the record on (geneval).
+        var metadata = new RecordMetadata();
         foreach (var (key, field) in record)
         {
             if (key == PromptField) continue;
-            metadata[key] = field is JsonValue v && v.TryGetValue<string>(out var s) ? s : field?.ToJsonString() ?? "null";
+            metadata.Add(key, field);
         }
         return new PromptSample(prompt.Trim(), metadata);
     }

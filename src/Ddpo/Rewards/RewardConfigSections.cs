@@ -21,6 +21,15 @@ public sealed class RewardConfig
 
     /// <summary><c>[reward.server]</c>: a reward model behind the JSON reward protocol (<c>remote</c>).</summary>
     public RewardServerConfig Server { get; set; } = new();
+
+    /// <summary><c>[reward.ocr]</c>: the OCR server of the <c>ocr</c> reward (internal: set through config keys).</summary>
+    internal OcrRewardConfig Ocr { get; set; } = new();
+
+    /// <summary><c>[reward.geneval]</c>: the GenEval server of the <c>geneval</c> reward.</summary>
+    internal GenevalRewardConfig Geneval { get; set; } = new();
+
+    /// <summary><c>[reward.vlm_score]</c>: the template and scale of the <c>vlm_score</c> reward.</summary>
+    internal VlmScoreRewardConfig VlmScore { get; set; } = new();
 }
 
 /// <summary>The <c>[reward.aesthetic]</c> section.</summary>

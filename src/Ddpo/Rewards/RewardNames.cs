@@ -30,6 +30,18 @@ public static class RewardNames
     /// <summary>A reward server speaking the JSON reward protocol (docs/rewards.md).</summary>
     public const string Remote = "remote";
 
+    /// <summary>
+    /// Text rendering (Flow-GRPO <c>ocr</c>): an OCR server reads each image, scored by edit distance against the
+    /// prompt's quoted text; registered by <c>Ddpo.RewardFactory</c>.
+    /// </summary>
+    public const string Ocr = "ocr";
+
+    /// <summary>GenEval's object detector behind Flow-GRPO's reward-server protocol (Flow-GRPO <c>geneval</c>), with GenEval metadata per prompt.</summary>
+    public const string Geneval = "geneval";
+
+    /// <summary>A VLM's rating (1-5 or 0-10) of each image for its prompt, mapped to [0, 1] (Flow-GRPO <c>unifiedreward</c>).</summary>
+    public const string VlmScore = "vlm_score";
+
     /// <summary>RMS contrast of the image's luminance (an image-statistics score, handy as a watch reward).</summary>
     public const string ImageContrast = "image_contrast";
 

@@ -58,9 +58,10 @@ public sealed class OpenAiVisionClient : IDisposable
 
     /// <summary>
     /// The model's answer to <paramref name="question"/> about an encoded image (<paramref name="mimeType"/>
-    /// <c>image/png</c> or <c>image/jpeg</c>). An answer without text is returned as <c>""</c>.
+    /// <c>image/png</c> or <c>image/jpeg</c>). An answer without text is returned as <c>""</c>. The text part comes
+    /// first, or the image part when <paramref name="imageFirst"/> (templates written for an image-then-text message).
     /// </summary>
-    public async Task<string> AskAsync(byte[] image, string mimeType, string question, CancellationToken ct)
+    public async Task<string> AskAsync(byte[] image, string mimeType, string question, CancellationToken ct, bool imageFirst = false)
     {
         var model = await ResolveModelAsync(ct).ConfigureAwait(false);
         var body = new JsonObject
@@ -71,13 +72,7 @@ public sealed class OpenAiVisionClient : IDisposable
             ["messages"] = new JsonArray(new JsonObject
             {
                 ["role"] = "user",
-                ["content"] = new JsonArray(
-                    new JsonObject { ["type"] = "text", ["text"] = question },
-                    new JsonObject
-                    {
-                        ["type"] = "image_url",
-                        ["image_url"] = new JsonObject { ["url"] = $"data:{mimeType};base64,{Convert.ToBase64String(image)}" },
-                    }),
+                ["content"] = imageFirst ? new JsonArray(ImagePart(image, mimeType), TextPart(question)) : new JsonArray(TextPart(question), ImagePart(image, mimeType)),
             }),
         };
         await _slots.WaitAsync(ct).ConfigureAwait(false);
@@ -90,6 +85,14 @@ public sealed class OpenAiVisionClient : IDisposable
             _slots.Release();
         }
     }
+
+    private static JsonObject TextPart(string text) => new() { ["type"] = "text", ["text"] = text };
+
+    private static JsonObject ImagePart(byte[] image, string mimeType) => new()
+    {
+        ["type"] = "image_url",
+        ["image_url"] = new JsonObject { ["url"] = $"data:{mimeType};base64,{Convert.ToBase64String(image)}" },
+    };
 
     /// <summary>
     /// The text of <c>choices[0].message.content</c> (a string, or an array of <c>{"type": "text", "text": ...}</c>
