@@ -32,7 +32,8 @@ internal static class ConfigSchema
     /// <summary>Section names, in the order they are written.</summary>
     public static readonly string[] Sections =
         ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained",
-         "reward", "reward.aesthetic", "reward.bertscore", "reward.vlm", "reward.server"];
+         "reward", "reward.aesthetic", "reward.bertscore", "reward.vlm", "reward.server",
+         "reward.pickscore", "reward.clipscore", "reward.hpsv2"];
 
     /// <summary>The free-form tables (any key inside is accepted).</summary>
     public const string PromptFnKwargs = "prompt_fn_kwargs";

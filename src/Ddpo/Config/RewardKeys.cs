@@ -37,6 +37,17 @@ internal static class RewardKeys
         Str("reward.aesthetic.head", r => r.Aesthetic.Head, (r, v) => r.Aesthetic.Head = v);
         Int("reward.aesthetic.batch_size", r => r.Aesthetic.BatchSize, (r, v) => r.Aesthetic.BatchSize = v, 1);
 
+        // [reward.pickscore], [reward.clipscore], [reward.hpsv2]
+        Str("reward.pickscore.model", r => r.PickScore.Model, (r, v) => r.PickScore.Model = v);
+        Str("reward.pickscore.processor", r => r.PickScore.Processor, (r, v) => r.PickScore.Processor = v);
+        Int("reward.pickscore.batch_size", r => r.PickScore.BatchSize, (r, v) => r.PickScore.BatchSize = v, 1);
+        Str("reward.clipscore.model", r => r.ClipScore.Model, (r, v) => r.ClipScore.Model = v);
+        Str("reward.clipscore.processor", r => r.ClipScore.Processor, (r, v) => r.ClipScore.Processor = v);
+        Int("reward.clipscore.batch_size", r => r.ClipScore.BatchSize, (r, v) => r.ClipScore.BatchSize = v, 1);
+        Str("reward.hpsv2.model", r => r.Hpsv2.Model, (r, v) => r.Hpsv2.Model = v);
+        Str("reward.hpsv2.tokenizer", r => r.Hpsv2.Tokenizer, (r, v) => r.Hpsv2.Tokenizer = v);
+        Int("reward.hpsv2.batch_size", r => r.Hpsv2.BatchSize, (r, v) => r.Hpsv2.BatchSize = v, 1);
+
         // [reward.bertscore]
         Str("reward.bertscore.model", r => r.BertScore.Model, (r, v) => r.BertScore.Model = v);
         Int("reward.bertscore.num_layers", r => r.BertScore.NumLayers, (r, v) => r.BertScore.NumLayers = v, -1);
