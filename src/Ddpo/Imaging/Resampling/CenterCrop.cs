@@ -5,7 +5,7 @@ namespace Ddpo.Imaging.Resampling;
 /// torchvision's <c>CenterCrop</c> rounds it half to even (<c>int(round(...))</c>); they differ when
 /// <c>size - crop ≡ 3 (mod 4)</c>.
 /// </summary>
-public static class CenterCrop
+internal static class CenterCrop
 {
     /// <summary>transformers' offset of a <paramref name="crop"/>-long window in <paramref name="size"/>.</summary>
     public static int TransformersOffset(int size, int crop)

@@ -6,7 +6,7 @@ namespace Ddpo.Imaging.Resampling;
 /// in 22-bit fixed point, the horizontal pass first and stored as bytes, then the vertical one; an axis whose size
 /// does not change is not resampled (Pillow libImaging/Resample.c, <c>ImagingResampleHorizontal_8bpc</c>/<c>Vertical</c>).
 /// </summary>
-public static class PilResize
+internal static class PilResize
 {
     // Pillow's PRECISION_BITS (32 - 8 - 2): headroom for 8-bit values times weights that can exceed 1.
     private const int PrecisionBits = 22;

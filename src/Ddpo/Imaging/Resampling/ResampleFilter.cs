@@ -1,7 +1,7 @@
 namespace Ddpo.Imaging.Resampling;
 
 /// <summary>The interpolation filters the reward preprocessors use (PIL's and torch's names for the same kernels).</summary>
-public enum ResampleFilter
+internal enum ResampleFilter
 {
     /// <summary>Triangle filter, support 1 (PIL <c>BILINEAR</c>, torch <c>bilinear</c>).</summary>
     Bilinear,

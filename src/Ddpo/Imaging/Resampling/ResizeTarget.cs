@@ -1,7 +1,7 @@
 namespace Ddpo.Imaging.Resampling;
 
 /// <summary>Output sizes of the resize conventions the reward preprocessors use.</summary>
-public static class ResizeTarget
+internal static class ResizeTarget
 {
     /// <summary>
     /// transformers' <c>shortest_edge</c> and torchvision's <c>Resize(int)</c>: the shorter side becomes

@@ -8,7 +8,7 @@ namespace Ddpo.Imaging.Resampling;
 /// [0, 1] as torch does). Antialiased bicubic/bilinear use Pillow's taps in float; bicubic without antialiasing is
 /// torch's a = -0.75 kernel (torchvision &lt; 0.17's tensor default).
 /// </summary>
-public static class TensorResize
+internal static class TensorResize
 {
     /// <summary>Resizes the last two axes of <paramref name="images"/> ([..., H, W], floating point) to <paramref name="height"/> x <paramref name="width"/>.</summary>
     public static Tensor Resize(Tensor images, int height, int width, ResampleFilter filter, bool antialias = true)

@@ -29,7 +29,7 @@ internal sealed record ClipRewardRecipe(string Name, bool PilPreprocessing, Resa
 /// are quantised to 8 bits first (as Flow-GRPO's reward functions do); the model runs in the given dtype and device
 /// under no_grad, <see cref="BatchSize"/> images at a time. Thread-safe (calls are serialised).
 /// </summary>
-public sealed class ClipModelReward : IDifferentiableReward, IDisposable
+internal sealed class ClipModelReward : IDifferentiableReward, IDisposable
 {
     private readonly ClipModel _model;
     private readonly ClipTokenizer _tokenizer;

@@ -14,7 +14,7 @@ namespace Ddpo.Rewards.Learned;
 /// the cosine, not ×100 (that is evaluation.py's benchmark convention). Images are quantised to 8 bits first (upstream
 /// scores PIL images); the model runs in the given dtype and device under no_grad. Thread-safe (calls are serialised).
 /// </summary>
-public sealed class Hpsv2Reward : IDifferentiableReward, IDisposable
+internal sealed class Hpsv2Reward : IDifferentiableReward, IDisposable
 {
     private readonly OpenClipModel _model;
     private readonly OpenClipTokenizer _tokenizer;
