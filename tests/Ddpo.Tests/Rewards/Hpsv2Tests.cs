@@ -112,6 +112,40 @@ public sealed class Hpsv2Tests(ITestOutputHelper output)
     }
 
     [Fact]
+    public void LoadsTheNestedTorchCheckpointAsTheSafetensors()
+    {
+        using var scope = NewDisposeScope();
+        var io = Io();
+        var dir = TestPaths.NewTempDir("hpsv2-pt");
+        try
+        {
+            // The layout of HPS_v2.1_compressed.pt: {'state_dict': OrderedDict(...)}, written without PyTorch.
+            File.Copy(ConfigPath, Path.Combine(dir, "HPSv2-tiny.json"));
+            var weights = SafetensorsFile.Load(WeightsPath);
+            TorchSaveWriter.WriteNested(Path.Combine(dir, "HPS_tiny_compressed.pt"), weights);
+            var (config, pt, merges) = Hpsv2Reward.FindFiles(dir, Path.Combine(Folder, "tokenizer"));
+            Assert.EndsWith(".pt", pt);
+            using var reward = Hpsv2Reward.Load(config, pt, merges);
+            var prompts = PickScoreTests.Prompts(Folder);
+            for (int i = 0; i < 3; i++)
+            {
+                var s = reward.Score(ImageF32(io[$"image.{i}"]).unsqueeze(0), [prompts[i]]);
+                Assert.True(Math.Abs(s[0] - io["scores"][i].item<float>()) <= Atol, $"score[{i}] from the .pt = {s[0]}");
+            }
+            // A checkpoint missing a key fails strictly, naming the file and the key.
+            weights.Remove("logit_scale");
+            TorchSaveWriter.WriteNested(Path.Combine(dir, "HPS_tiny_compressed.pt"), weights);
+            var e = Assert.Throws<ModelLoadException>(() => OpenClipModel.FromFiles(config, pt, ScalarType.Float32, CPU));
+            Assert.Contains("logit_scale", e.Message);
+            Assert.Contains(pt, e.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
+    [Fact]
     public void ConfigIsReadStrictly()
     {
         var json = (JsonObject)JsonNode.Parse(File.ReadAllText(ConfigPath))!;
