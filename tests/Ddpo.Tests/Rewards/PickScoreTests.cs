@@ -1,4 +1,5 @@
 using System.Text.Json.Nodes;
+using Ddpo.Base;
 using Ddpo.Models.Clip;
 using Ddpo.Models.Loading;
 using Ddpo.Rewards;
@@ -136,6 +137,44 @@ public sealed class PickScoreTests(ITestOutputHelper output)
             TensorAssert.Close(expectedGrad, leaf.grad![0], 1e-3 * gradScale, 0, $"grad_image.{i} / 26");
         }
         output.WriteLine($"tensor path: pixels {worstPixels:g3}, scores {worstScore:g3}, gradients {worstGrad:g3}");
+    }
+
+    [Fact]
+    public void ConfigsAreReadStrictly()
+    {
+        JsonObject Processor() => (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "processor", ClipImageProcessorConfig.FileName)))!;
+        ConfigException Fails(JsonObject json) => Assert.Throws<ConfigException>(() => ClipImageProcessorConfig.FromJson(new JsonConfig(json, "pp.json")));
+        var p = Processor();
+        p["resample"] = 1;
+        Assert.Contains("'resample' = 1", Fails(p).Message);
+        p = Processor();
+        p["crop_size"] = new JsonObject { ["height"] = 24, ["width"] = 24 };
+        Assert.Contains("'crop_size'", Fails(p).Message);
+        p = Processor();
+        p["image_mean"] = new JsonArray(0.5, 0.5);
+        Assert.Contains("'image_mean'", Fails(p).Message);
+        p = Processor();
+        p["do_center_crop"] = false;
+        Assert.Contains("'do_center_crop'", Fails(p).Message);
+        var model = (JsonObject)JsonNode.Parse(File.ReadAllText(Path.Combine(Folder, "model", "config.json")))!;
+        model.Remove("vision_config");
+        var e = Assert.Throws<ConfigException>(() => ClipModelConfig.FromJson(new JsonConfig(model, "config.json")));
+        Assert.Contains("'vision_config'", e.Message);
+        // A weight file missing a key is an error naming the file and the key.
+        var dir = TestPaths.NewTempDir("pickscore-missing");
+        try
+        {
+            File.Copy(Path.Combine(Folder, "model", "config.json"), Path.Combine(dir, "config.json"));
+            var weights = SafetensorsFile.Load(Path.Combine(Folder, "model", "model.safetensors"));
+            weights.Remove("logit_scale");
+            SafetensorsFile.SaveAtomic(Path.Combine(dir, "model.safetensors"), weights);
+            var missing = Assert.Throws<ModelLoadException>(() => ClipModel.FromPretrained(dir, ScalarType.Float32, CPU));
+            Assert.Contains("logit_scale", missing.Message);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
     }
 
     [Fact]
