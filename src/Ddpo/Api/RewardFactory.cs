@@ -5,6 +5,7 @@ using Ddpo.Rewards.Aesthetic;
 using Ddpo.Rewards.Alignment;
 using Ddpo.Rewards.ImageReward;
 using Ddpo.Rewards.Ocr;
+using Ddpo.Rewards.Learned;
 using Ddpo.Rewards.Remote;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
@@ -16,8 +17,8 @@ namespace Ddpo;
 /// <summary>
 /// The rewards built from a config, in the front door so that the config layer stays plain settings: the learned and
 /// remote rewards, from a config's <c>[reward.*]</c> sections:
-/// <c>aesthetic_score</c>, <c>imagereward</c>, <c>prompt_image_alignment</c>, <c>vlm_strict_satisfaction</c>, <c>remote</c>, <c>ocr</c>,
-/// <c>geneval</c> and <c>vlm_score</c>.
+/// <c>aesthetic_score</c>, <c>imagereward</c>, <c>pickscore</c>, <c>clipscore</c>, <c>hpsv2</c>, <c>prompt_image_alignment</c>,
+/// <c>vlm_strict_satisfaction</c>, <c>remote</c>, <c>ocr</c>, <c>geneval</c> and <c>vlm_score</c>.
 /// Models are loaded and settings checked when a reward is created, so only the rewards a run uses need
 /// their settings; a missing one is a <see cref="ConfigException"/> naming the key.
 /// </summary>
@@ -34,6 +35,9 @@ internal static class RewardFactory
         var r = config.Reward;
         registry.Register(RewardNames.AestheticScore, () => CreateAesthetic(config));
         registry.Register(RewardNames.ImageReward, () => CreateImageReward(config));
+        registry.Register(RewardNames.PickScore, () => CreatePickScore(config));
+        registry.Register(RewardNames.ClipScore, () => CreateClipScore(config));
+        registry.Register(RewardNames.Hpsv2, () => CreateHpsv2(config));
         registry.Register(RewardNames.PromptImageAlignment, () =>
         {
             var scorer = CreateBertScorer(r.BertScore, Device(config));
@@ -126,6 +130,50 @@ internal static class RewardFactory
                 "--set reward.imagereward.tokenizer=PATH");
         }
         return new ImageRewardReward(ImageRewardScorer.Load(ir.Model, tokenizer, Device(config), ir.BatchSize));
+    }
+
+    private static ClipModelReward CreatePickScore(DdpoConfig config)
+    {
+        var p = config.Reward.PickScore;
+        RequireFolder(p.Model, "reward.pickscore.model", RewardNames.PickScore,
+            "the PickScore_v1 CLIPModel folder in transformers format (yuvalkirstain/PickScore_v1: config.json + model.safetensors)");
+        var processor = string.IsNullOrWhiteSpace(p.Processor) ? p.Model : p.Processor;
+        RequireFolder(processor, "reward.pickscore.processor", RewardNames.PickScore,
+            "the CLIPProcessor folder Flow-GRPO uses (laion/CLIP-ViT-H-14-laion2B-s32B-b79K: preprocessor_config.json, vocab.json, merges.txt)");
+        var device = Device(config);
+        return ClipModelReward.LoadPickScore(p.Model, processor, device, RewardDType(config, device), p.BatchSize);
+    }
+
+    private static ClipModelReward CreateClipScore(DdpoConfig config)
+    {
+        var c = config.Reward.ClipScore;
+        RequireFolder(c.Model, "reward.clipscore.model", RewardNames.ClipScore,
+            "a CLIPModel folder in transformers format (openai/clip-vit-large-patch14: config.json + model.safetensors)");
+        var processor = string.IsNullOrWhiteSpace(c.Processor) ? c.Model : c.Processor;
+        RequireFolder(processor, "reward.clipscore.processor", RewardNames.ClipScore,
+            "its CLIPProcessor files (preprocessor_config.json, vocab.json, merges.txt; openai/clip-vit-large-patch14 has them beside the model)");
+        var device = Device(config);
+        return ClipModelReward.LoadClipScore(c.Model, processor, device, RewardDType(config, device), c.BatchSize);
+    }
+
+    private static Hpsv2Reward CreateHpsv2(DdpoConfig config)
+    {
+        var h = config.Reward.Hpsv2;
+        RequireFolder(h.Model, "reward.hpsv2.model", RewardNames.Hpsv2,
+            "a folder with the open_clip model config (ViT-H-14.json) and HPSv2.1's weights (HPS_v2.1_compressed.pt or a safetensors conversion)");
+        var tokenizer = string.IsNullOrWhiteSpace(h.Tokenizer) ? h.Model : h.Tokenizer;
+        var (cfg, weights, merges) = Hpsv2Reward.FindFiles(h.Model, tokenizer);
+        var device = Device(config);
+        return Hpsv2Reward.Load(cfg, weights, merges, device, RewardDType(config, device), h.BatchSize);
+    }
+
+    // The frozen models' dtype ([pretrained] dtype): the policy's, so a reward on the same device costs no more than it.
+    private static ScalarType RewardDType(DdpoConfig config, Device device) => TorchRuntime.ResolveDType(config.Pretrained.Dtype, device);
+
+    private static void RequireFolder(string path, string key, string reward, string expected)
+    {
+        if (string.IsNullOrWhiteSpace(path)) throw new ConfigException($"{key}: {reward} needs {expected}: --set {key}=PATH");
+        if (!Directory.Exists(path)) throw new ConfigException($"{key}: folder '{path}' not found ({reward} needs {expected})");
     }
 
     /// <summary>The BERTScore scorer a config asks for: the folder in <c>reward.bertscore.model</c>, or the built-in all-MiniLM-L6-v2.</summary>

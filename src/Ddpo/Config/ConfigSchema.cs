@@ -33,7 +33,8 @@ internal static class ConfigSchema
     public static readonly string[] Sections =
         ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained",
          "reward", "reward.aesthetic", "reward.imagereward", "reward.bertscore", "reward.vlm", "reward.server",
-         "reward.ocr", "reward.geneval", "reward.vlm_score"];
+         "reward.ocr", "reward.geneval", "reward.vlm_score",
+         "reward.pickscore", "reward.clipscore", "reward.hpsv2"];
 
     /// <summary>The free-form tables (any key inside is accepted).</summary>
     public const string PromptFnKwargs = "prompt_fn_kwargs";

@@ -42,6 +42,16 @@ internal static class RewardKeys
         Str("reward.imagereward.model", r => r.ImageReward.Model, (r, v) => r.ImageReward.Model = v);
         Str("reward.imagereward.tokenizer", r => r.ImageReward.Tokenizer, (r, v) => r.ImageReward.Tokenizer = v);
         Int("reward.imagereward.batch_size", r => r.ImageReward.BatchSize, (r, v) => r.ImageReward.BatchSize = v, 1);
+        // [reward.pickscore], [reward.clipscore], [reward.hpsv2]
+        Str("reward.pickscore.model", r => r.PickScore.Model, (r, v) => r.PickScore.Model = v);
+        Str("reward.pickscore.processor", r => r.PickScore.Processor, (r, v) => r.PickScore.Processor = v);
+        Int("reward.pickscore.batch_size", r => r.PickScore.BatchSize, (r, v) => r.PickScore.BatchSize = v, 1);
+        Str("reward.clipscore.model", r => r.ClipScore.Model, (r, v) => r.ClipScore.Model = v);
+        Str("reward.clipscore.processor", r => r.ClipScore.Processor, (r, v) => r.ClipScore.Processor = v);
+        Int("reward.clipscore.batch_size", r => r.ClipScore.BatchSize, (r, v) => r.ClipScore.BatchSize = v, 1);
+        Str("reward.hpsv2.model", r => r.Hpsv2.Model, (r, v) => r.Hpsv2.Model = v);
+        Str("reward.hpsv2.tokenizer", r => r.Hpsv2.Tokenizer, (r, v) => r.Hpsv2.Tokenizer = v);
+        Int("reward.hpsv2.batch_size", r => r.Hpsv2.BatchSize, (r, v) => r.Hpsv2.BatchSize = v, 1);
 
         // [reward.bertscore]
         Str("reward.bertscore.model", r => r.BertScore.Model, (r, v) => r.BertScore.Model = v);

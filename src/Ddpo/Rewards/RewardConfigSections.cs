@@ -30,6 +30,43 @@ public sealed class RewardConfig
 
     /// <summary><c>[reward.vlm_score]</c>: the template and scale of the <c>vlm_score</c> reward.</summary>
     internal VlmScoreRewardConfig VlmScore { get; set; } = new();
+    /// <summary><c>[reward.pickscore]</c>: PickScore_v1 (<c>pickscore</c>).</summary>
+    public ClipModelRewardConfig PickScore { get; set; } = new();
+
+    /// <summary><c>[reward.clipscore]</c>: a CLIP model for Flow-GRPO's CLIP score (<c>clipscore</c>).</summary>
+    public ClipModelRewardConfig ClipScore { get; set; } = new();
+
+    /// <summary><c>[reward.hpsv2]</c>: HPSv2.1 (<c>hpsv2</c>).</summary>
+    public Hpsv2RewardConfig Hpsv2 { get; set; } = new();
+}
+
+/// <summary>The <c>[reward.pickscore]</c> and <c>[reward.clipscore]</c> sections (a transformers <c>CLIPModel</c> and its processor).</summary>
+public sealed class ClipModelRewardConfig
+{
+    /// <summary><c>model</c>: a transformers <c>CLIPModel</c> folder (<c>config.json</c>, <c>model.safetensors</c>).</summary>
+    public string Model { get; set; } = "";
+
+    /// <summary>
+    /// <c>processor</c>: a <c>CLIPProcessor</c> folder (<c>preprocessor_config.json</c>, <c>vocab.json</c>, <c>merges.txt</c>);
+    /// <c>""</c> = the model folder.
+    /// </summary>
+    public string Processor { get; set; } = "";
+
+    /// <summary><c>batch_size</c>: images per model pass.</summary>
+    public int BatchSize { get; set; } = 16;
+}
+
+/// <summary>The <c>[reward.hpsv2]</c> section.</summary>
+public sealed class Hpsv2RewardConfig
+{
+    /// <summary><c>model</c>: a folder with one open_clip model config (<c>*.json</c>) and one weights file (<c>*.safetensors</c>, or <c>HPS_v2.1_compressed.pt</c>).</summary>
+    public string Model { get; set; } = "";
+
+    /// <summary><c>tokenizer</c>: open_clip's <c>bpe_simple_vocab_16e6.txt.gz</c> (or a folder holding one <c>*.txt.gz</c>); <c>""</c> = look in the model folder.</summary>
+    public string Tokenizer { get; set; } = "";
+
+    /// <summary><c>batch_size</c>: images per model pass.</summary>
+    public int BatchSize { get; set; } = 16;
 }
 
 /// <summary>The <c>[reward.aesthetic]</c> section.</summary>

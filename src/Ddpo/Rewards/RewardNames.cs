@@ -50,4 +50,13 @@ public static class RewardNames
 
     /// <summary>Hasler and Süsstrunk's colourfulness (an image-statistics score, handy as a watch reward).</summary>
     public const string Colorfulness = "colorfulness";
+
+    /// <summary>PickScore (CLIP ViT-H/14 fine-tuned on Pick-a-Pic) as Flow-GRPO's <c>pickscore</c>: <c>logit_scale.exp() · cos / 26</c>.</summary>
+    public const string PickScore = "pickscore";
+
+    /// <summary>CLIP score as Flow-GRPO's <c>clipscore</c> (openai CLIP ViT-L/14): <c>logit_scale.exp() · cos / 30</c>.</summary>
+    public const string ClipScore = "clipscore";
+
+    /// <summary>HPSv2.1 (open_clip ViT-H/14) as hpsv2's <c>img_score.score</c>: the cosine of image and prompt features.</summary>
+    public const string Hpsv2 = "hpsv2";
 }

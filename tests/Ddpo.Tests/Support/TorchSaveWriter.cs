@@ -11,8 +11,11 @@ namespace Ddpo.Tests.Support;
 /// </summary>
 public static class TorchSaveWriter
 {
-    /// <summary>Writes <paramref name="tensors"/> to <paramref name="path"/>.</summary>
-    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors)
+    /// <summary>
+    /// Writes <paramref name="tensors"/> to <paramref name="path"/>: a plain dict, or with <paramref name="nestUnder"/>
+    /// <c>{nestUnder: OrderedDict(tensors)}</c> (the layout of <c>HPS_v2.1_compressed.pt</c>'s <c>state_dict</c>).
+    /// </summary>
+    public static void Save(string path, IReadOnlyDictionary<string, Tensor> tensors, string? nestUnder = null)
     {
         using var file = File.Create(path);
         using var zip = new ZipArchive(file, ZipArchiveMode.Create);
@@ -34,6 +37,11 @@ public static class TorchSaveWriter
 
         Op(0x80); Op(2); // PROTO 2
         Op((byte)'}');
+        if (nestUnder is not null)
+        {
+            Str(nestUnder);
+            Global("collections", "OrderedDict"); Op((byte)')'); Op((byte)'R');
+        }
         Op((byte)'(');
         int key = 0;
         foreach (var (name, value) in tensors)
@@ -64,6 +72,7 @@ public static class TorchSaveWriter
             key++;
         }
         Op((byte)'u');
+        if (nestUnder is not null) Op((byte)'s'); // SETITEM: the outer dict's one entry
         Op((byte)'.');
         Write(zip, "archive/data.pkl", pickle.ToArray());
         Write(zip, "archive/byteorder", Encoding.ASCII.GetBytes("little"));

@@ -16,11 +16,11 @@ internal sealed class ClipVisionEmbeddings : nn.Module<Tensor, Tensor>
     private readonly Embedding position_embedding;
 #pragma warning restore IDE1006
 
-    public ClipVisionEmbeddings(ClipVisionConfig config) : base("embeddings")
+    public ClipVisionEmbeddings(ClipVisionConfig config, Device? device = null) : base("embeddings")
     {
-        class_embedding = new Parameter(empty(config.HiddenSize));
-        patch_embedding = nn.Conv2d(config.NumChannels, config.HiddenSize, config.PatchSize, stride: config.PatchSize, bias: false);
-        position_embedding = nn.Embedding(config.NumPositions, config.HiddenSize);
+        class_embedding = new Parameter(empty(config.HiddenSize, device: device));
+        patch_embedding = nn.Conv2d(config.NumChannels, config.HiddenSize, config.PatchSize, stride: config.PatchSize, bias: false, device: device);
+        position_embedding = nn.Embedding(config.NumPositions, config.HiddenSize, device: device);
         RegisterComponents();
     }
 

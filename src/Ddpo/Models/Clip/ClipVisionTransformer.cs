@@ -17,13 +17,14 @@ internal sealed class ClipVisionTransformer : nn.Module<Tensor, Tensor>
     private readonly LayerNorm post_layernorm;
 #pragma warning restore IDE1006
 
-    public ClipVisionTransformer(ClipVisionConfig config) : base("vision_model")
+    /// <summary>Builds the tower on <paramref name="device"/> (null: the CPU; meta: shapes only), not initialised.</summary>
+    public ClipVisionTransformer(ClipVisionConfig config, Device? device = null) : base("vision_model")
     {
-        embeddings = new ClipVisionEmbeddings(config);
-        pre_layrnorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+        embeddings = new ClipVisionEmbeddings(config, device);
+        pre_layrnorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         encoder = new ClipEncoder(config.NumHiddenLayers, config.HiddenSize, config.IntermediateSize,
-            config.NumAttentionHeads, config.HiddenAct, config.LayerNormEps, causal: false);
-        post_layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps);
+            config.NumAttentionHeads, config.HiddenAct, config.LayerNormEps, causal: false, device);
+        post_layernorm = nn.LayerNorm(config.HiddenSize, config.LayerNormEps, device: device);
         RegisterComponents();
     }
 

@@ -1,3 +1,4 @@
+using Ddpo.Imaging.Resampling;
 using TorchSharp;
 using static TorchSharp.torch;
 
@@ -34,14 +35,10 @@ internal sealed class ImageRewardPreprocessor
     public int Size { get; }
 
     /// <summary>torchvision's <c>Resize(int)</c> output size: the shorter side becomes <see cref="Size"/>, the longer one is truncated.</summary>
-    public (int Height, int Width) ResizedSize(long height, long width)
-    {
-        if (height <= 0 || width <= 0) throw new ArgumentException($"image size {height}x{width} is empty");
-        return height <= width ? (Size, (int)(Size * width / (double)height)) : ((int)(Size * height / (double)width), Size);
-    }
+    public (int Height, int Width) ResizedSize(long height, long width) => ResizeTarget.ShortestEdge(checked((int)height), checked((int)width), Size);
 
     /// <summary>torchvision's <c>CenterCrop</c> offset: <c>int(round((side − crop) / 2))</c>, round half to even.</summary>
-    public int CropOffset(int side) => (int)Math.Round((side - Size) / 2.0, MidpointRounding.ToEven);
+    public int CropOffset(int side) => CenterCrop.TorchvisionOffset(side, Size);
 
     /// <summary>
     /// The PIL path: images [B, 3, H, W], uint8 or float in [0, 1] (then quantised as Flow-GRPO does:
@@ -65,7 +62,7 @@ internal sealed class ImageRewardPreprocessor
         for (int n = 0; n < b; n++)
         {
             var image = all.AsSpan(n * h * w * 3, h * w * 3).ToArray();
-            var resized = PilBicubicResize.Resize(image, h, w, 3, rh, rw);
+            var resized = PilResize.Resize(image, w, h, 3, rw, rh, ResampleFilter.Bicubic);
             for (int c = 0; c < 3; c++)
             {
                 for (int y = 0; y < Size; y++)
@@ -94,7 +91,7 @@ internal sealed class ImageRewardPreprocessor
         var (rh, rw) = ResizedSize(x.shape[2], x.shape[3]);
         if (rh != x.shape[2] || rw != x.shape[3])
         {
-            x = nn.functional.interpolate(x, [rh, rw], mode: InterpolationMode.Bicubic, align_corners: false, antialias: true);
+            x = TensorResize.Resize(x, rh, rw, ResampleFilter.Bicubic);
         }
         x = x.narrow(2, CropOffset(rh), Size).narrow(3, CropOffset(rw), Size);
         var mean = tensor(Mean, [1, 3, 1, 1]).to(x.device);
