@@ -103,7 +103,7 @@ public sealed partial class LayeringTests
             Assert.DoesNotContain(t, exported);
         }
         // The surface stays small: 74 of the core's 220 types (docs/architecture.md lists them).
-        Assert.InRange(exported.Count, 67, 77);
+        Assert.InRange(exported.Count, 67, 78); // 78 with StableDiffusionXLPipeline
         Assert.Equal(["Ddpo.Reporting.ComparisonReport", "Ddpo.Reporting.HtmlReportObserver", "Ddpo.Reporting.RunReport",
                 "Ddpo.Reporting.RunWriters", "Ddpo.Reporting.TensorBoardObserver"],
             typeof(RunWriters).Assembly.GetExportedTypes().Where(t => !t.IsNested).Select(t => t.FullName!).Order(StringComparer.Ordinal));

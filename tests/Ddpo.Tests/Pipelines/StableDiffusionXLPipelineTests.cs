@@ -144,6 +144,24 @@ public sealed class StableDiffusionXLPipelineTests(ITestOutputHelper output) : I
     }
 
     [Fact]
+    public void SdxlBasesEulerSchedulerConfigIsReadAsDdim()
+    {
+        // stabilityai/stable-diffusion-xl-base-1.0 scheduler/scheduler_config.json: read as DDIM, as SD 1/2's PNDM config is.
+        var schedulerDir = Path.Combine(_dir, "scheduler");
+        Directory.CreateDirectory(schedulerDir);
+        File.WriteAllText(Path.Combine(schedulerDir, "scheduler_config.json"), """
+            {"_class_name": "EulerDiscreteScheduler", "_diffusers_version": "0.19.0.dev0", "beta_end": 0.012,
+             "beta_schedule": "scaled_linear", "beta_start": 0.00085, "clip_sample": false, "interpolation_type": "linear",
+             "num_train_timesteps": 1000, "prediction_type": "epsilon", "sample_max_value": 1.0, "set_alpha_to_one": false,
+             "skip_prk_steps": true, "steps_offset": 1, "timestep_spacing": "leading", "trained_betas": null, "use_karras_sigmas": false}
+            """);
+        using var pipeline = StableDiffusionXLPipeline.FromPretrained(_dir);
+        var c = pipeline.Scheduler.Config;
+        Assert.Equal((0.00085, 0.012, "scaled_linear", 1, "leading", "epsilon"), (c.BetaStart, c.BetaEnd, c.BetaSchedule, c.StepsOffset, c.TimestepSpacing, c.PredictionType));
+        Assert.False(c.SetAlphaToOne);
+    }
+
+    [Fact]
     public void ComponentsThatDoNotFitAreNamed()
     {
         Directory.Delete(Path.Combine(_dir, "tokenizer_2"), recursive: true);
