@@ -279,8 +279,8 @@ internal sealed class UNet2DConditionConfig
         if (TimeEmbedDim <= 0) throw Bad("time_embedding_dim", "must be positive");
         if (IsTextTime)
         {
-            if (AdditionTimeEmbedDim is not > 0) throw Bad("addition_time_embed_dim", "must be a positive integer when addition_embed_type is \"text_time\"");
-            if (ProjectionClassEmbeddingsInputDim is not > 0) throw Bad("projection_class_embeddings_input_dim", "must be a positive integer when addition_embed_type is \"text_time\"");
+            if (AdditionTimeEmbedDim is not > 0) throw Bad("addition_time_embed_dim", "must be a positive integer when 'addition_embed_type' is \"text_time\" (SDXL)");
+            if (ProjectionClassEmbeddingsInputDim is not > 0) throw Bad("projection_class_embeddings_input_dim", "must be a positive integer when 'addition_embed_type' is \"text_time\" (SDXL)");
         }
         else if (AdditionEmbedType is not null)
         {
