@@ -24,8 +24,8 @@ internal static class InitTinyCommand
         var tokenizer = new Option<string?>("--tokenizer") { Description = "folder with CLIP vocab.json + merges.txt (default: a small word-level vocabulary)" };
         var seed = new Option<long>("--seed") { DefaultValueFactory = _ => 0, Description = "initialisation seed" };
         var prediction = new Option<string>("--prediction-type") { DefaultValueFactory = _ => "epsilon", Description = "epsilon, v_prediction or sample" };
-        var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd", Description = "sd (a Stable Diffusion 1/2 UNet pipeline), sd3 (a StableDiffusion3Pipeline: CLIP-L, CLIP-G, T5, MM-DiT, 16-channel VAE) or flux (a FluxPipeline: CLIP, T5, double- and single-stream blocks, guidance embedding)" };
-        family.AcceptOnlyFromAmong("sd", "sd3", "flux");
+        var family = new Option<string>("--family") { DefaultValueFactory = _ => "sd", Description = "sd (a Stable Diffusion 1/2 UNet pipeline), sdxl (a StableDiffusionXLPipeline: two CLIP encoders, text_time UNet; the sd options), sd3 (a StableDiffusion3Pipeline: CLIP-L, CLIP-G, T5, MM-DiT, 16-channel VAE) or flux (a FluxPipeline: CLIP, T5, double- and single-stream blocks, guidance embedding)" };
+        family.AcceptOnlyFromAmong("sd", "sdxl", "sd3", "flux");
         var sd3 = new TinyTransformerOptions();
         var transformerLayers = new Option<int>("--layers") { DefaultValueFactory = _ => sd3.Layers, Description = "sd3, flux: transformer blocks (flux: double-stream, and as many single-stream)" };
         var headDim = new Option<int>("--head-dim") { DefaultValueFactory = _ => sd3.HeadDim, Description = "sd3, flux: width of one attention head" };
@@ -43,7 +43,7 @@ internal static class InitTinyCommand
                 T Given<T>(Option<T> option, T fallback) => parse.GetResult(option) is { Implicit: false } ? parse.GetValue(option)! : fallback;
                 foreach (var option in new Option[] { channels, layers, noVae, tokenizer, prediction })
                 {
-                    if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd only");
+                    if (parse.GetResult(option) is { Implicit: false }) throw new ArgumentException($"{option.Name} is an option of --family sd and sdxl only");
                 }
                 var transformerOptions = new TinyTransformerOptions
                 {
@@ -81,6 +81,12 @@ internal static class InitTinyCommand
                 Seed = parse.GetValue(seed),
                 PredictionType = parse.GetValue(prediction)!,
             };
+            if (parse.GetValue(family) == "sdxl")
+            {
+                TinySdxlWriter.Write(options, dir);
+                AnsiConsole.MarkupLineInterpolated($"wrote a tiny Stable Diffusion XL pipeline to [green]{dir}[/]");
+                return 0;
+            }
             TinyPipelineWriter.Write(options, dir);
             AnsiConsole.MarkupLineInterpolated($"wrote a tiny pipeline to [green]{dir}[/]");
             return 0;

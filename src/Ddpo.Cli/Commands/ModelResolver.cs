@@ -17,7 +17,7 @@ internal static class ModelResolver
     public static TextToImagePipeline LoadStableDiffusion(string? model, Device device, ScalarType dtype, string command)
     {
         var folder = Folder(model);
-        if (PipelineLoader.ClassName(folder) is PipelineLoader.StableDiffusion3 or PipelineLoader.Flux)
+        if (PipelineLoader.ClassName(folder) is PipelineLoader.StableDiffusion3 or PipelineLoader.Flux or PipelineLoader.StableDiffusionXL)
         {
             throw new ArgumentException($"--model: {folder} is a {PipelineLoader.ClassName(folder)}; 'ddpo {command}' measures Stable Diffusion 1.x/2.x pipelines only");
         }

@@ -39,6 +39,14 @@ internal sealed class PipelineIndex
     public bool Listed(string name) =>
         _index.TryGetPropertyValue(name, out var v) && v is JsonArray a && a.Count == 2 && a[0] is not null && a[1] is not null;
 
+    /// <summary>A boolean setting of the index (e.g. SDXL's <c>force_zeros_for_empty_prompt</c>): <paramref name="defaultValue"/> when absent or null, an error naming it when not a boolean.</summary>
+    public bool Flag(string name, bool defaultValue)
+    {
+        if (!_index.TryGetPropertyValue(name, out var v) || v is null) return defaultValue;
+        if (v is JsonValue value && value.TryGetValue<bool>(out var b)) return b;
+        throw new ModelLoadException($"{IndexPath}: field '{name}' expected true or false, got {v.ToJsonString()}");
+    }
+
     /// <summary>The folder of component <paramref name="name"/>; an error naming it when it is missing.</summary>
     public string Required(string name)
     {

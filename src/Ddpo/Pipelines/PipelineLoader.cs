@@ -11,14 +11,17 @@ public static class PipelineLoader
     /// <summary>The <c>_class_name</c> of Stable Diffusion 3 / 3.5 pipelines.</summary>
     public const string StableDiffusion3 = "StableDiffusion3Pipeline";
 
+    /// <summary>The <c>_class_name</c> of Stable Diffusion XL pipelines.</summary>
+    public const string StableDiffusionXL = "StableDiffusionXLPipeline";
+
     /// <summary>The <c>_class_name</c> of FLUX.1 pipelines.</summary>
     public const string Flux = "FluxPipeline";
 
     /// <summary>
     /// Loads <paramref name="directory"/>: a <c>StableDiffusion3Pipeline</c> folder as <see cref="StableDiffusion3Pipeline"/>,
-    /// a <c>FluxPipeline</c> one as <see cref="FluxPipeline"/>, any other as a Stable Diffusion 1.x/2.x folder
-    /// (<see cref="TextToImagePipeline"/>, which checks its components), except SDXL, not loaded yet, which is an error
-    /// naming the class. <paramref name="maxSequenceLength"/> is the T5 prompt length of families with T5; 0 keeps the
+    /// a <c>StableDiffusionXLPipeline</c> one as <see cref="StableDiffusionXLPipeline"/>, a <c>FluxPipeline</c> one as
+    /// <see cref="FluxPipeline"/>, any other as a Stable Diffusion 1.x/2.x folder (<see cref="TextToImagePipeline"/>,
+    /// which checks its components). <paramref name="maxSequenceLength"/> is the T5 prompt length of families with T5; 0 keeps the
     /// family's default (<see cref="StableDiffusion3Pipeline.DefaultMaxSequenceLength"/>, <see cref="FluxPipeline.DefaultMaxSequenceLength"/>).
     /// </summary>
     public static ITextToImagePipeline FromPretrained(string directory, Device? device = null, ScalarType dtype = ScalarType.Float32,
@@ -34,9 +37,8 @@ public static class PipelineLoader
                 var flux = FluxPipeline.FromPretrained(directory, device, dtype);
                 if (maxSequenceLength > 0) flux.MaxSequenceLength = maxSequenceLength;
                 return flux;
-            case "StableDiffusionXLPipeline":
-                throw new ModelLoadException($"{Path.Combine(directory, "model_index.json")}: _class_name 'StableDiffusionXLPipeline' is not a " +
-                    $"pipeline this version loads (it loads StableDiffusionPipeline, {StableDiffusion3} and {Flux})");
+            case StableDiffusionXL:
+                return StableDiffusionXLPipeline.FromPretrained(directory, device, dtype);
             default:
                 return TextToImagePipeline.FromPretrained(directory, device, dtype);
         }

@@ -83,84 +83,30 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
     {
         options.Validate();
-        RequireDdim(options);
+        DdimPolicySteps.RequireDdim(options, "Stable Diffusion 1/2");
         int factor = Pipeline.VaeScaleFactor;
         int height = options.Height ?? DefaultImageSize, width = options.Width ?? DefaultImageSize;
         if (height % factor != 0 || width % factor != 0)
         {
             throw new ArgumentException($"height and width must be multiples of {factor} for this model, got {height}x{width}");
         }
-        using var outer = NewDisposeScope();
-        using var noGrad = no_grad();
         var promptEmbeds = condition[PromptEmbeds];
         var negativeEmbeds = unconditional?[PromptEmbeds];
-        var sampler = new DdimSampler(_scheduler, options.FinalStep);
-        var schedule = sampler.Schedule(options.NumSteps);
-        long steps = schedule.shape[0];
         var shape = new long[] { condition.Count, Pipeline.LatentChannels, height / factor, width / factor };
-        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device);
-        // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
-        // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
-        // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from
-        // pinned memory. The loop itself only enqueues GPU work.
-        var timesteps = HostCopy.ToDevice(schedule, Device);
-        var stepNoise = Enumerable.Range(0, (int)steps)
-            .Select(_ => HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device)).ToList();
-        var recorded = options.RecordTrajectory ? new List<Tensor> { latents } : null;
-        var logProbs = options.RecordTrajectory ? new List<Tensor>() : null;
-        for (int i = 0; i < steps; i++)
-        {
-            using var step = NewDisposeScope();
-            var t = timesteps[i];
-            var eps = PredictNoise(_unet, latents, t, promptEmbeds, negativeEmbeds, options.GuidanceScale);
-            var r = sampler.Step(eps, t, latents, options.EtaAt(i), noise: stepNoise[i]);
-            latents = r.Next.MoveToOuterDisposeScope();
-            if (recorded is not null)
-            {
-                recorded.Add(latents);
-                logProbs!.Add(r.LogProb.MoveToOuterDisposeScope());
-            }
-            progress?.Report(i + 1);
-        }
-        var rollout = new Rollout(latents, timesteps, recorded is null ? null : stack(recorded, 1), logProbs is null ? null : stack(logProbs, 1));
-        rollout.Final.MoveToOuterDisposeScope();
-        rollout.Times.MoveToOuterDisposeScope();
-        rollout.Latents?.MoveToOuterDisposeScope();
-        rollout.LogProbs?.MoveToOuterDisposeScope();
-        return rollout;
-    }
-
-    private static void RequireDdim(SamplingOptions options)
-    {
-        if (options.SdeType is not (null or "ddim"))
-        {
-            throw new ArgumentException($"sample.sde_type = \"{options.SdeType}\" is a flow-matching sampler; a Stable Diffusion 1/2 UNet samples with \"ddim\" (or \"auto\")");
-        }
+        return DdimPolicySteps.Sample(_scheduler, (x, t) => PredictNoise(_unet, x, t, promptEmbeds, negativeEmbeds, options.GuidanceScale),
+            shape, Device, options, generator, progress);
     }
 
     /// <inheritdoc />
-    public int StochasticSteps(SamplingOptions options) => new DdimSampler(_scheduler, options.FinalStep).StochasticSteps(options.NumSteps);
+    public int StochasticSteps(SamplingOptions options) => DdimPolicySteps.StochasticSteps(_scheduler, options);
 
     /// <inheritdoc />
-    public Transition Evaluate(TransitionBatch batch, SamplingOptions options)
-    {
-        var scheduler = _scheduler;
-        if (scheduler.NumInferenceSteps != options.NumSteps) scheduler.SetTimesteps(options.NumSteps);
-        using var scope = NewDisposeScope();
-        var eps = PredictNoise(_unet, batch.Latents, batch.Times, batch.Condition[PromptEmbeds], batch.Unconditional?[PromptEmbeds], options.GuidanceScale);
-        var step = new DdimSampler(scheduler, options.FinalStep).Step(eps, batch.Times, batch.Latents, options.Eta, next: batch.Next);
-        return new Transition(step.Next.MoveToOuterDisposeScope(), step.LogProb.MoveToOuterDisposeScope(),
-            step.Mean.MoveToOuterDisposeScope(), step.Std.MoveToOuterDisposeScope());
-    }
+    public Transition Evaluate(TransitionBatch batch, SamplingOptions options) =>
+        DdimPolicySteps.Evaluate(_scheduler, (x, t) => PredictNoise(_unet, x, t, batch.Condition[PromptEmbeds], batch.Unconditional?[PromptEmbeds], options.GuidanceScale),
+            batch, options);
 
     /// <inheritdoc />
-    public PredictionType Prediction => _scheduler.Config.PredictionType switch
-    {
-        "epsilon" => PredictionType.Epsilon,
-        "sample" => PredictionType.Sample,
-        "v_prediction" => PredictionType.VPrediction,
-        var other => throw new InvalidOperationException($"scheduler prediction_type '{other}' is not supported"),
-    };
+    public PredictionType Prediction => DdimPolicySteps.Prediction(_scheduler);
 
     /// <inheritdoc />
     public Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale) =>
@@ -172,26 +118,12 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     /// the prediction is the guided one when <paramref name="unconditional"/> is given (<c>train_cfg</c>), regressed onto
     /// the scheduler's training target (the noise for epsilon-prediction models). Draws t, then the noise.
     /// </remarks>
-    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        var scheduler = _scheduler;
-        var device = x0.device;
-        var t = randint(0, scheduler.Config.NumTrainTimesteps, [x0.shape[0]], dtype: ScalarType.Int64, generator: generator).to(device);
-        var noise = randn(x0.shape, generator: generator).to(device);
-        var noisy = scheduler.AddNoise(x0, noise, t);
-        var prediction = PredictNoise(_unet, noisy, t, condition[PromptEmbeds], unconditional?[PromptEmbeds], guidanceScale);
-        var target = scheduler.TrainingTarget(x0, noise, t);
-        return (prediction - target).pow(2).flatten(1).mean([1L]).MoveToOuterDisposeScope();
-    }
+    public Tensor DenoisingLoss(Tensor x0, Conditioning condition, Conditioning? unconditional, double guidanceScale, Generator generator) =>
+        DdimPolicySteps.DenoisingLoss(_scheduler, x0, generator,
+            (noisy, t) => PredictNoise(_unet, noisy, t, condition[PromptEmbeds], unconditional?[PromptEmbeds], guidanceScale));
 
     /// <inheritdoc />
-    public void SkipDenoisingDraws(long[] x0Shape, Generator generator)
-    {
-        using var scope = NewDisposeScope();
-        randint(0, _scheduler.Config.NumTrainTimesteps, [x0Shape[0]], dtype: ScalarType.Int64, generator: generator);
-        randn(x0Shape, generator: generator);
-    }
+    public void SkipDenoisingDraws(long[] x0Shape, Generator generator) => DdimPolicySteps.SkipDraws(_scheduler, x0Shape, generator);
 
     /// <inheritdoc />
     public Tensor Decode(Tensor latents) => Pipeline.DecodeToImages(latents);

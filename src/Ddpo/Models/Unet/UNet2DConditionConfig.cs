@@ -6,7 +6,7 @@ using Ddpo.Models.Loading;
 namespace Ddpo.Models.Unet;
 
 /// <summary>
-/// The configuration of a diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x / 2.x topology).
+/// The configuration of a diffusers <c>UNet2DConditionModel</c> (Stable Diffusion 1.x / 2.x and SDXL topologies).
 /// Defaults are diffusers'. Per-block values are stored expanded to one entry per down block.
 /// Note diffusers' naming quirk: when <see cref="NumAttentionHeads"/> is unset, <see cref="AttentionHeadDim"/>
 /// is the number of attention HEADS per block (SD 1.x: 8 heads; SD 2.x: [5, 10, 20, 20] heads).
@@ -103,6 +103,24 @@ internal sealed class UNet2DConditionConfig
     /// <summary>Kernel size of <c>conv_out</c>.</summary>
     public int ConvOutKernel { get; set; } = 3;
 
+    /// <summary>diffusers' <c>addition_embed_type</c>: null, or <c>text_time</c> (SDXL: pooled text embeddings and size/crop ids added to the time embedding).</summary>
+    public string? AdditionEmbedType { get; set; }
+
+    /// <summary>Width of the sinusoidal embedding of each SDXL time id (<c>addition_time_embed_dim</c>; 256 for SDXL).</summary>
+    public int? AdditionTimeEmbedDim { get; set; }
+
+    /// <summary>Input width of <c>add_embedding</c>: the pooled text width + time ids x <see cref="AdditionTimeEmbedDim"/> (2816 for SDXL).</summary>
+    public int? ProjectionClassEmbeddingsInputDim { get; set; }
+
+    /// <summary>diffusers' <c>addition_embed_type_num_heads</c>: read and written back, unused (as in diffusers for <c>text_time</c>).</summary>
+    public int AdditionEmbedTypeNumHeads { get; set; } = 64;
+
+    /// <summary>Whether the model is SDXL's: <c>addition_embed_type = text_time</c>.</summary>
+    public bool IsTextTime => AdditionEmbedType == TextTime;
+
+    /// <summary>The <c>addition_embed_type</c> of SDXL.</summary>
+    public const string TextTime = "text_time";
+
     /// <summary>Attention heads of each down block (diffusers: <c>num_attention_heads or attention_head_dim</c>).</summary>
     public int[] HeadsPerBlock => NumAttentionHeads ?? AttentionHeadDim;
 
@@ -131,19 +149,38 @@ internal sealed class UNet2DConditionConfig
         UpcastAttention = true,
     };
 
+    /// <summary>
+    /// Stable Diffusion XL base 1.0's UNet (stabilityai/stable-diffusion-xl-base-1.0 <c>unet/config.json</c>): three levels,
+    /// no attention at the top one, 1 / 2 / 10 transformer layers, 2048-wide text states and the text_time embedding.
+    /// </summary>
+    public static UNet2DConditionConfig SdxlBase() => new()
+    {
+        SampleSize = 128,
+        DownBlockTypes = ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"],
+        UpBlockTypes = ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"],
+        BlockOutChannels = [320, 640, 1280],
+        LayersPerBlock = [2, 2, 2],
+        AttentionHeadDim = [5, 10, 20],
+        CrossAttentionDim = [2048, 2048, 2048],
+        TransformerLayersPerBlock = [1, 2, 10],
+        UseLinearProjection = true,
+        AdditionEmbedType = TextTime,
+        AdditionTimeEmbedDim = 256,
+        ProjectionClassEmbeddingsInputDim = 2816,
+    };
+
     /// <summary>Reads a <c>config.json</c> file (see <see cref="FromJson"/>).</summary>
     public static UNet2DConditionConfig Load(string configJsonPath) => FromJson(JsonConfig.Load(configJsonPath));
 
     /// <summary>
     /// Builds the config from diffusers JSON. Fields that select features not implemented here
-    /// (SDXL/Kandinsky embeddings, class embeddings, other block types, ...) are a <see cref="ConfigException"/>
+    /// (Kandinsky embeddings, class embeddings, other block types, ...) are a <see cref="ConfigException"/>
     /// naming the field.
     /// </summary>
     public static UNet2DConditionConfig FromJson(JsonConfig cfg)
     {
         ConfigJson.RequireClass(cfg, ClassName);
-        const string sd = "only the Stable Diffusion 1.x/2.x UNet is implemented";
-        cfg.RequireUnset("addition_embed_type", sd);
+        const string sd = "only the Stable Diffusion 1.x/2.x and SDXL UNets are implemented";
         cfg.RequireUnset("class_embed_type", sd);
         cfg.RequireUnset("num_class_embeds", sd);
         cfg.RequireUnset("time_cond_proj_dim", sd);
@@ -189,6 +226,10 @@ internal sealed class UNet2DConditionConfig
             TimeEmbeddingDim = cfg.GetIntOrNull("time_embedding_dim"),
             ConvInKernel = cfg.GetInt("conv_in_kernel", d.ConvInKernel),
             ConvOutKernel = cfg.GetInt("conv_out_kernel", d.ConvOutKernel),
+            AdditionEmbedType = cfg.Has("addition_embed_type") ? cfg.GetChoice("addition_embed_type", TextTime, TextTime) : null,
+            AdditionTimeEmbedDim = cfg.GetIntOrNull("addition_time_embed_dim"),
+            ProjectionClassEmbeddingsInputDim = cfg.GetIntOrNull("projection_class_embeddings_input_dim"),
+            AdditionEmbedTypeNumHeads = cfg.GetInt("addition_embed_type_num_heads", d.AdditionEmbedTypeNumHeads),
         };
         int n = c.BlockOutChannels.Length;
         c.LayersPerBlock = cfg.GetIntOrIntArray("layers_per_block", n) ?? Enumerable.Repeat(2, n).ToArray();
@@ -236,6 +277,15 @@ internal sealed class UNet2DConditionConfig
         if (ConvInKernel % 2 == 0 || ConvInKernel <= 0) throw Bad("conv_in_kernel", $"must be odd and positive, got {ConvInKernel}");
         if (ConvOutKernel % 2 == 0 || ConvOutKernel <= 0) throw Bad("conv_out_kernel", $"must be odd and positive, got {ConvOutKernel}");
         if (TimeEmbedDim <= 0) throw Bad("time_embedding_dim", "must be positive");
+        if (IsTextTime)
+        {
+            if (AdditionTimeEmbedDim is not > 0) throw Bad("addition_time_embed_dim", "must be a positive integer when 'addition_embed_type' is \"text_time\" (SDXL)");
+            if (ProjectionClassEmbeddingsInputDim is not > 0) throw Bad("projection_class_embeddings_input_dim", "must be a positive integer when 'addition_embed_type' is \"text_time\" (SDXL)");
+        }
+        else if (AdditionEmbedType is not null)
+        {
+            throw Bad("addition_embed_type", $"\"{AdditionEmbedType}\" is not supported (expected null or \"text_time\")");
+        }
         var heads = HeadsPerBlock;
         for (int i = 0; i < n; i++)
         {
@@ -261,9 +311,9 @@ internal sealed class UNet2DConditionConfig
             ["_class_name"] = ClassName,
             ["_diffusers_version"] = "0.30.0",
             ["act_fn"] = ActFn,
-            ["addition_embed_type"] = null,
-            ["addition_embed_type_num_heads"] = 64,
-            ["addition_time_embed_dim"] = null,
+            ["addition_embed_type"] = AdditionEmbedType,
+            ["addition_embed_type_num_heads"] = AdditionEmbedTypeNumHeads,
+            ["addition_time_embed_dim"] = AdditionTimeEmbedDim,
             ["attention_head_dim"] = ConfigJson.IntOrArray(AttentionHeadDim),
             ["attention_type"] = "default",
             ["block_out_channels"] = ConfigJson.Ints(BlockOutChannels),
@@ -293,7 +343,7 @@ internal sealed class UNet2DConditionConfig
             ["num_class_embeds"] = null,
             ["only_cross_attention"] = false,
             ["out_channels"] = OutChannels,
-            ["projection_class_embeddings_input_dim"] = null,
+            ["projection_class_embeddings_input_dim"] = ProjectionClassEmbeddingsInputDim,
             ["resnet_out_scale_factor"] = ResnetOutScaleFactor,
             ["resnet_skip_time_act"] = false,
             ["resnet_time_scale_shift"] = "default",

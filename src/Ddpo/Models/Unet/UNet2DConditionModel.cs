@@ -8,13 +8,15 @@ using F = TorchSharp.torch.nn.functional;
 namespace Ddpo.Models.Unet;
 
 /// <summary>
-/// diffusers <c>UNet2DConditionModel</c> for Stable Diffusion 1.x / 2.x: predicts the noise (or v) for a
-/// noisy sample, a timestep and text embeddings. Submodule names equal diffusers' state-dict names.
+/// diffusers <c>UNet2DConditionModel</c> for Stable Diffusion 1.x / 2.x and SDXL: predicts the noise (or v) for a
+/// noisy sample, a timestep and text embeddings (SDXL: also pooled text embeddings and size/crop ids,
+/// <c>addition_embed_type = "text_time"</c>). Submodule names equal diffusers' state-dict names.
 /// </summary>
 internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, Tensor>
 {
     [ComponentName(Name = "conv_in")] private readonly Conv2d _convIn;
     [ComponentName(Name = "time_embedding")] private readonly TimestepEmbedding _timeEmbedding;
+    [ComponentName(Name = "add_embedding")] private readonly TimestepEmbedding? _addEmbedding;
     [ComponentName(Name = "down_blocks")] private readonly ModuleList<UNetDownBlock> _downBlocks;
     [ComponentName(Name = "mid_block")] private readonly MidBlockCrossAttn _midBlock;
     [ComponentName(Name = "up_blocks")] private readonly ModuleList<UNetUpBlock> _upBlocks;
@@ -38,6 +40,9 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
         int n = c.BlockOutChannels.Length;
         _convIn = o.Conv(c.InChannels, c.BlockOutChannels[0], c.ConvInKernel, padding: (c.ConvInKernel - 1) / 2);
         _timeEmbedding = new TimestepEmbedding(c.BlockOutChannels[0], c.TimeEmbedDim, o);
+        // add_time_proj is a parameter-free sinusoid (computed in AugmentedEmbedding); add_embedding maps
+        // cat(text_embeds, time-id sinusoids) to the time embedding's width.
+        if (c.IsTextTime) _addEmbedding = new TimestepEmbedding(c.ProjectionClassEmbeddingsInputDim!.Value, c.TimeEmbedDim, o);
         _downBlocks = new ModuleList<UNetDownBlock>(Enumerable.Range(0, n)
             .Select(i => (UNetDownBlock)new DownBlock(c, i, c.BlockOutChannels[Math.Max(i - 1, 0)], o))
             .ToArray());
@@ -75,7 +80,17 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
     /// float; broadcast to the batch) and <paramref name="encoderHiddenStates"/> [B, S, cross_attention_dim].
     /// Inputs are converted to the model's dtype and device; the output has the model's dtype.
     /// </summary>
-    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates)
+    /// <remarks>A <c>text_time</c> (SDXL) model needs <see cref="forward(Tensor, Tensor, Tensor, Tensor?, Tensor?)"/>.</remarks>
+    public override Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates) =>
+        forward(sample, timestep, encoderHiddenStates, null, null);
+
+    /// <summary>
+    /// As <see cref="forward(Tensor, Tensor, Tensor)"/>, with diffusers' <c>added_cond_kwargs</c> of an SDXL (<c>text_time</c>)
+    /// model: <paramref name="textEmbeds"/> [B, P] (text_encoder_2's pooled projection) and <paramref name="timeIds"/> [B, N]
+    /// (SDXL: N = 6, <c>(orig_h, orig_w, crop_top, crop_left, target_h, target_w)</c>). Both are required for such a
+    /// model (as diffusers raises) and ignored by the others, as in diffusers.
+    /// </summary>
+    public Tensor forward(Tensor sample, Tensor timestep, Tensor encoderHiddenStates, Tensor? textEmbeds, Tensor? timeIds)
     {
         if (sample.dim() != 4)
         {
@@ -97,6 +112,7 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
         if (Config.CenterInputSample) sample = 2 * sample - 1.0;
 
         var temb = _timeEmbedding.call(TimeProjection(timestep, batch, device).to(dtype));
+        if (_addEmbedding is not null) temb = temb + AugmentedEmbedding(_addEmbedding, textEmbeds, timeIds, batch, dtype, device);
 
         var hidden = _convIn.call(sample);
         var skips = new List<Tensor>(3 * _downBlocks.Count + 1) { hidden };
@@ -117,6 +133,37 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
         }
         hidden = F.silu(_convNormOut.call(hidden));
         return _convOut.call(hidden);
+    }
+
+    /// <summary>
+    /// diffusers' <c>get_aug_embed</c>, text_time branch: <c>add_embedding(cat(text_embeds, add_time_proj(time_ids.flatten())
+    /// .reshape(B, -1)))</c>, the sinusoid with the time projection's flip_sin_to_cos and freq_shift.
+    /// </summary>
+    private Tensor AugmentedEmbedding(TimestepEmbedding addEmbedding, Tensor? textEmbeds, Tensor? timeIds, long batch, ScalarType dtype, Device device)
+    {
+        const string needs = "this UNet has addition_embed_type = \"text_time\" (SDXL), which requires";
+        if (textEmbeds is null) throw new ArgumentException($"{needs} text_embeds (the pooled text embeddings) in added_cond_kwargs", nameof(textEmbeds));
+        if (timeIds is null) throw new ArgumentException($"{needs} time_ids (original size, crop and target size) in added_cond_kwargs", nameof(timeIds));
+        if (textEmbeds.dim() != 2 || textEmbeds.shape[0] != batch)
+        {
+            throw new ArgumentException($"text_embeds must be [{batch}, P], got [{string.Join(", ", textEmbeds.shape)}]", nameof(textEmbeds));
+        }
+        if (timeIds.dim() != 2 || timeIds.shape[0] != batch)
+        {
+            throw new ArgumentException($"time_ids must be [{batch}, N], got [{string.Join(", ", timeIds.shape)}]", nameof(timeIds));
+        }
+        int timeDim = Config.AdditionTimeEmbedDim!.Value;
+        long width = textEmbeds.shape[1] + timeIds.shape[1] * timeDim;
+        if (width != Config.ProjectionClassEmbeddingsInputDim)
+        {
+            throw new ArgumentException($"text_embeds [{string.Join(", ", textEmbeds.shape)}] and time_ids [{string.Join(", ", timeIds.shape)}] give " +
+                $"{width} features, but projection_class_embeddings_input_dim is {Config.ProjectionClassEmbeddingsInputDim} " +
+                $"(= text_embeds width + time ids x addition_time_embed_dim {timeDim})");
+        }
+        var ids = Placement.IsOn(timeIds, device) ? timeIds : timeIds.to(device);
+        var timeEmbeds = TimestepEmbedding.Sinusoidal(ids.flatten(), timeDim, Config.FlipSinToCos, Config.FreqShift).reshape(batch, -1);
+        var addEmbeds = cat([Placement.To(textEmbeds, dtype, device), timeEmbeds.to(dtype)], -1);
+        return addEmbedding.call(addEmbeds);
     }
 
     private Tensor TimeProjection(Tensor timestep, long batch, Device device)
