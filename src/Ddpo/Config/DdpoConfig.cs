@@ -89,7 +89,7 @@ public sealed class DdpoConfig
     public RwrConfig Rwr { get; set; } = new();
 
     /// <summary>The <c>[nft]</c> section (DiffusionNFT, <c>algorithm = "nft"</c>).</summary>
-    public NftConfig Nft { get; set; } = new();
+    internal NftConfig Nft { get; set; } = new();
 
     /// <summary>The <c>[logging]</c> section.</summary>
     public LoggingConfig Logging { get; set; } = new();

@@ -2,9 +2,10 @@ namespace Ddpo.Config;
 
 /// <summary>
 /// The <c>[nft]</c> section: DiffusionNFT's settings (<c>algorithm = "nft"</c>), with the defaults of NVlabs/DiffusionNFT
-/// <c>config/nft.py</c> <c>_get_config</c> and <c>config/base.py</c> at 24af555.
+/// <c>config/nft.py</c> <c>_get_config</c> and <c>config/base.py</c> at 24af555. Internal (set through the config keys
+/// <c>nft.*</c>), so that the library's public surface stays as docs/architecture.md lists it.
 /// </summary>
-public sealed class NftConfig
+internal sealed class NftConfig
 {
     /// <summary>
     /// <c>beta</c>: how far the implicit positive and negative policies lie from the old one,
