@@ -97,15 +97,7 @@ internal sealed class RunEvaluation
             : Checkpoint.Latest(Run) ?? throw new ArgumentException($"--run: no checkpoint in {Run.CheckpointsDir}");
         var weights = TrainableWeights.For(cfg, policy);
         var (_, tensors) = info.Load();
-        weights.LoadRawState(tensors, info.Path);
-        // A run with train.ema is evaluated with its average, as its eval images and exported weights are.
-        if (cfg.Train.Ema)
-        {
-            using var ema = new ParameterCopy(weights.Parameters);
-            ema.Load(tensors, EmaWeights.CheckpointPrefix, info.Path);
-            using var _ = no_grad();
-            for (int i = 0; i < weights.Parameters.Count; i++) weights.Parameters[i].copy_(ema.Values[i]);
-        }
+        EmaWeights.LoadForEvaluation(cfg, weights, tensors, info.Path);
         foreach (var t in tensors.Values) t.Dispose();
         var tunedScores = PolicyEvaluator.ScoreSets(policy, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}", progress);
 

@@ -46,6 +46,21 @@ internal sealed class EmaWeights(IReadOnlyList<Parameter> parameters, double dec
         }
     }
 
+    /// <summary>
+    /// Loads a checkpoint's tensors into <paramref name="weights"/> for evaluation (<c>ddpo eval</c>): the average when
+    /// the run had <c>train.ema</c>, as its eval images and exported weights are, else the trained weights. A missing
+    /// tensor is an error naming <paramref name="source"/>.
+    /// </summary>
+    public static void LoadForEvaluation(DdpoConfig config, TrainableWeights weights, IReadOnlyDictionary<string, Tensor> tensors, string source)
+    {
+        weights.LoadRawState(tensors, source);
+        if (!config.Train.Ema) return;
+        using var ema = new ParameterCopy(weights.Parameters);
+        ema.Load(tensors, CheckpointPrefix, source);
+        using var _ = no_grad();
+        for (int i = 0; i < weights.Parameters.Count; i++) weights.Parameters[i].copy_(ema.Values[i]);
+    }
+
     /// <summary>The average in the parameters until disposed (eval images, export).</summary>
     public IDisposable Applied() => _average.Applied(parameters);
 

@@ -60,6 +60,16 @@ public sealed class EmaTests
         Assert.Equal(File.ReadAllBytes(check), File.ReadAllBytes(Path.Combine(runDir, trainer.Weights.ExportFileName)));
         // ... and the live weights are back after the swap.
         Assert.Equal(weights, Values(trainer.Weights.Parameters));
+        // ddpo eval loads the newest checkpoint's average into fresh weights.
+        using (var other = TextToImagePipeline.FromPretrained(TinyModels.Pixel))
+        {
+            var fresh = TrainableWeights.For(config, other.Policy);
+            var latest = Checkpoint.Latest(RunFolder.At(runDir))!;
+            var (_, tensors) = latest.Load();
+            EmaWeights.LoadForEvaluation(config, fresh, tensors, latest.Path);
+            foreach (var t in tensors.Values) t.Dispose();
+            Assert.Equal(ema, Values(fresh.Parameters));
+        }
         return (MetricsLog.ReadAll(Path.Combine(runDir, "metrics.jsonl")).ToList(), weights, ema);
     }
 
