@@ -95,6 +95,48 @@ public sealed class NftTrainingTests(ITestOutputHelper output)
     }
 
     /// <summary>
+    /// FLUX (guidance through its embedding, no classifier-free pass) trains with NFT and σ ~ U(0, 1): while the weights are
+    /// the base's (epoch 0's micro-steps, before its one optimizer step) the KL to the frozen copy is exactly 0, then
+    /// positive; the old policy moved 0.999 of the way to the weights after the first step (decay_type 1: d = 0.001).
+    /// </summary>
+    [Fact]
+    public async Task NftTrainsATinyFluxWithUniformTimes()
+    {
+        var root = TestPaths.NewTempDir();
+        try
+        {
+            var model = Path.Combine(root, "model");
+            TinyFluxWriter.Write(new TinyTransformerOptions { Seed = 2, SampleSize = 8 }, model);
+            var config = DdpoConfig.Load(null, "flux-compressibility-grpo",
+            [
+                "algorithm=\"nft\"", "prompt_fn=\"animals\"", "sample.num_steps=3", "sample.resolution=16", "sample.max_sequence_length=8",
+                "sample.eta=0.0", "sample.samples_per_epoch=8", "sample.group_size=4", "sample.batch_size=8", "sample.guidance_scale=3.5",
+                "train.batch_size=8", "train.total_batch_size=8", "train.kl_coef=0.0", "train.learning_rate=3e-3",
+                "nft.timestep_distribution=\"uniform\"", "use_lora=false", "num_epochs=2", "pretrained.dtype=\"fp32\"",
+                "logging.num_eval_images=0", "device=\"cpu\"", "save_freq=100", "seed=4",
+            ]);
+            using var pipeline = FluxPipeline.FromPretrained(model);
+            pipeline.MaxSequenceLength = config.Sample.MaxSequenceLength;
+            using var trainer = new DdpoTrainer(config, ((ITextToImagePipeline)pipeline).Policy, Path.Combine(root, "run"), false, ImageStatisticReward.Brightness());
+            var initial = Values(trainer.Weights.Parameters);
+            await trainer.RunAsync();
+            var m = MetricsLog.ReadAll(Path.Combine(root, "run", "metrics.jsonl"));
+            Assert.Equal(0.0, (double)m[0]["kl_mean"]!);
+            Assert.True((double)m[1]["kl_mean"]! > 0);
+            Assert.All(m, line => Assert.True(double.IsFinite((double)line["loss"]!) && (double)line["loss"]! > 0, $"loss {line["loss"]}"));
+            // After epoch 1 (2 steps): old = d2 (d1 old0 + (1 - d1) theta1) + (1 - d2) theta2: strictly between, so unlike both.
+            var weights = Values(trainer.Weights.Parameters);
+            var old = Values(trainer.NftOld!.Weights.Values);
+            Assert.NotEqual(weights, old);
+            Assert.NotEqual(initial, old);
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
+    /// <summary>
     /// DiffusionNFT learns: on a random tiny SD3 (whole transformer, lr 3e-3, one optimizer step per epoch of 32 ODE
     /// samples in groups of 4, beta 1, decay_type 1, KL 1e-4 to a frozen copy) the brightness rises by more than 5 SE
     /// in 8 epochs for three seeds.
