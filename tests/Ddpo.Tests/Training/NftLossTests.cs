@@ -7,6 +7,7 @@ using Ddpo.Training;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit;
+using Xunit.Abstractions;
 using static TorchSharp.torch;
 
 namespace Ddpo.Tests.Training;
@@ -16,7 +17,7 @@ namespace Ddpo.Tests.Training;
 /// 24af555): the loss and its gradient, the reward weight, the old policy's decay schedule and update, the swap of a
 /// weight copy into the parameters, and the configurations it refuses.
 /// </summary>
-public sealed class NftLossTests
+public sealed class NftLossTests(ITestOutputHelper output)
 {
     private const int B = 3, C = 2, H = 2, W = 2, D = C * H * W;
 
@@ -85,6 +86,7 @@ public sealed class NftLossTests
         Assert.Equal(klCoef > 0, terms.Kl is not null);
         terms.Loss.backward();
         var g = theta.grad!.flatten().data<double>().ToArray();
+        output.WriteLine($"loss {expected:R}: error {Math.Abs(terms.Loss.item<double>() - expected):E2}; gradient max error {g.Select((x, i) => Math.Abs(x - grad[i])).Max():E2}");
         for (int i = 0; i < g.Length; i++) Assert.Equal(grad[i], g[i], 1e-12);
     }
 
@@ -125,6 +127,27 @@ public sealed class NftLossTests
             Assert.Equal(expected, p.data<float>().ToArray());
         }
         Assert.Equal(new float[] { 5, 6, 7, 8 }, p.data<float>().ToArray());
+    }
+
+    /// <summary>The NFT presets carry train_nft_sd3.py's values, and the [nft] keys survive the resolved config.toml.</summary>
+    [Fact]
+    public void PresetCarriesDiffusionNftValuesAndTheKeysRoundTrip()
+    {
+        var c = DdpoConfig.Load(null, "sd3.5-compressibility-nft", ["nft.beta=0.1", "nft.decay_type=2", "nft.timestep_distribution=\"uniform\""]);
+        Assert.Equal(TrainingAlgorithm.Nft, c.Algorithm);
+        Assert.Equal(0.0, c.Sample.Eta);
+        Assert.Equal(1.0, c.Sample.GuidanceScale);
+        Assert.Equal(24, c.Sample.GroupSize);
+        Assert.Equal(1, c.Counts.OptimizerStepsPerEpoch);
+        Assert.True(c.Train.Ema);
+        Assert.Equal(1, c.Train.EmaUpdateInterval);
+        Assert.Equal(1e-4, c.Nft.KlCoef);
+        var back = DdpoConfig.Parse(c.ToToml());
+        Assert.Equal((0.1, 2, "uniform", 1e-4), (back.Nft.Beta, back.Nft.DecayType, back.Nft.TimestepDistribution, back.Nft.KlCoef));
+        Assert.Equal(c.ComputeHash(), back.ComputeHash());
+        var defaults = new DdpoConfig();
+        Assert.Equal((1.0, 1, "schedule", 1e-4), (defaults.Nft.Beta, defaults.Nft.DecayType, defaults.Nft.TimestepDistribution, defaults.Nft.KlCoef));
+        Assert.Equal((false, 0.9, 8), (defaults.Train.Ema, defaults.Train.EmaDecay, defaults.Train.EmaUpdateInterval));
     }
 
     [Fact]
