@@ -162,12 +162,7 @@ internal sealed class DdpoTrainer : IDisposable
         {
             ct.ThrowIfCancellationRequested();
             double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
-            SampledEpoch sampled;
-            // DiffusionNFT samples with its old policy (train_nft_sd3.py: set_adapter("old") around the rollouts).
-            using (_nftOld?.Applied())
-            {
-                sampled = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
-            }
+            var sampled = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
             using var share = sampled.Samples;
             // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
             using var gathered = group.Size > 1 ? EpochGather.Gather(group, share) : null;
@@ -279,7 +274,12 @@ internal sealed class DdpoTrainer : IDisposable
                 PendingSamples.Delete(_run, epoch);
                 return scored;
             }
-            return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            // DiffusionNFT samples with its old policy (train_nft_sd3.py: set_adapter("old") around the rollouts); the
+            // live weights are back before anything below checkpoints them.
+            using (_nftOld?.Applied())
+            {
+                return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            }
         }
         catch (RewardFailedException failure) when (_parallel.Group.Size == 1)
         {
