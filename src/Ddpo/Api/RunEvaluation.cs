@@ -97,7 +97,7 @@ internal sealed class RunEvaluation
             : Checkpoint.Latest(Run) ?? throw new ArgumentException($"--run: no checkpoint in {Run.CheckpointsDir}");
         var weights = TrainableWeights.For(cfg, policy);
         var (_, tensors) = info.Load();
-        weights.LoadRawState(tensors, info.Path);
+        EmaWeights.LoadForEvaluation(cfg, weights, tensors, info.Path);
         foreach (var t in tensors.Values) t.Dispose();
         var tunedScores = PolicyEvaluator.ScoreSets(policy, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}", progress);
 

@@ -176,6 +176,40 @@ public static class ConfigPresets
         """;
 
     /// <summary>
+    /// DiffusionNFT's SD3.5 run (NVlabs/DiffusionNFT <c>config/nft.py</c> <c>_get_config</c> and <c>sd3_pickscore</c>,
+    /// <c>scripts/train_nft_sd3.py</c>, at 24af555) over the SD3.5 layer: CFG-free ODE rollouts, 48 prompts x 24 images on
+    /// 8 GPUs, one optimizer step per epoch, beta 1, decay_type 1, KL 1e-4, the EMA every step. Departure: Euler's ODE
+    /// instead of its <c>dpm2</c> solver.
+    /// </summary>
+    private const string DiffusionNftSd35 = """
+        algorithm = "nft"
+
+        [sample]
+        eta = 0.0 # sample.deterministic = True: the ODE (its solver "dpm2"; here Euler)
+        guidance_scale = 1.0 # _get_config: sample.guidance_scale = 1.0 (CFG-free)
+        samples_per_epoch = 1152 # 8 GPUs x train_batch_size 9 x num_batches_per_epoch 16 = 48 groups x 24
+        group_size = 24 # sample.num_image_per_prompt
+        batch_size = 9 # sample.train_batch_size
+
+        [train]
+        cfg = false
+        total_batch_size = 1152 # train.batch_size 9 x gradient_accumulation_steps 16 x 8 GPUs (gradient_step_per_epoch = 1)
+        batch_size = 9
+        kl_coef = 0.0 # NFT's KL is nft.kl_coef
+        learning_rate = 3e-4 # base.py train.learning_rate
+        adv_clip_max = 5.0 # base.py train.adv_clip_max
+        ema = true # base.py train.ema
+        ema_decay = 0.9 # train_nft_sd3.py: EMAModuleWrapper(decay=0.9, update_step_interval=1)
+        ema_update_interval = 1
+
+        [nft]
+        beta = 1.0 # config.beta
+        decay_type = 1 # config.decay_type
+        kl_coef = 1e-4 # train.beta
+        timestep_distribution = "schedule" # the sampling timesteps, shuffled per sample
+        """;
+
+    /// <summary>
     /// FLUX.1-dev sampled and trained as DanceGRPO does it (XueZeyue/DanceGRPO
     /// <c>scripts/finetune/finetune_flux_grpo_8gpus.sh</c>, <c>fastvideo/train_grpo_flux.py</c>): the model-side values
     /// and its GRPO sizes. Departures: FLUX's own dynamically shifted sigmas (DanceGRPO's script shifts with a static
@@ -297,6 +331,12 @@ public static class ConfigPresets
             reward_fn = "{RewardNames.AestheticScore}"
             prompt_fn = "simple_animals"
             """, Sd35, FlowGrpoSd35],
+        ["sd3.5-compressibility-nft"] = [Compressibility, Sd35, DiffusionNftSd35],
+        ["sd3.5-aesthetic-nft"] = [Compressibility, $"""
+            num_epochs = 200
+            reward_fn = "{RewardNames.AestheticScore}"
+            prompt_fn = "simple_animals"
+            """, Sd35, DiffusionNftSd35],
         ["flux-compressibility-grpo"] = [Compressibility, DanceGrpoFlux],
         ["flux-aesthetic-grpo"] = [Compressibility, $"""
             num_epochs = 200

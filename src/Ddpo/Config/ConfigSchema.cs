@@ -31,7 +31,7 @@ internal static class ConfigSchema
 {
     /// <summary>Section names, in the order they are written.</summary>
     public static readonly string[] Sections =
-        ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained",
+        ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "nft", "logging", "pretrained",
          "reward", "reward.aesthetic", "reward.imagereward", "reward.bertscore", "reward.vlm", "reward.server",
          "reward.ocr", "reward.geneval", "reward.vlm_score",
          "reward.pickscore", "reward.clipscore", "reward.hpsv2"];
@@ -186,6 +186,9 @@ internal static class ConfigSchema
         Float("train.loss_scale_init", c => c.Train.LossScaleInit, (c, v) => c.Train.LossScaleInit = v,
             d => d is > 0 and <= 3.4e38 ? null : $"must be a positive float32 number, got {Fmt(d)}");
         Int("train.loss_scale_growth_interval", c => c.Train.LossScaleGrowthInterval, (c, v) => c.Train.LossScaleGrowthInterval = v, 1);
+        Bool("train.ema", c => c.Train.Ema, (c, v) => c.Train.Ema = v);
+        Float("train.ema_decay", c => c.Train.EmaDecay, (c, v) => c.Train.EmaDecay = v, UnitOpen());
+        Int("train.ema_update_interval", c => c.Train.EmaUpdateInterval, (c, v) => c.Train.EmaUpdateInterval = v, 1);
 
         // [per_prompt_stat_tracking]
         Bool("per_prompt_stat_tracking.enabled", c => c.PerPromptStatTracking.Enabled, (c, v) => c.PerPromptStatTracking.Enabled = v);
@@ -203,6 +206,13 @@ internal static class ConfigSchema
         Float("rwr.temperature", c => c.Rwr.Temperature, (c, v) => c.Rwr.Temperature = v, NonNegative());
         Float("rwr.percentile", c => c.Rwr.Percentile, (c, v) => c.Rwr.Percentile = v,
             d => d is >= 0 and <= 100 ? null : $"must be in [0, 100], got {Fmt(d)}");
+
+        // [nft]
+        Float("nft.beta", c => c.Nft.Beta, (c, v) => c.Nft.Beta = v, Positive());
+        Int("nft.decay_type", c => c.Nft.DecayType, (c, v) => c.Nft.DecayType = v, 0, NftConfig.DecaySchedules.Count - 1);
+        Str("nft.timestep_distribution", c => c.Nft.TimestepDistribution, (c, v) => c.Nft.TimestepDistribution = v,
+            v => NftConfig.TimestepDistributions.Contains(v) ? null : UnknownName(v, NftConfig.TimestepDistributions));
+        Float("nft.kl_coef", c => c.Nft.KlCoef, (c, v) => c.Nft.KlCoef = v, NonNegative());
 
         // [logging]
         Int("logging.image_every", c => c.Logging.ImageEvery, (c, v) => c.Logging.ImageEvery = v, 0);

@@ -171,6 +171,26 @@ public sealed class TrainConfig
 
     /// <summary><c>loss_scale_growth_interval</c>: good optimizer steps after which the scale doubles (GradScaler's 2000).</summary>
     public int LossScaleGrowthInterval { get; set; } = 2000;
+
+    /// <summary>
+    /// <c>ema</c>: keep an exponential moving average of the trainable weights (LoRA or full), updated after optimizer
+    /// steps (Flow-GRPO's <c>train.ema</c>, <c>flow_grpo/ema.py</c> EMAModuleWrapper). When on, the fixed-seed eval
+    /// images, the exported weights (run folder and checkpoints) and <c>ddpo eval</c> use the average; training and
+    /// sampling use the live weights. Default false.
+    /// </summary>
+    public bool Ema { get; set; }
+
+    /// <summary>
+    /// <c>ema_decay</c>: the EMA's largest decay; after n optimizer steps the decay used is
+    /// min((1 + n) / (10 + n), ema_decay) (EMAModuleWrapper's warm-up). Flow-GRPO's train_sd3.py uses 0.9.
+    /// </summary>
+    public double EmaDecay { get; set; } = 0.9;
+
+    /// <summary>
+    /// <c>ema_update_interval</c>: the EMA is updated after optimizer step n (n counted from 1 over the run) when
+    /// (n + 1) is a multiple of this (EMAModuleWrapper's update_step_interval; Flow-GRPO's train_sd3.py uses 8).
+    /// </summary>
+    public int EmaUpdateInterval { get; set; } = 8;
 }
 
 /// <summary>The <c>[per_prompt_stat_tracking]</c> section (ddpo-pytorch <c>config.per_prompt_stat_tracking</c>).</summary>

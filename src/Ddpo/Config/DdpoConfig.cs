@@ -38,7 +38,7 @@ public sealed class DdpoConfig
     /// <summary><c>use_lora</c>: train LoRA adapters instead of the full UNet.</summary>
     public bool UseLora { get; set; } = true;
 
-    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c> or <c>grpo</c>.</summary>
+    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c>, <c>grpo</c> or <c>nft</c>.</summary>
     public TrainingAlgorithm Algorithm { get; set; } = TrainingAlgorithm.DdpoIs;
 
     /// <summary><c>prompt_fn</c>: a prompt source name (see <see cref="Prompts.PromptSources"/>).</summary>
@@ -101,6 +101,9 @@ public sealed class DdpoConfig
 
     /// <summary>The <c>[rwr]</c> section.</summary>
     public RwrConfig Rwr { get; set; } = new();
+
+    /// <summary>The <c>[nft]</c> section (DiffusionNFT, <c>algorithm = "nft"</c>).</summary>
+    internal NftConfig Nft { get; set; } = new();
 
     /// <summary>The <c>[logging]</c> section.</summary>
     public LoggingConfig Logging { get; set; } = new();

@@ -11,10 +11,15 @@ internal static class GroupPolicyChecks
     public static void Validate(DdpoConfig config)
     {
         var s = config.Sample;
-        if (config.Algorithm == TrainingAlgorithm.Grpo && s.GroupSize < 2)
+        if (config.Algorithm is TrainingAlgorithm.Grpo or TrainingAlgorithm.Nft && s.GroupSize < 2)
         {
             throw config.Problem("sample.group_size",
-                $"algorithm = \"grpo\" compares each image with the other images of its prompt's group, so it needs sample.group_size >= 2, got {s.GroupSize}");
+                $"algorithm = \"{config.Algorithm.ToConfigName()}\" compares each image with the other images of its prompt's group, so it needs sample.group_size >= 2, got {s.GroupSize}");
+        }
+        if (config.Algorithm == TrainingAlgorithm.Nft && config.Train.KlCoef > 0)
+        {
+            throw config.Problem("train.kl_coef",
+                "is the KL of the recorded SDE transitions, which algorithm = \"nft\" does not train: its KL to the base model is nft.kl_coef (on the velocities); set train.kl_coef = 0");
         }
         if (config.Train.KlCoef > 0 && config.Algorithm is TrainingAlgorithm.Rwr or TrainingAlgorithm.RwrSparse)
         {

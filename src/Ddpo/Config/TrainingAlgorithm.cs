@@ -20,6 +20,13 @@ public enum TrainingAlgorithm
     /// images of each drawn prompt, <see cref="Training.GroupAdvantages"/>) with DDPO-IS's clipped update.
     /// </summary>
     Grpo,
+
+    /// <summary>
+    /// <c>nft</c>: DiffusionNFT (NVlabs/DiffusionNFT): group-relative advantages as GRPO's, turned into a reward weight
+    /// that splits a flow-matching regression on the final clean samples between an implicit positive and negative
+    /// policy around the "old" one (an EMA of the trained weights). Flow-matching families only (SD3, FLUX).
+    /// </summary>
+    Nft,
 }
 
 /// <summary>Conversions between <see cref="TrainingAlgorithm"/> and its config name.</summary>
@@ -32,6 +39,7 @@ public static class TrainingAlgorithms
         (TrainingAlgorithm.Rwr, "rwr"),
         (TrainingAlgorithm.RwrSparse, "rwr_sparse"),
         (TrainingAlgorithm.Grpo, "grpo"),
+        (TrainingAlgorithm.Nft, "nft"),
     ];
 
     /// <summary>All config names, in declaration order.</summary>

@@ -34,6 +34,10 @@ internal sealed class DdpoTrainer : IDisposable
     private readonly ITrainingObserver _observer;
     private readonly RunOutputs _outputs;
     private readonly ReferencePolicy? _reference;
+    /// <summary>The EMA of the trainable weights (<c>train.ema</c>), or null.</summary>
+    private readonly EmaWeights? _ema;
+    /// <summary>DiffusionNFT's old policy (<c>algorithm = "nft"</c>), or null.</summary>
+    private readonly NftOldPolicy? _nftOld;
     private int _startEpoch;
     private long _globalStep;
     private readonly DataParallel _parallel;
@@ -45,6 +49,12 @@ internal sealed class DdpoTrainer : IDisposable
 
     /// <summary>The trainable weights.</summary>
     internal TrainableWeights Weights => _weights;
+
+    /// <summary>The EMA of the trainable weights (<c>train.ema</c>), or null when off.</summary>
+    internal EmaWeights? Ema => _ema;
+
+    /// <summary>DiffusionNFT's old policy (<c>algorithm = "nft"</c>), or null.</summary>
+    internal NftOldPolicy? NftOld => _nftOld;
 
     /// <summary>The dynamic loss scaler of the backward pass (disabled unless the UNet runs in fp16 or <c>train.loss_scaling = "dynamic"</c>).</summary>
     internal LossScaler Scaler => _scaler;
@@ -81,8 +91,11 @@ internal sealed class DdpoTrainer : IDisposable
         _run = new RunFolder(runDirectory);
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
         _reward = reward;
+        NftStrategy.Check(config, policy);
         _weights = TrainableWeights.For(config, policy);
         _reference = ReferencePolicy.Create(config, policy, _weights); // the initial weights, before any restore
+        _ema = EmaWeights.For(config, _weights);
+        _nftOld = config.Algorithm == TrainingAlgorithm.Nft ? new NftOldPolicy(_weights.Parameters, config.Nft.DecayType) : null;
         var t = config.Train;
         _optimizer = optim.AdamW(_weights.Parameters, t.LearningRate, t.AdamBeta1, t.AdamBeta2, t.AdamEpsilon, t.AdamWeightDecay);
         _scaler = LossScaler.For(t, policy.DType);
@@ -137,8 +150,13 @@ internal sealed class DdpoTrainer : IDisposable
     {
         var group = _parallel.Group;
         var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
-        var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference);
-        var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel) { GradientFault = GradientFault };
+        var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference, _nftOld);
+        var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel)
+        {
+            GradientFault = GradientFault,
+            // Flow-GRPO's ema.step(params, global_step) after the step, with the run's count of steps taken.
+            OptimizerStepped = _ema is null ? null : n => _ema.Step(_globalStep + n),
+        };
         using var metrics = Writes ? new MetricsLog(_run.MetricsFile) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -177,6 +195,7 @@ internal sealed class DdpoTrainer : IDisposable
                     $"(weights and AdamW state untouched{(_scaler.Enabled ? $"; loss scale now {stats.LossScale:G6}" : "")})");
             }
             _globalStep += stats.OptimizerSteps;
+            _nftOld?.Update(_globalStep);
             WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetricsBuilder.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampled.SamplingSeconds, sampled.RewardSeconds, evalSeconds, _config.Train.LearningRate, stats.TargetMetrics ?? UpdateTargets.NoMetrics);
@@ -198,7 +217,7 @@ internal sealed class DdpoTrainer : IDisposable
         _observer.RunFinished();
         if (!Writes) return;
         using var exportScope = NewDisposeScope();
-        _weights.Export(_run.WeightsFile(_weights.ExportFileName));
+        ExportWeights(_run.WeightsFile(_weights.ExportFileName));
     }
 
     /// <summary>
@@ -222,10 +241,26 @@ internal sealed class DdpoTrainer : IDisposable
 
     /// <summary>Checkpoints the completed <paramref name="epoch"/>: weights, optimizer, loss scaler, stat tracker, config hash.</summary>
     private Checkpoint SaveCheckpoint(int epoch) => TrainingCheckpoint.Save(_run, _config.NumCheckpointLimit, epoch, _globalStep,
-        _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash());
+        _weights, _optimizer, _scaler, _tracker?.ToJson(), _config.ComputeHash(), WeightCopies(), ExportWeights);
 
-    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the optimizer and the loss scaler; returns its state.</summary>
-    private TrainingState RestoreCheckpoint(Checkpoint checkpoint) => TrainingCheckpoint.Restore(checkpoint, _weights, _optimizer, _scaler);
+    /// <summary>Loads <paramref name="checkpoint"/> into the weights, their copies, the optimizer and the loss scaler; returns its state.</summary>
+    private TrainingState RestoreCheckpoint(Checkpoint checkpoint) => TrainingCheckpoint.Restore(checkpoint, _weights, _optimizer, _scaler, WeightCopies());
+
+    /// <summary>The copies of the weights a checkpoint holds beside them: the EMA and DiffusionNFT's old policy.</summary>
+    private List<(string Prefix, ParameterCopy Copy)> WeightCopies()
+    {
+        var copies = new List<(string, ParameterCopy)>();
+        if (_ema is not null) copies.Add((EmaWeights.CheckpointPrefix, _ema.Average));
+        if (_nftOld is not null) copies.Add((NftOldPolicy.CheckpointPrefix, _nftOld.Weights));
+        return copies;
+    }
+
+    /// <summary>Writes the fine-tuned weights for other tools: the EMA when <c>train.ema</c> is on (Flow-GRPO's save_ckpt), else the live ones.</summary>
+    private void ExportWeights(string path)
+    {
+        using var ema = _ema?.Applied();
+        _weights.Export(path);
+    }
 
     private async Task<SampledEpoch> SampleOrResumeAsync(EpochSampler sampler, int epoch, CancellationToken ct)
     {
@@ -239,7 +274,12 @@ internal sealed class DdpoTrainer : IDisposable
                 PendingSamples.Delete(_run, epoch);
                 return scored;
             }
-            return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            // DiffusionNFT samples with its old policy (train_nft_sd3.py: set_adapter("old") around the rollouts); the
+            // live weights are back before anything below checkpoints them.
+            using (_nftOld?.Applied())
+            {
+                return await sampler.SampleAsync(epoch, ct).ConfigureAwait(false);
+            }
         }
         catch (RewardFailedException failure) when (_parallel.Group.Size == 1)
         {
@@ -287,6 +327,8 @@ internal sealed class DdpoTrainer : IDisposable
         _observer.PhaseStarted(epoch, "eval images", _config.Sample.NumSteps);
         // The same noise every epoch: the images show how the policy changes, not the sampling noise.
         using var generator = new Generator(SeedMix.Derive(_config.Seed, 0, "eval"));
+        // With train.ema the images show the average, as Flow-GRPO's eval (copy_ema_to ... copy_temp_to).
+        using var ema = _ema?.Applied();
         var images = PolicySampling.Images(_policy, prompts, _config.Sample.ToSamplingOptions(), generator, new Progress<int>(i => _observer.PhaseProgress("eval images", i)));
         var dir = _run.EpochImagesDir(epoch);
         AtomicFile.WriteFolder(dir, temp =>
@@ -307,5 +349,7 @@ internal sealed class DdpoTrainer : IDisposable
     {
         _optimizer.Dispose();
         _reference?.Dispose();
+        _ema?.Dispose();
+        _nftOld?.Dispose();
     }
 }

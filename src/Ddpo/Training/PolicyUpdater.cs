@@ -51,6 +51,9 @@ internal sealed class PolicyUpdater(IDiffusionPolicy policy, IUpdateStrategy str
     /// </summary>
     internal Func<int, int, bool>? GradientFault { get; init; }
 
+    /// <summary>Called after each optimizer step taken (not a skipped one) with the epoch's count of steps taken so far (the EMA's update).</summary>
+    internal Action<int>? OptimizerStepped { get; init; }
+
     /// <summary>The update of an epoch on <paramref name="samples"/> (their finite-reward ones): the strategy's targets, then the loop.</summary>
     public UpdateStats Update(EpochSamples samples, int epoch)
     {
@@ -145,7 +148,7 @@ internal sealed class PolicyUpdater(IDiffusionPolicy policy, IUpdateStrategy str
         int n = Math.Max((int)sums[3], 1);
         return new UpdateStats(sums[0] / n, sums[1] / n, sums[2] / n, sums[4],
             acc.OptimizerSteps, (int)sums[3], clock.Elapsed.TotalSeconds, samples.Count, acc.SkippedSteps, _scaler.Scale,
-            config.Train.KlCoef > 0 ? sums[5] / n : null);
+            config.Train.KlCoef > 0 || (config.Algorithm == TrainingAlgorithm.Nft && config.Nft.KlCoef > 0) ? sums[5] / n : null);
     }
 
     /// <summary>Each sample's trained steps (the policy steps, or those of the SDE window) in its own random order.</summary>
@@ -195,6 +198,7 @@ internal sealed class PolicyUpdater(IDiffusionPolicy policy, IUpdateStrategy str
             optimizer.step();
             _guard.AfterStep(parameters, step);
             acc.OptimizerSteps++;
+            OptimizerStepped?.Invoke(acc.OptimizerSteps);
         }
         else
         {

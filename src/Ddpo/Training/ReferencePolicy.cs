@@ -25,11 +25,11 @@ internal sealed class ReferencePolicy : IDisposable
     }
 
     /// <summary>
-    /// The reference of a run, or null when <c>train.kl_coef</c> is 0. Call it before any update (and before a
+    /// The reference of a run, or null when <c>train.kl_coef</c> is 0 (with <c>algorithm = "nft"</c>: <c>nft.kl_coef</c>). Call it before any update (and before a
     /// checkpoint is restored): a full fine-tuning run copies the weights as they are now.
     /// </summary>
     public static ReferencePolicy? Create(DdpoConfig config, IDiffusionPolicy policy, TrainableWeights weights) =>
-        config.Train.KlCoef > 0
+        config.Train.KlCoef > 0 || (config.Algorithm == TrainingAlgorithm.Nft && config.Nft.KlCoef > 0)
             ? (weights.Lora is { } lora ? WithAdaptersOff(policy, lora) : FrozenCopy(policy))
             : null;
 
@@ -49,6 +49,15 @@ internal sealed class ReferencePolicy : IDisposable
         using var noGrad = no_grad();
         using var off = _lora?.Disable();
         return _policy.Evaluate(batch, options).Mean.MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The base model's <see cref="IDiffusionPolicy.Predict"/> (DiffusionNFT's reference velocity), without gradients.</summary>
+    public Tensor Predict(Tensor latents, Tensor times, Conditioning condition, Conditioning? unconditional, double guidanceScale)
+    {
+        using var scope = NewDisposeScope();
+        using var noGrad = no_grad();
+        using var off = _lora?.Disable();
+        return _policy.Predict(latents, times, condition, unconditional, guidanceScale).MoveToOuterDisposeScope();
     }
 
     /// <summary>

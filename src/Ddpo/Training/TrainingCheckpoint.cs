@@ -18,12 +18,16 @@ internal static class TrainingCheckpoint
 
     /// <summary>
     /// Writes a checkpoint of <paramref name="run"/> for the completed <paramref name="epoch"/> after
-    /// <paramref name="globalStep"/> optimizer steps, keeping the newest <paramref name="keepLimit"/>.
+    /// <paramref name="globalStep"/> optimizer steps, keeping the newest <paramref name="keepLimit"/>, with the
+    /// <paramref name="extra"/> copies of the weights (the EMA, DiffusionNFT's old policy) under their key prefixes.
+    /// <paramref name="export"/> (default: the weights' <see cref="TrainableWeights.Export"/>) writes the exported file.
     /// </summary>
     public static Checkpoint Save(RunFolder run, int keepLimit, int epoch, long globalStep, TrainableWeights weights,
-        OptimizerHelper optimizer, LossScaler scaler, string? statTrackerJson, string configHash)
+        OptimizerHelper optimizer, LossScaler scaler, string? statTrackerJson, string configHash,
+        IReadOnlyList<(string Prefix, ParameterCopy Copy)>? extra = null, Action<string>? export = null)
     {
         var tensors = weights.RawState();
+        foreach (var (prefix, copy) in extra ?? []) copy.AddTo(tensors, prefix);
         using var stream = new MemoryStream();
         using (var writer = new BinaryWriter(stream, System.Text.Encoding.UTF8, leaveOpen: true))
         {
@@ -33,16 +37,18 @@ internal static class TrainingCheckpoint
         tensors[OptimizerKey] = optimizerBytes;
         var state = new TrainingState { Epoch = epoch, GlobalStep = globalStep, ConfigHash = configHash, StatTrackerJson = statTrackerJson };
         scaler.SaveTo(state);
-        return Checkpoint.Save(run, state, tensors, keepLimit, folder => weights.Export(Path.Combine(folder, weights.ExportFileName)));
+        return Checkpoint.Save(run, state, tensors, keepLimit, folder => (export ?? weights.Export)(Path.Combine(folder, weights.ExportFileName)));
     }
 
-    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the optimizer and the loss scaler; returns its state.</summary>
-    public static TrainingState Restore(Checkpoint checkpoint, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler)
+    /// <summary>Loads <paramref name="checkpoint"/> into the weights, the <paramref name="extra"/> copies, the optimizer and the loss scaler; returns its state.</summary>
+    public static TrainingState Restore(Checkpoint checkpoint, TrainableWeights weights, OptimizerHelper optimizer, LossScaler scaler,
+        IReadOnlyList<(string Prefix, ParameterCopy Copy)>? extra = null)
     {
         var (state, tensors) = checkpoint.Load();
         try
         {
             weights.LoadRawState(tensors, checkpoint.Path);
+            foreach (var (prefix, copy) in extra ?? []) copy.Load(tensors, prefix, checkpoint.Path);
             if (!tensors.TryGetValue(OptimizerKey, out var bytes))
             {
                 throw new ModelLoadException($"{checkpoint.Path}: checkpoint has no optimizer state ('{OptimizerKey}')");
