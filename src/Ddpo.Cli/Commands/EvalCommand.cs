@@ -18,7 +18,7 @@ internal static class EvalCommand
         var run = new Option<string>("--run") { Description = "the run folder", Required = true };
         var checkpoint = new Option<int?>("--checkpoint") { Description = "the epoch of the checkpoint to evaluate (default: the newest)" };
         var prompts = new Option<string[]>("--prompts") { Description = "train, held-out, or any prompt set: a prompt_fn name such as everyday_objects, or file:PATH (repeatable)", DefaultValueFactory = _ => [.. defaults.PromptSets] };
-        var rewards = new Option<string[]>("--reward") { Description = "reward to score with (repeatable; default: the run's reward)" };
+        var rewards = new Option<string[]>("--reward") { Description = "reward to score with (repeatable; default: the run's reward, each component of a weighted one, and its watch rewards)" };
         var seeds = new Option<int>("--seeds") { Description = "images per prompt", DefaultValueFactory = _ => defaults.SeedsPerPrompt };
         var maxPrompts = new Option<int>("--max-prompts") { Description = "at most this many prompts per set, evenly spaced", DefaultValueFactory = _ => defaults.MaxPrompts };
         var common = new CommonOptions();

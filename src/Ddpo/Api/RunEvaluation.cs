@@ -40,7 +40,9 @@ internal sealed class RunEvaluation
 
     /// <summary>
     /// Samples and scores the base model, then the chosen checkpoint's (the rewards' prompt requirements checked before
-    /// anything is sampled). <paramref name="log"/> receives the rewards' retry and dropped-sample messages; each
+    /// anything is sampled), with <see cref="EvaluationOptions.Rewards"/> or, by default, every reward the run computed
+    /// (<see cref="EvaluationScorer.DefaultRewardNames"/>): one row per prompt set and reward, each with its paired
+    /// standard error. <paramref name="log"/> receives the rewards' retry and dropped-sample messages; each
     /// sampling phase runs through <paramref name="progress"/> when given.
     /// </summary>
     /// <exception cref="ArgumentException">An option is out of range, a prompt set is unknown, or the checkpoint is missing.</exception>
@@ -56,20 +58,26 @@ internal sealed class RunEvaluation
         var sets = options.PromptSets.SelectMany(p => EvaluationPromptSets.Resolve(cfg, p))
             .Select(s => (s.Name, Prompts: EvaluationPromptSets.EvenlySpaced(s.Prompts, limit))).ToList();
         var registry = RewardFactory.CreateRegistry(cfg, log);
-        var rewardNames = options.Rewards.Count > 0 ? options.Rewards : [cfg.RewardFn];
-        var scorers = new List<(string Name, IRewardFunction Reward)>();
+        // By default every reward the run computed: reward_fn (a weighted sum's components as rows of their own) and the watch rewards.
+        var rewardNames = options.Rewards.Count > 0 ? options.Rewards.Distinct().ToArray() : EvaluationScorer.DefaultRewardNames(cfg);
+        var scorers = new List<EvaluationScorer>();
         try
         {
-            foreach (var n in rewardNames) scorers.Add((n, n == cfg.RewardFn ? registry.Create(cfg.RewardFn, cfg.Rewards) : registry.Create(n)));
+            foreach (var n in rewardNames)
+            {
+                scorers.Add(n == cfg.RewardFn
+                    ? EvaluationScorer.Of(n, registry.Create(cfg.RewardFn, cfg.Rewards), cfg.Rewards.Keys)
+                    : EvaluationScorer.Of(n, registry.Create(n)));
+            }
             foreach (var (name, set) in sets)
             {
-                foreach (var (_, reward) in scorers) RewardPromptChecks.Check(reward, set, $"--prompts '{name}'");
+                foreach (var scorer in scorers) RewardPromptChecks.Check(scorer.Reward, set, $"--prompts '{name}'");
             }
             return Evaluate(sets, scorers, perPrompt, options.CheckpointEpoch, device, dtype, progress);
         }
         finally
         {
-            foreach (var (_, reward) in scorers) (reward as IDisposable)?.Dispose();
+            foreach (var scorer in scorers) (scorer.Reward as IDisposable)?.Dispose();
         }
     }
 
@@ -82,7 +90,7 @@ internal sealed class RunEvaluation
         return outFile;
     }
 
-    private EvaluationResult Evaluate(List<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, List<(string Name, IRewardFunction Reward)> scorers,
+    private EvaluationResult Evaluate(List<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, List<EvaluationScorer> scorers,
         int perPrompt, int? checkpointEpoch, Device device, ScalarType dtype, IEvaluationProgress? progress)
     {
         var cfg = Config;
@@ -101,7 +109,9 @@ internal sealed class RunEvaluation
         foreach (var t in tensors.Values) t.Dispose();
         var tunedScores = PolicyEvaluator.ScoreSets(policy, sets, scorers, perPrompt, options, seed, $"epoch {info.Epoch}", progress);
 
-        var rows = sets.SelectMany(s => scorers.Select(r => EvaluationRow.Of(s.Name, r.Name, baseScores[(s.Name, r.Name)], tunedScores[(s.Name, r.Name)]))).ToList();
+        // A component also asked for by name (--reward) is scored by itself and reported once.
+        var rowNames = scorers.SelectMany(r => r.RowNames).Distinct().ToArray();
+        var rows = sets.SelectMany(s => rowNames.Select(r => EvaluationRow.Of(s.Name, r, baseScores[(s.Name, r)], tunedScores[(s.Name, r)]))).ToList();
         return new EvaluationResult(Run.Root, info.Epoch, perPrompt, sets, rows);
     }
 }

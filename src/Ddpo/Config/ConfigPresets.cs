@@ -285,6 +285,77 @@ public static class ConfigPresets
         num_inner_epochs = 1
         """;
 
+    /// <summary>
+    /// Flow-GRPO's reward tasks on SD3.5 (yifan123/flow_grpo <c>config/grpo.py</c> at ac4c86e: <c>pickscore_sd3</c>,
+    /// <c>geneval_sd3</c>, <c>general_ocr_sd3</c>), over <see cref="Sd35"/> and <see cref="FlowGrpoSd35"/>. Flow-GRPO reads
+    /// its prompts from <c>config.dataset</c> (<c>dataset/pickscore</c>, <c>dataset/geneval</c>, <c>dataset/ocr</c> of
+    /// its repository): the presets name those files relative to the working directory, so a run started in a
+    /// checkout of flow_grpo (or with its <c>dataset</c> folder copied or linked next to it) trains on the same prompts;
+    /// elsewhere <c>--set prompt_fn=file:PATH</c> names the file (README, "Presets for the reward tasks").
+    /// <c>pickscore</c> and <c>hpsv2</c> are the names the CLIP rewards register under (branch clipr).
+    /// </summary>
+    private const string Sd35PickScore = """
+        prompt_fn = "file:dataset/pickscore/train.txt" # pickscore_sd3: dataset/pickscore, prompt_fn "general_ocr" (one prompt a line)
+        reward_fn = "pickscore" # pickscore_sd3: reward_fn = {"pickscore": 1.0}
+
+        [train]
+        kl_coef = 0.01 # pickscore_sd3: train.beta = 0.01
+        """;
+
+    private const string Sd35Geneval = """
+        prompt_fn = "file:dataset/geneval/train_metadata.jsonl" # geneval_sd3: dataset/geneval, prompt_fn "geneval" (a GenEval record a line)
+        reward_fn = "geneval" # geneval_sd3: reward_fn = {"geneval": 1.0}; the detector server is reward.geneval.base_url
+
+        [train]
+        kl_coef = 0.04 # geneval_sd3: train.beta = 0.04
+        """;
+
+    private const string Sd35Ocr = """
+        prompt_fn = "file:dataset/ocr/train.txt" # general_ocr_sd3: dataset/ocr, prompt_fn "general_ocr" (the text to render in quotes)
+        reward_fn = "ocr" # general_ocr_sd3: reward_fn = {"ocr": 1.0}; the OCR server is reward.ocr.base_url
+
+        [train]
+        kl_coef = 0.04 # general_ocr_sd3: train.beta = 0.04
+        """;
+
+    /// <summary>
+    /// ImageReward on SD3.5: Flow-GRPO's <c>flow_grpo/rewards.py</c> (ac4c86e) has <c>imagereward_score</c> but
+    /// <c>config/grpo.py</c> no SD3.5 config for it, so this is <c>pickscore_sd3</c>'s task (its prompts and
+    /// beta 0.01, the other human-preference reward) with ImageReward as the reward.
+    /// </summary>
+    private const string Sd35ImageReward = $"""
+        prompt_fn = "file:dataset/pickscore/train.txt" # as pickscore_sd3
+        reward_fn = "{RewardNames.ImageReward}" # rewards.py imagereward_score (ImageReward-v1.0)
+
+        [train]
+        kl_coef = 0.01 # as pickscore_sd3: train.beta = 0.01
+        """;
+
+    /// <summary>
+    /// DanceGRPO's FLUX run (XueZeyue/DanceGRPO <c>scripts/finetune/finetune_flux_grpo_8gpus.sh</c>: <c>--use_hpsv2</c>)
+    /// over <see cref="DanceGrpoFlux"/>. DanceGRPO embeds its prompts beforehand
+    /// (<c>scripts/preprocess/preprocess_flux_rl_embeddings.sh</c>, <c>--prompt_dir ./prompts.txt</c>: one prompt a
+    /// line); here the same file is read as is.
+    /// </summary>
+    private const string FluxHpsv2 = """
+        prompt_fn = "file:prompts.txt" # DanceGRPO preprocess_flux_rl_embeddings.sh: --prompt_dir ./prompts.txt
+        reward_fn = "hpsv2" # --use_hpsv2 (HPSv2.1)
+        """;
+
+    /// <summary>
+    /// MixGRPO's multi-reward run (tulvgengenr/MixGRPO <c>scripts/finetune/finetune_flux_grpo_MixGRPO.sh</c> at
+    /// 33d8f56: <c>reward_model="multi_reward"</c>, HPSv2.1, ImageReward and PickScore with weight 1 each,
+    /// <c>--multi_reward_mix advantage_aggr</c>) over <see cref="MixGrpoFlux"/>: each reward normalised within its
+    /// group, the advantages summed. Prompts as DanceGRPO's (<c>scripts/preprocess/preprocess_flux_rl_embeddings.sh</c>:
+    /// <c>--prompt_path ./data/prompts.txt</c>).
+    /// </summary>
+    private const string FluxMixGrpoMultiReward = $"""
+        prompt_fn = "file:data/prompts.txt" # MixGRPO preprocess_flux_rl_embeddings.sh: --prompt_path ./data/prompts.txt
+        reward_fn = "{RewardNames.Weighted}"
+        rewards = {"{"} hpsv2 = 1.0, {RewardNames.ImageReward} = 1.0, pickscore = 1.0 {"}"} # hps, image_reward, pick_score: weight 1 each
+        reward_mix = "{DdpoConfig.AdvantageAggregation}" # --multi_reward_mix advantage_aggr
+        """;
+
     /// <summary>The name of the layer that sizes a task for the built-in model.</summary>
     public const string BuiltinLayer = "builtin";
 
@@ -344,6 +415,12 @@ public static class ConfigPresets
             prompt_fn = "simple_animals"
             """, DanceGrpoFlux],
         ["flux-compressibility-mixgrpo"] = [Compressibility, MixGrpoFlux],
+        ["sd3.5-pickscore"] = [Compressibility, Sd35, FlowGrpoSd35, Sd35PickScore],
+        ["sd3.5-geneval"] = [Compressibility, Sd35, FlowGrpoSd35, Sd35Geneval],
+        ["sd3.5-ocr"] = [Compressibility, Sd35, FlowGrpoSd35, Sd35Ocr],
+        ["sd3.5-imagereward"] = [Compressibility, Sd35, FlowGrpoSd35, Sd35ImageReward],
+        ["flux-hpsv2"] = [Compressibility, DanceGrpoFlux, FluxHpsv2],
+        ["flux-mixgrpo-multireward"] = [Compressibility, MixGrpoFlux, FluxMixGrpoMultiReward],
         ["prompt_image_alignment"] = [Compressibility, $"""
             num_epochs = 200
             prompt_fn = "nouns_activities"

@@ -9,7 +9,10 @@ internal sealed record EvaluationOptions
     /// <summary>The prompt sets (<see cref="EvaluationPromptSets.Resolve"/>): train, held-out, a prompt_fn name or file:PATH.</summary>
     public IReadOnlyList<string> PromptSets { get; init; } = ["train", "held-out"];
 
-    /// <summary>The rewards to score with, by registry name; empty: the run's <c>reward_fn</c>.</summary>
+    /// <summary>
+    /// The rewards to score with, by registry name (the run's <c>reward_fn</c> with its weights); empty: the run's
+    /// <c>reward_fn</c>, each component of a weighted one, and its <c>watch_rewards</c>.
+    /// </summary>
     public IReadOnlyList<string> Rewards { get; init; } = [];
 
     /// <summary>Images per prompt, each model sampling the same seeds.</summary>

@@ -87,18 +87,34 @@ internal static class PolicyEvaluator
     /// Scores images with a reward in batches, passing each prompt's metadata as training does; NaN where the
     /// reward gave none.
     /// </summary>
-    public static float[] Score(IRewardFunction reward, Tensor images, IReadOnlyList<PromptSample> prompts, int batchSize = 16)
+    public static float[] Score(IRewardFunction reward, Tensor images, IReadOnlyList<PromptSample> prompts, int batchSize = 16) =>
+        ScoreWithDetails(reward, images, prompts, batchSize).Rewards;
+
+    /// <summary>
+    /// <see cref="Score"/> with the reward's details, batches concatenated (a detail key a batch lacks is NaN there).
+    /// </summary>
+    public static RewardResult ScoreWithDetails(IRewardFunction reward, Tensor images, IReadOnlyList<PromptSample> prompts, int batchSize = 16)
     {
         var scores = new List<float>();
+        var details = new Dictionary<string, float[]>(StringComparer.Ordinal);
         for (int start = 0; start < prompts.Count; start += batchSize)
         {
             int end = Math.Min(start + batchSize, prompts.Count);
             using var slice = images[start..end];
             var chunk = prompts.Skip(start).Take(end - start).ToArray();
             var batch = new RewardBatch(slice, chunk.Select(p => p.Prompt).ToArray(), chunk.Select(p => p.Metadata).ToArray());
-            scores.AddRange(reward.ScoreAsync(batch, CancellationToken.None).GetAwaiter().GetResult().Rewards);
+            var result = reward.ScoreAsync(batch, CancellationToken.None).GetAwaiter().GetResult();
+            scores.AddRange(result.Rewards);
+            foreach (var (key, values) in result.Details ?? new Dictionary<string, float[]>())
+            {
+                if (!details.TryGetValue(key, out var all))
+                {
+                    details[key] = all = Enumerable.Repeat(float.NaN, prompts.Count).ToArray();
+                }
+                Array.Copy(values, 0, all, start, Math.Min(values.Length, end - start));
+            }
         }
-        return scores.ToArray();
+        return new RewardResult(scores.ToArray(), details);
     }
 
     /// <summary>
@@ -107,7 +123,7 @@ internal static class PolicyEvaluator
     /// order of the set's prompts x seeds. <paramref name="label"/> names the model in the phase descriptions.
     /// </summary>
     public static Dictionary<(string Set, string Reward), float[]> ScoreSets(IDiffusionPolicy policy,
-        IReadOnlyList<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, IReadOnlyList<(string Name, IRewardFunction Reward)> scorers,
+        IReadOnlyList<(string Name, IReadOnlyList<PromptSample> Prompts)> sets, IReadOnlyList<EvaluationScorer> scorers,
         int seedsPerPrompt, SamplingOptions options, long seed, string label, IEvaluationProgress? progress = null)
     {
         var result = new Dictionary<(string, string), float[]>();
@@ -118,9 +134,14 @@ internal static class PolicyEvaluator
             var (images, all) = progress is null ? Sample() : progress.Run(description, Sample);
             using (images)
             {
-                foreach (var (name, reward) in scorers)
+                foreach (var scorer in scorers)
                 {
-                    result[(set, name)] = Score(reward, images, all);
+                    var scored = ScoreWithDetails(scorer.Reward, images, all);
+                    result[(set, scorer.Name)] = scored.Rewards;
+                    foreach (var (name, key) in scorer.Components)
+                    {
+                        result[(set, name)] = scored.Details is { } d && d.TryGetValue(key, out var v) ? v : Enumerable.Repeat(float.NaN, all.Length).ToArray();
+                    }
                 }
             }
         }
