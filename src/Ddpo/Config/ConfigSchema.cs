@@ -32,7 +32,7 @@ internal static class ConfigSchema
     /// <summary>Section names, in the order they are written.</summary>
     public static readonly string[] Sections =
         ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "logging", "pretrained",
-         "reward", "reward.aesthetic", "reward.bertscore", "reward.vlm", "reward.server"];
+         "reward", "reward.aesthetic", "reward.bertscore", "reward.vlm", "reward.server", .. BackpropKeys.Sections];
 
     /// <summary>The free-form tables (any key inside is accepted).</summary>
     public const string PromptFnKwargs = "prompt_fn_kwargs";
@@ -208,6 +208,7 @@ internal static class ConfigSchema
             v is "auto" or "fp32" or "fp16" or "bf16" ? null : $"must be auto, fp32, fp16 or bf16, got '{v}'");
 
         RewardKeys.Add(keys);
+        BackpropKeys.Add(keys);
 
         return keys;
     }

@@ -38,7 +38,10 @@ public sealed class DdpoConfig
     /// <summary><c>use_lora</c>: train LoRA adapters instead of the full UNet.</summary>
     public bool UseLora { get; set; } = true;
 
-    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c> or <c>grpo</c>.</summary>
+    /// <summary>
+    /// <c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c> or <c>grpo</c>; reward backpropagation
+    /// with <c>draft</c>, <c>draft_lv</c>, <c>refl</c> or <c>alignprop</c>.
+    /// </summary>
     public TrainingAlgorithm Algorithm { get; set; } = TrainingAlgorithm.DdpoIs;
 
     /// <summary><c>prompt_fn</c>: a prompt source name (see <see cref="Prompts.PromptSources"/>).</summary>
@@ -93,6 +96,15 @@ public sealed class DdpoConfig
 
     /// <summary>The <c>[pretrained]</c> section.</summary>
     public PretrainedConfig Pretrained { get; set; } = new();
+
+    /// <summary>The <c>[draft]</c> section (reward backpropagation: DRaFT's K and LV, the reward scale, checkpointing).</summary>
+    public DraftConfig Draft { get; set; } = new();
+
+    /// <summary>The <c>[refl]</c> section (ReFL's range of gradient steps).</summary>
+    public ReflConfig Refl { get; set; } = new();
+
+    /// <summary>The <c>[alignprop]</c> section (AlignProp's randomised truncation).</summary>
+    public AlignPropConfig AlignProp { get; set; } = new();
 
     /// <summary>The <c>[reward]</c> section (settings of the learned and remote rewards).</summary>
     public RewardConfig Reward { get; set; } = new();
@@ -233,6 +245,7 @@ public sealed class DdpoConfig
                 $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
         }
         GroupPolicyChecks.Validate(this);
+        BackpropKeys.Validate(this);
         var counts = Counts;
         if (counts.SamplesPerEpochPerProcess % Sample.GroupSize != 0)
         {

@@ -97,8 +97,8 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
         var sampler = new DdimSampler(_scheduler, options.FinalStep);
         var schedule = sampler.Schedule(options.NumSteps);
         long steps = schedule.shape[0];
-        var shape = new long[] { condition.Count, Pipeline.LatentChannels, height / factor, width / factor };
-        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device);
+        var latents = InitialNoise(condition.Count, options, generator);
+        var shape = latents.shape;
         // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
         // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
         // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from
@@ -195,6 +195,47 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
 
     /// <inheritdoc />
     public Tensor Decode(Tensor latents) => Pipeline.DecodeToImages(latents);
+
+    /// <inheritdoc />
+    public Tensor InitialNoise(long count, SamplingOptions options, Generator? generator)
+    {
+        int factor = Pipeline.VaeScaleFactor;
+        int height = options.Height ?? DefaultImageSize, width = options.Width ?? DefaultImageSize;
+        if (height % factor != 0 || width % factor != 0)
+        {
+            throw new ArgumentException($"height and width must be multiples of {factor} for this model, got {height}x{width}");
+        }
+        using var scope = NewDisposeScope();
+        var shape = new long[] { count, Pipeline.LatentChannels, height / factor, width / factor };
+        return HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), Device).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public IStepSampler Sampler(SamplingOptions options)
+    {
+        RequireDdim(options);
+        return new DdimSampler(_scheduler, options.FinalStep);
+    }
+
+    /// <inheritdoc />
+    public Tensor AddNoise(Tensor x0, Tensor noise, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var t = times.dim() == 0 ? times.expand(x0.shape[0]) : times;
+        return _scheduler.AddNoise(x0, noise, t).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    /// <remarks>The DDIM step's <c>pred_original_sample</c> (with the scheduler's clipping, if any).</remarks>
+    public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var r = _scheduler.Step(modelOutput, times, latents, 0.0, noise: zeros_like(latents));
+        return r.PredOriginalSample.MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public Tensor DecodeDifferentiable(Tensor latents) => Pipeline.DecodeOnDevice(latents);
 
     /// <inheritdoc />
     public IDiffusionPolicy FrozenCopy()
