@@ -19,22 +19,29 @@ namespace Ddpo.Training.Backprop;
 internal static class CheckpointedCall
 {
     /// <summary>
-    /// <paramref name="function"/>(<paramref name="input"/>) whose backward pass recomputes it. Without gradients (or
-    /// with nothing that requires them) it is the plain call.
+    /// <paramref name="function"/>(<paramref name="input"/>, <paramref name="captured"/>) whose backward pass recomputes
+    /// it. The tensors the call reads besides its input and the module's weights (the time, ...) are passed as
+    /// <paramref name="captured"/>: the function gets aliases that live until the backward pass (the caller's may be
+    /// freed with its dispose scope before that). Without gradients (or with nothing that requires them) it is the
+    /// plain call.
     /// </summary>
-    public static Tensor Apply(Func<Tensor, Tensor> function, Tensor input, IReadOnlyList<Parameter> parameters)
+    public static Tensor Apply(Func<Tensor, IReadOnlyList<Tensor>, Tensor> function, Tensor input, IReadOnlyList<Tensor> captured,
+        IReadOnlyList<Parameter> parameters)
     {
-        if (!is_grad_enabled() || (!input.requires_grad && !parameters.Any(p => p.requires_grad))) return function(input);
+        if (!is_grad_enabled() || (!input.requires_grad && !parameters.Any(p => p.requires_grad))) return function(input, captured);
+        // Kept out of every dispose scope until the backward pass, which frees them (or the collector, when the graph is
+        // dropped without one).
+        var kept = captured.Select(t => t.alias().DetachFromDisposeScope()).ToArray();
         // The parameters are inputs of the node only so that the engine runs its backward when the input latents need
         // no gradient (the first step of a truncated chain).
         var args = new object[2 + parameters.Count];
         args[0] = input;
-        args[1] = new State(function, parameters);
+        args[1] = new State(x => function(x, kept), kept, parameters);
         for (int i = 0; i < parameters.Count; i++) args[2 + i] = parameters[i];
         return Checkpoint.apply(args);
     }
 
-    private sealed record State(Func<Tensor, Tensor> Function, IReadOnlyList<Parameter> Parameters);
+    private sealed record State(Func<Tensor, Tensor> Function, Tensor[] Kept, IReadOnlyList<Parameter> Parameters);
 
     private sealed class Checkpoint : autograd.SingleTensorFunction<Checkpoint>
     {
@@ -81,6 +88,7 @@ internal static class CheckpointedCall
                 inputGrad.DetachFromDisposeScope();
             }
             saved.Dispose();
+            foreach (var t in state.Kept) t.Dispose();
             var result = new List<Tensor>(count) { inputGrad };
             for (int i = 1; i < count; i++) result.Add(null!);
             return result;

@@ -137,8 +137,9 @@ internal sealed class RewardBackprop(IDiffusionPolicy policy, DdpoConfig config,
     /// <summary>The guided denoiser output; checkpointed when it carries gradients and <c>draft.checkpointing</c> is on.</summary>
     private Tensor Predict(Tensor x, Tensor t, BackpropBatch batch, bool withGrad)
     {
-        Tensor Call(Tensor input) => policy.Predict(input, t, batch.Condition, batch.Unconditional, Options.GuidanceScale);
-        return withGrad && config.Draft.Checkpointing ? CheckpointedCall.Apply(Call, x, parameters) : Call(x);
+        // The conditioning belongs to the caller and outlives the backward pass; the time is this loss's and is kept.
+        Tensor Call(Tensor input, IReadOnlyList<Tensor> time) => policy.Predict(input, time[0], batch.Condition, batch.Unconditional, Options.GuidanceScale);
+        return withGrad && config.Draft.Checkpointing ? CheckpointedCall.Apply(Call, x, [t], parameters) : Call(x, [t]);
     }
 
     /// <summary>The differentiable reward of the decoded <paramref name="latents"/>, [B] float32.</summary>
