@@ -142,8 +142,12 @@ internal sealed class DdpoTrainer : IDisposable
             ? new Backprop.RewardBackpropUpdater(_policy, _config, _prompts, _reward, _weights, _optimizer, _scaler, _observer, _parallel)
             : null;
         var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
-        var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference);
-        var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel) { GradientFault = GradientFault };
+        // Reward backpropagation has its own update (no strategy over recorded transitions).
+        var updater = backprop is not null ? null
+            : new PolicyUpdater(_policy, UpdateStrategies.For(_config, _policy, _tracker, _reference), _weights, _optimizer, _config, _observer, _scaler, _parallel)
+            {
+                GradientFault = GradientFault,
+            };
         using var metrics = Writes ? new MetricsLog(_run.MetricsFile) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
@@ -188,7 +192,7 @@ internal sealed class DdpoTrainer : IDisposable
                 // and the optimizer's moments were made outside it and live on.
                 try
                 {
-                    stats = updater.Update(train, epoch);
+                    stats = updater!.Update(train, epoch);
                 }
                 catch (NonFiniteStepException e)
                 {
