@@ -1,9 +1,11 @@
 #:project ../src/Ddpo/Ddpo.csproj
+#:property PublishAot=false
+#:property JsonSerializerIsReflectionEnabledByDefault=true
 // Peak resident memory of one reward-backpropagation training step (DRaFT-K: sampling, the backward pass through the
 // last K steps, an AdamW step on LoRA weights) for K = 1, 4, 10 of 10 steps, with gradient checkpointing off and on, on
 // a small init-tiny Stable Diffusion pipeline (CPU). Linux only: the peak (VmHWM) is reset before each step through
 // /proc/self/clear_refs, and the step's figure is the peak minus the resident memory just before it.
-// usage: dotnet run -c Release tools/backprop-memory.cs -- [BATCH=2] [CHANNELS=64] [LATENT=32]
+// usage: dotnet run -c Release tools/backprop-memory.cs -- [BATCH=2] [CHANNELS=64] [LATENT=32]   (README: -- 2 16 16)
 using Ddpo.Config;
 using Ddpo.Pipelines;
 using Ddpo.Rewards;

@@ -11,6 +11,8 @@ namespace Ddpo.Tests.Training;
 /// pipeline's images by more than 5 standard errors in a short run, for three seeds, through the trainer (config keys,
 /// epoch loop, optimizer, metrics). The brightness reward's gradient is exact, so few steps suffice; the gain is the
 /// mean of the last two epochs against the first epoch (whose images are those of the untrained model's policy).
+/// Measured with 6 epochs of 4 steps (K = 2, ReFL steps 2..3, AlignProp K 1..4), all nine runs gained 18 to 33 SE with
+/// +0.05 to +0.06 brightness per epoch; the test runs 4 epochs of 3 steps to keep within the suite's time.
 /// </summary>
 [Collection("training")]
 public sealed class RewardBackpropLearningTests(ITestOutputHelper output)
@@ -29,10 +31,10 @@ public sealed class RewardBackpropLearningTests(ITestOutputHelper output)
     {
         var root = TestPaths.NewTempDir();
         var config = TinyTraining.Config(
-            $"algorithm=\"{algorithm}\"", "reward_fn=\"brightness\"", "sample.num_steps=4", "sample.batch_size=8",
+            $"algorithm=\"{algorithm}\"", "reward_fn=\"brightness\"", "sample.num_steps=3", "sample.batch_size=8",
             "sample.num_batches_per_epoch=1", "train.batch_size=8", "train.gradient_accumulation_steps=1", "sample.guidance_scale=1.0",
-            "use_lora=false", "train.learning_rate=1e-3", "num_epochs=6", "logging.num_eval_images=0", "save_freq=100",
-            "draft.k=2", "refl.min_step=2", "refl.max_step=3", "alignprop.min_k=1", "alignprop.max_k=4", $"seed={seed}");
+            "use_lora=false", "train.learning_rate=1e-3", "num_epochs=4", "logging.num_eval_images=0", "save_freq=100",
+            "draft.k=2", "refl.min_step=1", "refl.max_step=2", "alignprop.min_k=1", "alignprop.max_k=3", $"seed={seed}");
         var m = TinyTraining.Train(config, Path.Combine(root, "run"), reward: ImageStatisticReward.Brightness());
         double first = (double)m[0]["reward_mean"]!, firstSem = (double)m[0]["reward_sem"]!;
         var last = m.TakeLast(2).ToArray();
