@@ -11,7 +11,6 @@ using Ddpo.Pipelines;
 using Ddpo.Rewards;
 using Ddpo.Runtime;
 using Ddpo.Training;
-using Ddpo.Training.Backprop;
 using TorchSharp;
 using static TorchSharp.torch;
 

@@ -4,7 +4,7 @@ namespace Ddpo.Config;
 /// The <c>[draft]</c> section: what every reward-backpropagation algorithm (<c>draft</c>, <c>draft_lv</c>, <c>refl</c>,
 /// <c>alignprop</c>) shares, and DRaFT's own K and LV settings (Clark et al. 2023, arXiv 2309.17400).
 /// </summary>
-public sealed class DraftConfig
+internal sealed class DraftConfig
 {
     /// <summary><c>k</c>: DRaFT-K's number of final sampling steps backpropagated through (1 to <c>sample.num_steps</c>).</summary>
     public int K { get; set; } = 1;
@@ -33,7 +33,7 @@ public sealed class DraftConfig
 /// gradients to a step drawn uniformly from <c>min_step</c>..<c>max_step</c> (0-based step indices, inclusive), takes
 /// that one step's denoiser output with gradients to the predicted x0, and scores its decoded image.
 /// </summary>
-public sealed class ReflConfig
+internal sealed class ReflConfig
 {
     /// <summary><c>min_step</c>: the earliest step index the gradient step may be (ReFL: 30 of 40).</summary>
     public int MinStep { get; set; } = 30;
@@ -47,7 +47,7 @@ public sealed class ReflConfig
 /// the chain's last K steps with K drawn uniformly from <c>min_k</c>..<c>max_k</c> per micro-batch (randomised
 /// truncation), every step checkpointed.
 /// </summary>
-public sealed class AlignPropConfig
+internal sealed class AlignPropConfig
 {
     /// <summary><c>min_k</c>: the fewest final steps with gradients.</summary>
     public int MinK { get; set; } = 1;

@@ -97,14 +97,17 @@ public sealed class DdpoConfig
     /// <summary>The <c>[pretrained]</c> section.</summary>
     public PretrainedConfig Pretrained { get; set; } = new();
 
-    /// <summary>The <c>[draft]</c> section (reward backpropagation: DRaFT's K and LV, the reward scale, checkpointing).</summary>
-    public DraftConfig Draft { get; set; } = new();
+    /// <summary>
+    /// The <c>[draft]</c> section (reward backpropagation: DRaFT's K and LV, the reward scale, checkpointing). The three
+    /// reward-backpropagation sections are set through their keys (files, presets, <c>--set</c>), not typed from outside.
+    /// </summary>
+    internal DraftConfig Draft { get; set; } = new();
 
     /// <summary>The <c>[refl]</c> section (ReFL's range of gradient steps).</summary>
-    public ReflConfig Refl { get; set; } = new();
+    internal ReflConfig Refl { get; set; } = new();
 
     /// <summary>The <c>[alignprop]</c> section (AlignProp's randomised truncation).</summary>
-    public AlignPropConfig AlignProp { get; set; } = new();
+    internal AlignPropConfig AlignProp { get; set; } = new();
 
     /// <summary>The <c>[reward]</c> section (settings of the learned and remote rewards).</summary>
     public RewardConfig Reward { get; set; } = new();

@@ -226,12 +226,24 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     }
 
     /// <inheritdoc />
-    /// <remarks>The DDIM step's <c>pred_original_sample</c> (with the scheduler's clipping, if any).</remarks>
+    /// <remarks>The DDIM step's <c>pred_original_sample</c> for the scheduler's prediction type, with its clipping if any.</remarks>
     public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times)
     {
         using var scope = NewDisposeScope();
-        var r = _scheduler.Step(modelOutput, times, latents, 0.0, noise: zeros_like(latents));
-        return r.PredOriginalSample.MoveToOuterDisposeScope();
+        var compute = latents.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var t = times.dim() == 0 ? times.expand(latents.shape[0]) : times;
+        var a = _scheduler.AlphaCumprodAt(t.to(latents.device)).to(compute).view(-1, 1, 1, 1);
+        var x = latents.to(compute);
+        var output = modelOutput.to(compute);
+        var original = _scheduler.Config.PredictionType switch
+        {
+            "epsilon" => (x - (1 - a).sqrt() * output) / a.sqrt(),
+            "sample" => output,
+            "v_prediction" => a.sqrt() * x - (1 - a).sqrt() * output,
+            var other => throw new InvalidOperationException($"prediction_type '{other}' is not supported"),
+        };
+        if (_scheduler.Config.ClipSample) original = original.clamp(-_scheduler.Config.ClipSampleRange, _scheduler.Config.ClipSampleRange);
+        return original.MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

@@ -82,7 +82,7 @@ internal sealed class DdpoTrainer : IDisposable
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
         _reward = reward;
         // A reward backpropagation run needs a differentiable reward: say so before anything is loaded or written.
-        if (config.Algorithm.IsRewardBackprop()) Backprop.DifferentiableRewards.Require(reward, config);
+        if (config.Algorithm.IsRewardBackprop()) DifferentiableRewards.Require(reward, config);
         _weights = TrainableWeights.For(config, policy);
         _reference = ReferencePolicy.Create(config, policy, _weights); // the initial weights, before any restore
         var t = config.Train;
@@ -139,7 +139,7 @@ internal sealed class DdpoTrainer : IDisposable
     {
         var group = _parallel.Group;
         var backprop = _config.Algorithm.IsRewardBackprop()
-            ? new Backprop.RewardBackpropUpdater(_policy, _config, _prompts, _reward, _weights, _optimizer, _scaler, _observer, _parallel)
+            ? new RewardBackpropUpdater(_policy, _config, _prompts, _reward, _weights, _optimizer, _scaler, _observer, _parallel)
             : null;
         var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
         // Reward backpropagation has its own update (no strategy over recorded transitions).

@@ -4,7 +4,6 @@ using Ddpo.Policies;
 using Ddpo.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
-using Ddpo.Training.Backprop;
 using TorchSharp;
 using Xunit;
 using static TorchSharp.torch;

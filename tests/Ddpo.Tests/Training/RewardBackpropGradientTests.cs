@@ -5,7 +5,6 @@ using Ddpo.Policies;
 using Ddpo.Rewards;
 using Ddpo.Tests.Support;
 using Ddpo.Training;
-using Ddpo.Training.Backprop;
 using TorchSharp;
 using TorchSharp.Modules;
 using Xunit;

@@ -2,7 +2,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training.Backprop;
+namespace Ddpo.Training;
 
 /// <summary>
 /// Gradient checkpointing of one denoiser call (PyTorch's <c>torch.utils.checkpoint</c>, which AlignProp and DRaFT use

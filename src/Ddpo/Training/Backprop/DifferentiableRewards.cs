@@ -2,7 +2,7 @@ using Ddpo.Base;
 using Ddpo.Config;
 using Ddpo.Rewards;
 
-namespace Ddpo.Training.Backprop;
+namespace Ddpo.Training;
 
 /// <summary>The reward a reward-backpropagation run differentiates, or why it cannot.</summary>
 internal static class DifferentiableRewards

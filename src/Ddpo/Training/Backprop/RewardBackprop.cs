@@ -6,7 +6,7 @@ using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training.Backprop;
+namespace Ddpo.Training;
 
 /// <summary>One micro-batch of reward backpropagation: the prompts, their conditioning and the batch's generator.</summary>
 /// <param name="Prompts">The prompts (the differentiable reward may read them).</param>

@@ -9,7 +9,7 @@ using Ddpo.Runs;
 using TorchSharp;
 using static TorchSharp.torch;
 
-namespace Ddpo.Training.Backprop;
+namespace Ddpo.Training;
 
 /// <summary>
 /// An epoch of reward backpropagation (<c>algorithm</c> = <c>draft</c>, <c>draft_lv</c>, <c>refl</c>, <c>alignprop</c>):
