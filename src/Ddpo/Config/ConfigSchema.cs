@@ -34,7 +34,7 @@ internal static class ConfigSchema
         ["sample", "train", "per_prompt_stat_tracking", "lora", "rwr", "nft", "logging", "pretrained",
          "reward", "reward.aesthetic", "reward.imagereward", "reward.bertscore", "reward.vlm", "reward.server",
          "reward.ocr", "reward.geneval", "reward.vlm_score",
-         "reward.pickscore", "reward.clipscore", "reward.hpsv2"];
+         "reward.pickscore", "reward.clipscore", "reward.hpsv2", .. BackpropKeys.Sections];
 
     /// <summary>The free-form tables (any key inside is accepted).</summary>
     public const string PromptFnKwargs = "prompt_fn_kwargs";
@@ -223,6 +223,7 @@ internal static class ConfigSchema
             v is "auto" or "fp32" or "fp16" or "bf16" ? null : $"must be auto, fp32, fp16 or bf16, got '{v}'");
 
         RewardKeys.Add(keys);
+        BackpropKeys.Add(keys);
 
         return keys;
     }

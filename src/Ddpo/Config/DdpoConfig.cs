@@ -38,7 +38,10 @@ public sealed class DdpoConfig
     /// <summary><c>use_lora</c>: train LoRA adapters instead of the full UNet.</summary>
     public bool UseLora { get; set; } = true;
 
-    /// <summary><c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c>, <c>grpo</c> or <c>nft</c>.</summary>
+    /// <summary>
+    /// <c>algorithm</c>: <c>ddpo_is</c>, <c>ddpo_sf</c>, <c>rwr</c>, <c>rwr_sparse</c>, <c>grpo</c> or <c>nft</c>; reward
+    /// backpropagation with <c>draft</c>, <c>draft_lv</c>, <c>refl</c> or <c>alignprop</c>.
+    /// </summary>
     public TrainingAlgorithm Algorithm { get; set; } = TrainingAlgorithm.DdpoIs;
 
     /// <summary><c>prompt_fn</c>: a prompt source name (see <see cref="Prompts.PromptSources"/>).</summary>
@@ -110,6 +113,18 @@ public sealed class DdpoConfig
 
     /// <summary>The <c>[pretrained]</c> section.</summary>
     public PretrainedConfig Pretrained { get; set; } = new();
+
+    /// <summary>
+    /// The <c>[draft]</c> section (reward backpropagation: DRaFT's K and LV, the reward scale, checkpointing). The three
+    /// reward-backpropagation sections are set through their keys (files, presets, <c>--set</c>), not typed from outside.
+    /// </summary>
+    internal DraftConfig Draft { get; set; } = new();
+
+    /// <summary>The <c>[refl]</c> section (ReFL's range of gradient steps).</summary>
+    internal ReflConfig Refl { get; set; } = new();
+
+    /// <summary>The <c>[alignprop]</c> section (AlignProp's randomised truncation).</summary>
+    internal AlignPropConfig AlignProp { get; set; } = new();
 
     /// <summary>The <c>[reward]</c> section (settings of the learned and remote rewards).</summary>
     public RewardConfig Reward { get; set; } = new();
@@ -255,6 +270,7 @@ public sealed class DdpoConfig
                 $"sample.batch_size = {Sample.BatchSize} must be a multiple of train.batch_size = {Train.BatchSize}");
         }
         GroupPolicyChecks.Validate(this);
+        BackpropKeys.Validate(this);
         var counts = Counts;
         if (counts.SamplesPerEpochPerProcess % Sample.GroupSize != 0)
         {

@@ -27,6 +27,18 @@ public enum TrainingAlgorithm
     /// policy around the "old" one (an EMA of the trained weights). Flow-matching families only (SD3, FLUX).
     /// </summary>
     Nft,
+
+    /// <summary><c>draft</c>: DRaFT-K, the reward's gradient backpropagated through the last <c>draft.k</c> sampling steps.</summary>
+    Draft,
+
+    /// <summary><c>draft_lv</c>: DRaFT-LV, K = 1 with the gradient averaged over <c>draft.lv_samples</c> re-noisings of the final sample.</summary>
+    DraftLv,
+
+    /// <summary><c>refl</c>: ReFL, one step with gradients at a random late step to the predicted x0, decoded and scored.</summary>
+    Refl,
+
+    /// <summary><c>alignprop</c>: AlignProp, the chain with gradients from a randomly truncated step on, checkpointed.</summary>
+    AlignProp,
 }
 
 /// <summary>Conversions between <see cref="TrainingAlgorithm"/> and its config name.</summary>
@@ -40,7 +52,15 @@ public static class TrainingAlgorithms
         (TrainingAlgorithm.RwrSparse, "rwr_sparse"),
         (TrainingAlgorithm.Grpo, "grpo"),
         (TrainingAlgorithm.Nft, "nft"),
+        (TrainingAlgorithm.Draft, "draft"),
+        (TrainingAlgorithm.DraftLv, "draft_lv"),
+        (TrainingAlgorithm.Refl, "refl"),
+        (TrainingAlgorithm.AlignProp, "alignprop"),
     ];
+
+    /// <summary>True for the reward-backpropagation algorithms (the reward's gradient flows into the sampler).</summary>
+    public static bool IsRewardBackprop(this TrainingAlgorithm algorithm) =>
+        algorithm is TrainingAlgorithm.Draft or TrainingAlgorithm.DraftLv or TrainingAlgorithm.Refl or TrainingAlgorithm.AlignProp;
 
     /// <summary>All config names, in declaration order.</summary>
     public static IReadOnlyList<string> Names { get; } = Table.Select(t => t.Name).ToArray();

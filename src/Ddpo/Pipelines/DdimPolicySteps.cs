@@ -34,7 +34,7 @@ internal static class DdimPolicySteps
         var sampler = new DdimSampler(scheduler, options.FinalStep);
         var schedule = sampler.Schedule(options.NumSteps);
         long steps = schedule.shape[0];
-        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), device);
+        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), device); // = InitialNoise's draw
         // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
         // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
         // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from
@@ -113,5 +113,57 @@ internal static class DdimPolicySteps
         using var scope = NewDisposeScope();
         randint(0, scheduler.Config.NumTrainTimesteps, [x0Shape[0]], dtype: ScalarType.Int64, generator: generator);
         randn(x0Shape, generator: generator);
+    }
+
+    /// <summary>
+    /// The initial latents of <paramref name="count"/> samples at <paramref name="options"/>' size (default
+    /// <paramref name="defaultSize"/> px), drawn on the CPU as <see cref="Sample"/> draws them first, then on <paramref name="device"/>.
+    /// </summary>
+    public static Tensor InitialNoise(long count, int latentChannels, int vaeScaleFactor, int defaultSize, SamplingOptions options,
+        Device device, Generator? generator)
+    {
+        int height = options.Height ?? defaultSize, width = options.Width ?? defaultSize;
+        if (height % vaeScaleFactor != 0 || width % vaeScaleFactor != 0)
+        {
+            throw new ArgumentException($"height and width must be multiples of {vaeScaleFactor} for this model, got {height}x{width}");
+        }
+        using var scope = NewDisposeScope();
+        var shape = new long[] { count, latentChannels, height / vaeScaleFactor, width / vaeScaleFactor };
+        return HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), device).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The DDIM sampler of <paramref name="options"/> (a flow sampler is an error naming <paramref name="family"/>).</summary>
+    public static IStepSampler Sampler(DdimScheduler scheduler, SamplingOptions options, string family)
+    {
+        RequireDdim(options, family);
+        return new DdimSampler(scheduler, options.FinalStep);
+    }
+
+    /// <summary>DDPM's forward process <c>sqrt(abar) x0 + sqrt(1 - abar) noise</c> at <paramref name="times"/> (0-d or [B]); differentiable.</summary>
+    public static Tensor AddNoise(DdimScheduler scheduler, Tensor x0, Tensor noise, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var t = times.dim() == 0 ? times.expand(x0.shape[0]) : times;
+        return scheduler.AddNoise(x0, noise, t).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The DDIM step's <c>pred_original_sample</c> for the scheduler's prediction type, with its clipping if any; differentiable.</summary>
+    public static Tensor PredictOriginal(DdimScheduler scheduler, Tensor modelOutput, Tensor latents, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var compute = latents.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        var t = times.dim() == 0 ? times.expand(latents.shape[0]) : times;
+        var a = scheduler.AlphaCumprodAt(t.to(latents.device)).to(compute).view(-1, 1, 1, 1);
+        var x = latents.to(compute);
+        var output = modelOutput.to(compute);
+        var original = scheduler.Config.PredictionType switch
+        {
+            "epsilon" => (x - (1 - a).sqrt() * output) / a.sqrt(),
+            "sample" => output,
+            "v_prediction" => a.sqrt() * x - (1 - a).sqrt() * output,
+            var other => throw new InvalidOperationException($"prediction_type '{other}' is not supported"),
+        };
+        if (scheduler.Config.ClipSample) original = original.clamp(-scheduler.Config.ClipSampleRange, scheduler.Config.ClipSampleRange);
+        return original.MoveToOuterDisposeScope();
     }
 }

@@ -67,6 +67,32 @@ internal static class FlowPolicySteps
         return (prediction - (noise - x0)).pow(2).flatten(1).mean([1L]).MoveToOuterDisposeScope();
     }
 
+    /// <summary>
+    /// Rectified flow's forward process at scheduler times (sigma x 1000) <paramref name="times"/> (0-d or [B]):
+    /// <c>(1 - sigma) x0 + sigma noise</c>, differentiable; in <paramref name="x0"/>'s dtype.
+    /// </summary>
+    public static Tensor AddNoise(Tensor x0, Tensor noise, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var s = Sigma(times, x0);
+        return ((1 - s) * x0 + s * noise.to(x0.dtype, x0.device)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>The clean sample a velocity <paramref name="velocity"/> implies at <paramref name="latents"/> and times sigma x 1000: <c>x - sigma v</c>.</summary>
+    public static Tensor PredictOriginal(Tensor velocity, Tensor latents, Tensor times)
+    {
+        using var scope = NewDisposeScope();
+        var x = latents.to(velocity.dtype);
+        return (x - Sigma(times, x) * velocity).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>sigma = time / 1000 as [B, 1, 1, 1] (or a scalar) in <paramref name="like"/>'s dtype and device.</summary>
+    private static Tensor Sigma(Tensor times, Tensor like)
+    {
+        var s = times.to(like.dtype, like.device) / 1000;
+        return s.dim() == 0 ? s : s.view(-1, 1, 1, 1);
+    }
+
     /// <summary>Draws what <see cref="DenoisingLoss"/> draws for clean samples of <paramref name="x0Shape"/>, and discards it.</summary>
     public static void SkipDraws(long[] x0Shape, Generator generator)
     {

@@ -148,6 +148,18 @@ public sealed class FluxPipeline : ITextToImagePipeline
         return new SamplingResult(images.MoveToOuterDisposeScope(), null);
     }
 
+    /// <summary>
+    /// Latents to images [B, 3, H, W] in [0, 1] on the device, float32 (float64 for a float64 pipeline), with the graph
+    /// kept when gradients are enabled (reward backpropagation).
+    /// </summary>
+    public Tensor DecodeOnDevice(Tensor latents)
+    {
+        using var scope = NewDisposeScope();
+        var pixels = Vae.Decode((latents / Vae.ScalingFactor + Vae.ShiftFactor).to(DType));
+        var outType = pixels.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        return (pixels.to(outType) / 2 + 0.5).clamp(0, 1).MoveToOuterDisposeScope();
+    }
+
     /// <summary>Final (unpacked) latents to images [B, 3, H, W] float32 in [0, 1] on the CPU: <c>latents / scaling_factor + shift_factor</c> decoded.</summary>
     public Tensor DecodeToImages(Tensor latents)
     {

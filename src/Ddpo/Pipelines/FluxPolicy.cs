@@ -92,10 +92,34 @@ internal sealed class FluxPolicy : IDiffusionPolicy
     public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
     {
         options.Validate();
-        var (h, w) = LatentSize(options);
-        using var initial = randn([condition.Count, _transformer.Config.InChannels / 4, h, w], dtype: ScalarType.Float32, generator: generator);
+        using var initial = InitialNoise(condition.Count, options, generator);
         return SampleFrom(initial, condition, options, generator, progress);
     }
+
+    /// <inheritdoc />
+    public Tensor InitialNoise(long count, SamplingOptions options, Generator? generator)
+    {
+        var (h, w) = LatentSize(options);
+        using var scope = NewDisposeScope();
+        var noise = randn([count, _transformer.Config.InChannels / 4, h, w], dtype: ScalarType.Float32, generator: generator);
+        return HostCopy.ToDevice(noise, Device).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public IStepSampler Sampler(SamplingOptions options)
+    {
+        var (h, w) = LatentSize(options);
+        return Sampler(options, h, w);
+    }
+
+    /// <inheritdoc />
+    public Tensor AddNoise(Tensor x0, Tensor noise, Tensor times) => FlowPolicySteps.AddNoise(x0, noise, times);
+
+    /// <inheritdoc />
+    public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times) => FlowPolicySteps.PredictOriginal(modelOutput, latents, times);
+
+    /// <inheritdoc />
+    public Tensor DecodeDifferentiable(Tensor latents) => Pipeline.DecodeOnDevice(latents);
 
     /// <summary>
     /// <see cref="Sample"/> from the given unpacked initial latents [B, C, h, w] (not taken over): FluxPipeline's loop

@@ -120,6 +120,22 @@ internal sealed class SdxlPolicy : IDiffusionPolicy
     public Tensor Decode(Tensor latents) => _pipeline.DecodeToImages(latents);
 
     /// <inheritdoc />
+    public Tensor InitialNoise(long count, SamplingOptions options, Generator? generator) =>
+        DdimPolicySteps.InitialNoise(count, _pipeline.LatentChannels, _pipeline.VaeScaleFactor, DefaultImageSize, options, Device, generator);
+
+    /// <inheritdoc />
+    public IStepSampler Sampler(SamplingOptions options) => DdimPolicySteps.Sampler(Scheduler, options, "Stable Diffusion XL");
+
+    /// <inheritdoc />
+    public Tensor AddNoise(Tensor x0, Tensor noise, Tensor times) => DdimPolicySteps.AddNoise(Scheduler, x0, noise, times);
+
+    /// <inheritdoc />
+    public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times) => DdimPolicySteps.PredictOriginal(Scheduler, modelOutput, latents, times);
+
+    /// <inheritdoc />
+    public Tensor DecodeDifferentiable(Tensor latents) => _pipeline.DecodeOnDevice(latents);
+
+    /// <inheritdoc />
     public IDiffusionPolicy FrozenCopy()
     {
         var copy = new UNet2DConditionModel(_unet.Config, _unet.DType, _unet.Device);

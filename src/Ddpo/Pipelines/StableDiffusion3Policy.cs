@@ -88,7 +88,8 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
     /// <summary>The sampler when <see cref="SamplingOptions.SdeType"/> is not given: Flow-GRPO's.</summary>
     public const string DefaultSdeType = "flow_sde";
 
-    private IStepSampler Sampler(SamplingOptions options) => options.SdeType == "ddim"
+    /// <inheritdoc />
+    public IStepSampler Sampler(SamplingOptions options) => options.SdeType == "ddim"
         ? throw new ArgumentException("sample.sde_type = \"ddim\" is the UNet models' sampler; an SD3 transformer samples with \"flow_sde\", \"dance_sde\" or \"cps\" (or \"auto\")")
         : FlowSamplers.Create(options.SdeType ?? DefaultSdeType, _scheduler);
 
@@ -102,10 +103,28 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
         {
             throw new ArgumentException($"height and width must be multiples of {factor} for this model (VAE factor x patch size), got {height}x{width}");
         }
-        int vae = Pipeline.VaeScaleFactor;
-        using var initial = randn([condition.Count, _transformer.Config.InChannels, height / vae, width / vae], dtype: ScalarType.Float32, generator: generator);
+        using var initial = InitialNoise(condition.Count, options, generator);
         return SampleFrom(initial, condition, unconditional, options, generator, progress);
     }
+
+    /// <inheritdoc />
+    public Tensor InitialNoise(long count, SamplingOptions options, Generator? generator)
+    {
+        int vae = Pipeline.VaeScaleFactor;
+        int height = options.Height ?? DefaultImageSize, width = options.Width ?? DefaultImageSize;
+        using var scope = NewDisposeScope();
+        var noise = randn([count, _transformer.Config.InChannels, height / vae, width / vae], dtype: ScalarType.Float32, generator: generator);
+        return HostCopy.ToDevice(noise, Device).MoveToOuterDisposeScope();
+    }
+
+    /// <inheritdoc />
+    public Tensor AddNoise(Tensor x0, Tensor noise, Tensor times) => FlowPolicySteps.AddNoise(x0, noise, times);
+
+    /// <inheritdoc />
+    public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times) => FlowPolicySteps.PredictOriginal(modelOutput, latents, times);
+
+    /// <inheritdoc />
+    public Tensor DecodeDifferentiable(Tensor latents) => Pipeline.DecodeOnDevice(latents);
 
     /// <summary>
     /// <see cref="Sample"/> from the given initial latents [B, C, h, w] (CPU or device; not taken over): diffusers'

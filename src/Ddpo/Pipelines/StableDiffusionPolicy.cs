@@ -129,6 +129,22 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     public Tensor Decode(Tensor latents) => Pipeline.DecodeToImages(latents);
 
     /// <inheritdoc />
+    public Tensor InitialNoise(long count, SamplingOptions options, Generator? generator) =>
+        DdimPolicySteps.InitialNoise(count, Pipeline.LatentChannels, Pipeline.VaeScaleFactor, DefaultImageSize, options, Device, generator);
+
+    /// <inheritdoc />
+    public IStepSampler Sampler(SamplingOptions options) => DdimPolicySteps.Sampler(_scheduler, options, "Stable Diffusion 1/2");
+
+    /// <inheritdoc />
+    public Tensor AddNoise(Tensor x0, Tensor noise, Tensor times) => DdimPolicySteps.AddNoise(_scheduler, x0, noise, times);
+
+    /// <inheritdoc />
+    public Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times) => DdimPolicySteps.PredictOriginal(_scheduler, modelOutput, latents, times);
+
+    /// <inheritdoc />
+    public Tensor DecodeDifferentiable(Tensor latents) => Pipeline.DecodeOnDevice(latents);
+
+    /// <inheritdoc />
     public IDiffusionPolicy FrozenCopy()
     {
         var copy = new UNet2DConditionModel(_unet.Config, _unet.DType, _unet.Device);

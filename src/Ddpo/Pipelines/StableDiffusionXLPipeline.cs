@@ -205,8 +205,19 @@ public sealed class StableDiffusionXLPipeline : ITextToImagePipeline
     {
         using var scope = NewDisposeScope();
         using var _ = no_grad();
+        return HostCopy.ToHost(DecodeOnDevice(latents).to(ScalarType.Float32)).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <see cref="DecodeToImages"/> with the graph kept, on the device: images [B, 3, H, W] in [0, 1], float32 (float64 for a
+    /// float64 VAE), differentiable with respect to <paramref name="latents"/> (for reward backpropagation).
+    /// </summary>
+    public Tensor DecodeOnDevice(Tensor latents)
+    {
+        using var scope = NewDisposeScope();
         var pixels = Vae.Decode((latents / Vae.ScalingFactor).to(Vae.DType));
-        return HostCopy.ToHost((pixels.to(ScalarType.Float32) / 2 + 0.5).clamp(0, 1)).MoveToOuterDisposeScope();
+        var outType = pixels.dtype == ScalarType.Float64 ? ScalarType.Float64 : ScalarType.Float32;
+        return (pixels.to(outType) / 2 + 0.5).clamp(0, 1).MoveToOuterDisposeScope();
     }
 
     /// <inheritdoc />

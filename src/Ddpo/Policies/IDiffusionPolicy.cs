@@ -87,6 +87,42 @@ internal interface IDiffusionPolicy : IDisposable
     Tensor Decode(Tensor latents);
 
     /// <summary>
+    /// The initial latents x_T of <paramref name="count"/> samples with <paramref name="options"/>' size, in the family's
+    /// latent layout, drawn on the CPU from <paramref name="generator"/> exactly as <see cref="Sample"/> draws them first
+    /// (so the same seed starts from the same noise), float32 on <see cref="Device"/>. For reward backpropagation, which
+    /// runs its own loop with gradients.
+    /// </summary>
+    Tensor InitialNoise(long count, SamplingOptions options, Generator? generator);
+
+    /// <summary>
+    /// The sampler <see cref="Sample"/> steps with for <paramref name="options"/> (its <see cref="IStepSampler.Schedule"/>
+    /// gives the times <see cref="Predict"/> takes; its <see cref="IStepSampler.Step"/> is differentiable in the model
+    /// output and the sample). A family refuses a sampler it does not have, as <see cref="Sample"/> does.
+    /// </summary>
+    IStepSampler Sampler(SamplingOptions options);
+
+    /// <summary>
+    /// Forward diffusion of clean latents <paramref name="x0"/> to <paramref name="times"/> (0-d or [B], schedule units)
+    /// with <paramref name="noise"/>: DDPM's <c>sqrt(a) x0 + sqrt(1 - a) noise</c>, a flow's <c>(1 - sigma) x0 + sigma noise</c>.
+    /// Differentiable; DRaFT-LV re-noises its final sample with it.
+    /// </summary>
+    Tensor AddNoise(Tensor x0, Tensor noise, Tensor times);
+
+    /// <summary>
+    /// The clean latents the denoiser's output <paramref name="modelOutput"/> (<see cref="Predict"/>'s) implies at
+    /// <paramref name="latents"/> and <paramref name="times"/>: DDIM's <c>pred_original_sample</c>, a flow's
+    /// <c>x - sigma v</c>. Differentiable; ReFL decodes it.
+    /// </summary>
+    Tensor PredictOriginal(Tensor modelOutput, Tensor latents, Tensor times);
+
+    /// <summary>
+    /// <see cref="Decode"/> with the graph kept: latents to images [B, 3, H, W] in [0, 1] on <see cref="Device"/>, float32
+    /// (float64 for a float64 model), differentiable with respect to <paramref name="latents"/> (the frozen decoder's
+    /// weights get no gradient). Pixels clamped to [0, 1] get none either, as in AlignProp and ReFL.
+    /// </summary>
+    Tensor DecodeDifferentiable(Tensor latents);
+
+    /// <summary>
     /// The policy with a frozen copy of the denoiser as it is now (the base model of a KL penalty when the whole
     /// denoiser is trained); it shares the encoders and sampler, and disposing it frees only the copy.
     /// </summary>

@@ -15,6 +15,9 @@ public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewa
     /// <inheritdoc />
     public string Name => optimised.Name;
 
+    /// <summary>The reward optimised (the watches are only logged).</summary>
+    public IRewardFunction Optimised => optimised;
+
     /// <inheritdoc />
     public async Task<RewardResult> ScoreAsync(RewardBatch batch, CancellationToken ct)
     {

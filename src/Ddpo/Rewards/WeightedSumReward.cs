@@ -1,12 +1,14 @@
+using static TorchSharp.torch;
 using Ddpo.Prompts;
 
 namespace Ddpo.Rewards;
 
 /// <summary>
 /// The weighted sum of several rewards. Components are scored concurrently; the details hold each
-/// component's unweighted rewards under its name, and its own details as <c>name/key</c>.
+/// component's unweighted rewards under its name, and its own details as <c>name/key</c>. Differentiable
+/// (<see cref="ScoreDifferentiable"/>) when every component is (<see cref="IsDifferentiable"/>).
 /// </summary>
-public sealed class WeightedSumReward : IRewardFunction, IPromptRequirements
+public sealed class WeightedSumReward : IDifferentiableReward, IPromptRequirements
 {
     private readonly (IRewardFunction Reward, double Weight)[] _components;
 
@@ -61,6 +63,31 @@ public sealed class WeightedSumReward : IRewardFunction, IPromptRequirements
             }
         }
         return new RewardResult(total.Select(v => (float)v).ToArray(), details);
+    }
+
+    /// <summary>True when every component is an <see cref="IDifferentiableReward"/>, so that <see cref="ScoreDifferentiable"/> works.</summary>
+    public bool IsDifferentiable => _components.All(c => c.Reward is IDifferentiableReward d && (d is not WeightedSumReward w || w.IsDifferentiable));
+
+    /// <summary>The components that are not differentiable (empty when <see cref="IsDifferentiable"/>).</summary>
+    public IEnumerable<string> NonDifferentiableComponents => _components
+        .Where(c => c.Reward is not IDifferentiableReward || (c.Reward is WeightedSumReward w && !w.IsDifferentiable)).Select(c => c.Reward.Name);
+
+    /// <inheritdoc />
+    /// <remarks>The weighted sum of the components' differentiable scores; throws when a component is not differentiable.</remarks>
+    public Tensor ScoreDifferentiable(Tensor images, IReadOnlyList<string> prompts)
+    {
+        if (!IsDifferentiable)
+        {
+            throw new InvalidOperationException($"{Name}: component(s) {string.Join(", ", NonDifferentiableComponents)} are not differentiable");
+        }
+        using var scope = NewDisposeScope();
+        Tensor? total = null;
+        foreach (var (reward, weight) in _components)
+        {
+            var part = ((IDifferentiableReward)reward).ScoreDifferentiable(images, prompts) * weight;
+            total = total is null ? part : total + part;
+        }
+        return total!.MoveToOuterDisposeScope();
     }
 
     void IPromptRequirements.CheckPrompts(IEnumerable<PromptSample> prompts, string source) =>

@@ -92,6 +92,8 @@ internal sealed class DdpoTrainer : IDisposable
         _prompts = prompts ?? PromptSources.Create(config.PromptFn, config.PromptFnKwargs);
         _reward = reward;
         NftStrategy.Check(config, policy);
+        // A reward backpropagation run needs a differentiable reward: say so before anything is loaded or written.
+        if (config.Algorithm.IsRewardBackprop()) DifferentiableRewards.Require(reward, config);
         _weights = TrainableWeights.For(config, policy);
         _reference = ReferencePolicy.Create(config, policy, _weights); // the initial weights, before any restore
         _ema = EmaWeights.For(config, _weights);
@@ -149,19 +151,45 @@ internal sealed class DdpoTrainer : IDisposable
     public async Task RunAsync(CancellationToken ct = default)
     {
         var group = _parallel.Group;
+        var backprop = _config.Algorithm.IsRewardBackprop()
+            ? new RewardBackpropUpdater(_policy, _config, _prompts, _reward, _weights, _optimizer, _scaler, _observer, _parallel)
+            {
+                OptimizerStepped = _ema is null ? null : n => _ema.Step(_globalStep + n),
+            }
+            : null;
         var sampler = new EpochSampler(_policy, _config, _prompts, _reward, _observer, group.Rank, group.Size);
-        var strategy = UpdateStrategies.For(_config, _policy, _tracker, _reference, _nftOld);
-        var updater = new PolicyUpdater(_policy, strategy, _weights, _optimizer, _config, _observer, _scaler, _parallel)
-        {
-            GradientFault = GradientFault,
-            // Flow-GRPO's ema.step(params, global_step) after the step, with the run's count of steps taken.
-            OptimizerStepped = _ema is null ? null : n => _ema.Step(_globalStep + n),
-        };
+        // Reward backpropagation has its own update (no strategy over recorded transitions).
+        var updater = backprop is not null ? null
+            : new PolicyUpdater(_policy, UpdateStrategies.For(_config, _policy, _tracker, _reference, _nftOld), _weights, _optimizer, _config, _observer, _scaler, _parallel)
+            {
+                GradientFault = GradientFault,
+                // Flow-GRPO's ema.step(params, global_step) after the step, with the run's count of steps taken.
+                OptimizerStepped = _ema is null ? null : n => _ema.Step(_globalStep + n),
+            };
         using var metrics = Writes ? new MetricsLog(_run.MetricsFile) : null;
         for (int epoch = _startEpoch; epoch < _config.NumEpochs; epoch++)
         {
             ct.ThrowIfCancellationRequested();
             double evalSeconds = Writes ? MaybeWriteEvalImages(epoch) : 0;
+            if (backprop is not null)
+            {
+                // Reward backpropagation samples inside its update: no sampling phase, no stored trajectories.
+                EpochMetrics backpropLine;
+                using (NewDisposeScope())
+                {
+                    try
+                    {
+                        backpropLine = backprop.RunEpoch(epoch, evalSeconds);
+                    }
+                    catch (NonFiniteStepException e)
+                    {
+                        throw Stopped(e);
+                    }
+                }
+                _globalStep += (long)backpropLine.OptimizerSteps;
+                FinishEpoch(epoch, backpropLine, metrics);
+                continue;
+            }
             var sampled = await SampleOrResumeAsync(sampler, epoch, ct).ConfigureAwait(false);
             using var share = sampled.Samples;
             // With several processes every rank gets the whole epoch: advantages and metrics are the epoch's.
@@ -182,7 +210,7 @@ internal sealed class DdpoTrainer : IDisposable
                 // and the optimizer's moments were made outside it and live on.
                 try
                 {
-                    stats = updater.Update(train, epoch);
+                    stats = updater!.Update(train, epoch);
                 }
                 catch (NonFiniteStepException e)
                 {
@@ -199,16 +227,7 @@ internal sealed class DdpoTrainer : IDisposable
             WeightsChecksum.Verify(group, _weights.Parameters, epoch);
             var line = EpochMetricsBuilder.Build(epoch, train, samples.Count, finite.NonFiniteCount, stats,
                 sampled.SamplingSeconds, sampled.RewardSeconds, evalSeconds, _config.Train.LearningRate, stats.TargetMetrics ?? UpdateTargets.NoMetrics);
-            metrics?.Append(line);
-            NativeHeap.Trim();
-            _observer.EpochFinished(line);
-            bool last = epoch == _config.NumEpochs - 1;
-            if (Writes && _outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
-            {
-                using var scope = NewDisposeScope();
-                var checkpoint = SaveCheckpoint(epoch);
-                _observer.Message($"checkpoint {checkpoint.Path}");
-            }
+            FinishEpoch(epoch, line, metrics);
         }
         if (Writes && _outputs.ImageGrids && (_startEpoch < _config.NumEpochs || !Directory.Exists(_run.EpochImagesDir(_config.NumEpochs))))
         {
@@ -218,6 +237,21 @@ internal sealed class DdpoTrainer : IDisposable
         if (!Writes) return;
         using var exportScope = NewDisposeScope();
         ExportWeights(_run.WeightsFile(_weights.ExportFileName));
+    }
+
+    /// <summary>Writes an epoch's metrics line, reports it, and checkpoints when <c>save_freq</c> (or the last epoch) says so.</summary>
+    private void FinishEpoch(int epoch, EpochMetrics line, MetricsLog? metrics)
+    {
+        metrics?.Append(line);
+        NativeHeap.Trim();
+        _observer.EpochFinished(line);
+        bool last = epoch == _config.NumEpochs - 1;
+        if (Writes && _outputs.Checkpoints && (last || (_config.SaveFreq > 0 && (epoch + 1) % _config.SaveFreq == 0)))
+        {
+            using var scope = NewDisposeScope();
+            var checkpoint = SaveCheckpoint(epoch);
+            _observer.Message($"checkpoint {checkpoint.Path}");
+        }
     }
 
     /// <summary>

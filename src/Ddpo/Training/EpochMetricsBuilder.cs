@@ -19,13 +19,23 @@ internal static class EpochMetricsBuilder
     /// </summary>
     public static EpochMetrics Build(int epoch, EpochSamples samples, int sampled, int nonFinite,
         UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate,
+        IReadOnlyDictionary<string, object?>? extra = null) =>
+        Build(epoch, samples.Prompts, samples.Rewards, samples.RewardDetails, sampled, nonFinite, stats, samplingSeconds, rewardSeconds,
+            evalSeconds, learningRate, extra);
+
+    /// <summary>
+    /// <see cref="Build(int, EpochSamples, int, int, UpdateStats, double, double, double, double, IReadOnlyDictionary{string, object?}?)"/>
+    /// from the samples' prompts, rewards and reward details alone (reward backpropagation keeps no trajectories).
+    /// </summary>
+    public static EpochMetrics Build(int epoch, string[] prompts, float[] rewards, IReadOnlyDictionary<string, float[]> rewardDetails,
+        int sampled, int nonFinite, UpdateStats stats, double samplingSeconds, double rewardSeconds, double evalSeconds, double learningRate,
         IReadOnlyDictionary<string, object?>? extra = null)
     {
-        var r = samples.Rewards.Select(x => (double)x).ToArray();
+        var r = rewards.Select(x => (double)x).ToArray();
         double mean = r.Length > 0 ? r.Average() : double.NaN;
         double std = r.Length > 0 ? Math.Sqrt(r.Select(x => (x - mean) * (x - mean)).Sum() / r.Length) : double.NaN;
         var other = new Dictionary<string, JsonElement>(StringComparer.Ordinal);
-        foreach (var (name, values) in samples.RewardDetails)
+        foreach (var (name, values) in rewardDetails)
         {
             var finite = values.Where(float.IsFinite).ToArray();
             var key = name.StartsWith(Rewards.WatchedReward.DetailPrefix, StringComparison.Ordinal)
@@ -33,7 +43,7 @@ internal static class EpochMetricsBuilder
                 : $"reward_{name}_mean";
             other[key] = Element(finite.Length > 0 ? finite.Average() : double.NaN);
         }
-        other["prompt_rewards"] = Element(samples.Prompts.Zip(samples.Rewards)
+        other["prompt_rewards"] = Element(prompts.Zip(rewards)
             .GroupBy(p => p.First)
             .OrderBy(g => g.Key, StringComparer.Ordinal)
             .ToDictionary(g => g.Key, g => (object?)new Dictionary<string, object?> { ["mean"] = g.Average(x => (double)x.Second), ["n"] = g.Count() }));
