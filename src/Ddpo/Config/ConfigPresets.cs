@@ -213,7 +213,7 @@ public static class ConfigPresets
     /// FLUX.1-dev sampled and trained as DanceGRPO does it (XueZeyue/DanceGRPO
     /// <c>scripts/finetune/finetune_flux_grpo_8gpus.sh</c>, <c>fastvideo/train_grpo_flux.py</c>): the model-side values
     /// and its GRPO sizes. Departures: FLUX's own dynamically shifted sigmas (DanceGRPO's script shifts with a static
-    /// <c>--shift 3</c>); different initial noise per image of a group (<c>--init_same_noise</c> is not implemented); LoRA
+    /// <c>--shift 3</c>); LoRA
     /// instead of full fine-tuning (DanceGRPO trains all 12 B parameters with FSDP on 8 GPUs).
     /// </summary>
     private const string DanceGrpoFlux = """
@@ -223,6 +223,7 @@ public static class ConfigPresets
         num_steps = 16 # --sampling_steps 16
         eta = 0.3 # --eta 0.3 (Dance-SDE's constant noise level)
         sde_type = "dance_sde" # DanceGRPO's flux_step
+        init_same_noise = true # --init_same_noise: one x_T per group
         guidance_scale = 3.5 # FLUX.1-dev's guidance embedding (--cfg 0.0: no classifier-free pass)
         resolution = 720 # --h 720 --w 720
         max_sequence_length = 512 # FluxPipeline's default
@@ -251,7 +252,7 @@ public static class ConfigPresets
     /// every 25 iterations (<c>iters_per_group=25</c>), only the window's steps trained (<c>training_strategy="part"</c>),
     /// groups of 12, one optimizer step per 3 samples per GPU on 32 GPUs. Departures: the window stops at the last
     /// steps where MixGRPO's rolls back to the start (<c>--roll_back</c>); FLUX's own dynamic shift (MixGRPO:
-    /// <c>--shift 3</c>); different initial noise per image unless <c>sample.init_same_noise</c> is set; LoRA instead
+    /// <c>--shift 3</c>); LoRA instead
     /// of MixGRPO's full fine-tuning.
     /// </summary>
     private const string MixGrpoFlux = """
@@ -261,6 +262,7 @@ public static class ConfigPresets
         num_steps = 25 # sampling_steps=25
         eta = 0.7 # eta=0.7
         sde_type = "flow_sde" # --flow_grpo_sampling
+        init_same_noise = true # --init_same_noise
         sde_window = [0, 4] # group_size=4 (the SDE window), starting at cur_timestep 0
         sde_window_shift = 1 # --prog_overlap_step 1
         sde_window_shift_every = 25 # iters_per_group=25

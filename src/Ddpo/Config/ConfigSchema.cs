@@ -157,6 +157,7 @@ internal static class ConfigSchema
         Int("sample.sde_window_shift_every", c => c.Sample.SdeWindowShiftEvery, (c, v) => c.Sample.SdeWindowShiftEvery = v, 1);
         Int("sample.resolution", c => c.Sample.Resolution, (c, v) => c.Sample.Resolution = v, 0);
         Int("sample.max_sequence_length", c => c.Sample.MaxSequenceLength, (c, v) => c.Sample.MaxSequenceLength = v, 0);
+        Bool("sample.init_same_noise", c => c.Sample.InitSameNoise, (c, v) => c.Sample.InitSameNoise = v);
         Str("sample.sde_type", c => c.Sample.SdeType, (c, v) => c.Sample.SdeType = v,
             v => SampleConfig.SdeTypes.Contains(v) ? null : UnknownName(v, SampleConfig.SdeTypes));
         Str("sample.final_step", c => c.Sample.FinalStep.ToConfigName(),

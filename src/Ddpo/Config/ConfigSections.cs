@@ -72,6 +72,14 @@ public sealed class SampleConfig
     public string SdeType { get; set; } = "auto";
 
     /// <summary>
+    /// <c>init_same_noise</c>: every sample of a prompt's group starts from the same initial latents x_T (DanceGRPO's
+    /// and MixGRPO's <c>--init_same_noise</c>), so that the group's rewards differ only through the SDE's per-step noise.
+    /// The group's x_T is drawn from a generator of the seed, the epoch and the group id, so it does not depend on how
+    /// the group is split over batches or processes. Default false: each image its own x_T, as Flow-GRPO does.
+    /// </summary>
+    public bool InitSameNoise { get; set; }
+
+    /// <summary>
     /// <c>sde_window</c>: <c>[start, end)</c> over the denoising step indices (0 = the first, noisiest step), or
     /// empty (default: every step). Steps inside are stochastic (<see cref="Eta"/>) and trained; steps outside are
     /// deterministic DDIM (eta 0) and not trained (MixGRPO, Flow-GRPO-Fast). See <c>Ddpo.Training.SdeWindow</c>.

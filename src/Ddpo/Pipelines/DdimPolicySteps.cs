@@ -27,14 +27,19 @@ internal static class DdimPolicySteps
     /// for the device: the timesteps and every step's noise are on it before the loop.
     /// </summary>
     public static Rollout Sample(DdimScheduler scheduler, Func<Tensor, Tensor, Tensor> predictNoise, long[] shape, Device device,
-        SamplingOptions options, Generator? generator, IProgress<int>? progress)
+        SamplingOptions options, Generator? generator, IProgress<int>? progress, Tensor? initialNoise = null)
     {
+        if (initialNoise is not null && !initialNoise.shape.SequenceEqual(shape))
+        {
+            throw new ArgumentException($"initial noise [{string.Join(", ", initialNoise.shape)}] does not match the latents [{string.Join(", ", shape)}]");
+        }
         using var outer = NewDisposeScope();
         using var noGrad = no_grad();
         var sampler = new DdimSampler(scheduler, options.FinalStep);
         var schedule = sampler.Schedule(options.NumSteps);
         long steps = schedule.shape[0];
-        var latents = HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), device); // = InitialNoise's draw
+        var latents = initialNoise is not null ? initialNoise.to(ScalarType.Float32).to(device).clone()
+            : HostCopy.ToDevice(randn(shape, dtype: ScalarType.Float32, generator: generator), device); // = InitialNoise's draw
         // What the loop needs from the host goes to the device before it, without waiting: the timesteps (a scalar
         // tensor made per step is a blocking host-to-device copy, i.e. a GPU synchronisation per step) and each
         // step's noise, drawn on the CPU in the same order as before (the same images for a seed) and queued from

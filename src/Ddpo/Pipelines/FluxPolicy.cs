@@ -89,11 +89,12 @@ internal sealed class FluxPolicy : IDiffusionPolicy
     }
 
     /// <inheritdoc />
-    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
+    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress,
+        Tensor? initialNoise = null)
     {
         options.Validate();
-        using var initial = InitialNoise(condition.Count, options, generator);
-        return SampleFrom(initial, condition, options, generator, progress);
+        using var drawn = initialNoise is null ? InitialNoise(condition.Count, options, generator) : null;
+        return SampleFrom(initialNoise ?? drawn!, condition, options, generator, progress);
     }
 
     /// <inheritdoc />

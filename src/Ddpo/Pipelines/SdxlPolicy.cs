@@ -77,7 +77,8 @@ internal sealed class SdxlPolicy : IDiffusionPolicy
     public bool NeedsUnconditional(SamplingOptions options) => options.UsesGuidance;
 
     /// <inheritdoc />
-    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
+    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress,
+        Tensor? initialNoise = null)
     {
         options.Validate();
         DdimPolicySteps.RequireDdim(options, "Stable Diffusion XL");
@@ -91,7 +92,7 @@ internal sealed class SdxlPolicy : IDiffusionPolicy
         // The ids go to the device once, before the loop.
         using var timeIds = StableDiffusionXLPipeline.TimeIds(condition.Count, height, width, Device);
         return DdimPolicySteps.Sample(Scheduler, (x, t) => PredictNoise(_unet, x, t, condition, unconditional, options.GuidanceScale, timeIds),
-            shape, Device, options, generator, progress);
+            shape, Device, options, generator, progress, initialNoise);
     }
 
     /// <inheritdoc />

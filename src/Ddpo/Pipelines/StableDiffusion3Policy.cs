@@ -94,7 +94,8 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
         : FlowSamplers.Create(options.SdeType ?? DefaultSdeType, _scheduler);
 
     /// <inheritdoc />
-    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
+    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress,
+        Tensor? initialNoise = null)
     {
         options.Validate();
         int factor = Pipeline.VaeScaleFactor * _transformer.Config.PatchSize;
@@ -103,8 +104,8 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
         {
             throw new ArgumentException($"height and width must be multiples of {factor} for this model (VAE factor x patch size), got {height}x{width}");
         }
-        using var initial = InitialNoise(condition.Count, options, generator);
-        return SampleFrom(initial, condition, unconditional, options, generator, progress);
+        using var drawn = initialNoise is null ? InitialNoise(condition.Count, options, generator) : null;
+        return SampleFrom(initialNoise ?? drawn!, condition, unconditional, options, generator, progress);
     }
 
     /// <inheritdoc />

@@ -80,7 +80,8 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     /// <remarks>
     /// The denoising loop never waits for the device: the timesteps and every step's noise are on it before the loop.
     /// </remarks>
-    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress)
+    public Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress,
+        Tensor? initialNoise = null)
     {
         options.Validate();
         DdimPolicySteps.RequireDdim(options, "Stable Diffusion 1/2");
@@ -94,7 +95,7 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
         var negativeEmbeds = unconditional?[PromptEmbeds];
         var shape = new long[] { condition.Count, Pipeline.LatentChannels, height / factor, width / factor };
         return DdimPolicySteps.Sample(_scheduler, (x, t) => PredictNoise(_unet, x, t, promptEmbeds, negativeEmbeds, options.GuidanceScale),
-            shape, Device, options, generator, progress);
+            shape, Device, options, generator, progress, initialNoise);
     }
 
     /// <inheritdoc />

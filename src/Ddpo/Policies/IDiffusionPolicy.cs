@@ -49,7 +49,10 @@ internal interface IDiffusionPolicy : IDisposable
     /// <paramref name="unconditional"/> is given when <see cref="NeedsUnconditional"/> says so.
     /// <paramref name="progress"/> receives the number of finished steps.
     /// </summary>
-    Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress);
+    /// <paramref name="initialNoise"/>, when given, is x_T for every row (as <see cref="InitialNoise"/> makes it; not taken
+    /// over), and only the per-step noise is drawn.
+    Rollout Sample(Conditioning condition, Conditioning? unconditional, SamplingOptions options, Generator? generator, IProgress<int>? progress,
+        Tensor? initialNoise = null);
 
     /// <summary>How many of the steps of <paramref name="options"/>, from the first, are stochastic: the actions to train.</summary>
     int StochasticSteps(SamplingOptions options);

@@ -53,7 +53,8 @@ internal sealed class EpochSampler(IDiffusionPolicy policy, DdpoConfig config, I
                     using var one = conditionings.Get([""]);
                     unconditional = one.Expand(texts.Length);
                 }
-                var rollout = policy.Sample(condition, unconditional, options, generator, new Progress(observer, "sampling", b * s.NumSteps));
+                using var groupNoise = s.InitSameNoise ? GroupNoise(epoch, b, options) : null;
+                var rollout = policy.Sample(condition, unconditional, options, generator, new Progress(observer, "sampling", b * s.NumSteps), groupNoise);
                 var batchImages = policy.Decode(rollout.Final);
                 batches.Add((chosen, condition, unconditional, rollout));
                 images.Add(batchImages);
@@ -165,6 +166,18 @@ internal sealed class EpochSampler(IDiffusionPolicy policy, DdpoConfig config, I
             // processes, and a group whose samples two processes made stays one group.
             Groups = GlobalGroups((int)n),
         };
+    }
+
+    /// <summary>
+    /// <c>sample.init_same_noise</c>: x_T of batch <paramref name="batch"/>'s rows, each its group's, drawn from a generator
+    /// of the seed, the epoch and the (global) group id: the same for a group wherever its samples are made.
+    /// </summary>
+    private Tensor GroupNoise(int epoch, int batch, Policies.SamplingOptions options)
+    {
+        var groups = GlobalGroups(config.Sample.BatchSize * (batch + 1))[(batch * config.Sample.BatchSize)..];
+        using var scope = NewDisposeScope();
+        var rows = groups.Select(g => policy.InitialNoise(1, options, new Generator(SeedMix.Derive(config.Seed, epoch, "group-noise", checked((int)g))))).ToList();
+        return cat(rows, 0).MoveToOuterDisposeScope();
     }
 
     /// <summary>The group of each of this process's <paramref name="count"/> samples: global sample index / group size.</summary>

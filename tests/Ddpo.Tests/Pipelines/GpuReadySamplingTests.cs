@@ -82,4 +82,33 @@ public sealed class GpuReadySamplingTests
         Assert.Equal(distinct + 1, sampled.PromptsEncoded);
         Assert.True(distinct <= 3);
     }
+
+    [Fact]
+    public async Task InitSameNoiseStartsEveryGroupFromOneNoiseWhateverTheBatches()
+    {
+        using var pipe = TextToImagePipeline.FromPretrained(TinyModels.Pixel);
+        // Groups of 3 over batches of 2: group 1 spans batches 0 and 1. DanceGRPO's --init_same_noise.
+        string[] common = ["sample.num_steps=2", "sample.samples_per_epoch=6", "sample.group_size=3", "prompt_fn=\"simple_animals\"", "seed=5"];
+        async Task<float[][]> FirstLatents(string[] extra)
+        {
+            var config = DdpoConfig.Load(null, null, [.. common, .. extra]);
+            var sampler = new EpochSampler(pipe.Policy, config, PromptSources.Create("simple_animals"), new JpegCompressibilityReward(), NullTrainingObserver.Instance);
+            using var samples = (await sampler.SampleAsync(1)).Samples;
+            Assert.Equal(6, samples.Count);
+            return Enumerable.Range(0, 6).Select(i => samples.Latents[i, 0].flatten().data<float>().ToArray()).ToArray();
+        }
+        var shared = await FirstLatents(["sample.init_same_noise=true", "sample.batch_size=2"]);
+        Assert.Equal(shared[0], shared[1]);
+        Assert.Equal(shared[0], shared[2]);
+        Assert.Equal(shared[3], shared[4]);
+        Assert.Equal(shared[3], shared[5]);
+        Assert.NotEqual(shared[0], shared[3]);
+        // The batch split does not change a group's noise.
+        var oneBatch = await FirstLatents(["sample.init_same_noise=true", "sample.batch_size=6"]);
+        Assert.Equal(shared[0], oneBatch[0]);
+        Assert.Equal(shared[5], oneBatch[5]);
+        // Off (the default): every image its own x_T.
+        var own = await FirstLatents(["sample.batch_size=2"]);
+        Assert.NotEqual(own[0], own[1]);
+    }
 }
