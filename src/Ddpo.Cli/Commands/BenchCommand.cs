@@ -17,6 +17,7 @@ internal static class BenchCommand
         var command = new Command("bench", "Measure speed: the UNet forward, or a whole model's sampling and training throughput");
         command.Add(CreateUnet());
         command.Add(CreateModel());
+        command.Add(BenchRowsCommand.Create());
         return command;
     }
 
