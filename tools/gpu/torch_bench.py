@@ -69,7 +69,7 @@ def main():
         import diffusers  # noqa: F401
     except Exception as e:
         RESULT["skipped"] = f"import diffusers failed: {type(e).__name__}: {e}"
-        print("torch_bench:", RESULT["skipped"], flush=True)
+        print("torch_bench:", RESULT["skipped"], "- PyTorch half skipped", flush=True)
         save(a.out)
         return 0
     Bench(a).run()

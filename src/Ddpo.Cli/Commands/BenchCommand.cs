@@ -21,6 +21,7 @@ internal static class BenchCommand
         command.Add(CreateUnet());
         command.Add(CreateModel());
         command.Add(CreateReward());
+        command.Add(BenchRowsCommand.Create());
         return command;
     }
 

@@ -181,17 +181,27 @@ internal sealed class GpuCheckReport
         md.AppendLine().AppendLine("## Speed (same configs, random weights; median ms per call)").AppendLine();
         if (torch.Skipped is { } skipped) md.AppendLine($"PyTorch side skipped: {skipped}").AppendLine();
         bool earlier = Mode == "full";
-        md.AppendLine("| row | what | ours ms | PyTorch ms | PyTorch / ours |" + (earlier ? " earlier PyTorch H200 ms |" : "") + " ours: details | PyTorch: details |");
-        md.AppendLine("|---|---|---|---|---|" + (earlier ? "---|" : "") + "---|---|");
+        // The first seven columns and the last line are those of tools/cpu/side_by_side.sh (issue 25), so the figures
+        // of both compare at a glance; GFLOP from our TFLOP/s where the row counts it; no GPU peak is derived yet.
+        md.AppendLine("| row | ours ms | PyTorch ms | PyTorch/ours | GFLOP/call | GFLOP/s | % of peak | what |" + (earlier ? " earlier PyTorch H200 ms |" : "") + " ours: details | PyTorch: details |");
+        md.AppendLine("|---|---|---|---|---|---|---|---|" + (earlier ? "---|" : "") + "---|---|");
+        var ratios = new List<double>();
         foreach (var key in SpeedKeys(torch))
         {
             var ours = Speed.FirstOrDefault(r => r.Key == key);
             bool hasTheirs = torch.Rows.TryGetValue(key, out var theirs);
             string ratio = ours is not null && hasTheirs ? F(theirs.Ms / ours.Ms, "F2") : "—";
             string early = earlier ? (EarlierH200PyTorchMs.TryGetValue(key, out var e) ? $" {F(e)} |" : " |") : "";
-            md.AppendLine($"| {key} | {ours?.What ?? theirs.What} | {(ours is null ? "—" : F(ours.Ms, "F1"))} | {(hasTheirs ? F(theirs.Ms, "F1") : "—")} | {ratio} |{early} " +
-                $"{ExtraText(ours?.Extra)} | {(hasTheirs ? ExtraText(theirs.Extra) : "")} |");
+            if (ours is not null && hasTheirs) ratios.Add(theirs.Ms / ours.Ms);
+            bool counted = ours?.Extra.ContainsKey("tflops") == true;
+            string gflop = counted ? F(ours!.Extra["tflops"] * ours.Ms, "F1") : "—";
+            string gflops = counted ? F(ours!.Extra["tflops"] * 1000, "F0") : "—";
+            md.AppendLine($"| {key} | {(ours is null ? "—" : F(ours.Ms, "F1"))} | {(hasTheirs ? F(theirs.Ms, "F1") : "—")} | {ratio} | {gflop} | {gflops} | — | " +
+                $"{ours?.What ?? theirs.What} |{early} {ExtraText(ours?.Extra)} | {(hasTheirs ? ExtraText(theirs.Extra) : "")} |");
         }
+        md.AppendLine().AppendLine(ratios.Count > 0
+            ? $"min ratio {ratios.Min().ToString("F2", CultureInfo.InvariantCulture)} over {ratios.Count} rows"
+            : "min ratio - over 0 rows");
         var errors = Errors.Concat(torch.Errors.Select(e => "pytorch: " + e)).ToList();
         if (errors.Count > 0 || Notes.Count > 0)
         {

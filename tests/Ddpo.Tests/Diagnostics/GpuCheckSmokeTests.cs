@@ -41,11 +41,13 @@ public sealed class GpuCheckSmokeTests
         return (process.ExitCode, stdout.Result + stderr.Result);
     }
 
+    // torch alone is not enough: torch_bench.py skips its half without diffusers (e.g. Debian's python3-torch, which the
+    // refenv's setup.sh installs system-wide, with diffusers only on the refenv's PYTHONPATH).
     private static bool PythonHasTorch()
     {
         try
         {
-            using var p = Process.Start(new ProcessStartInfo("python3", "-c \"import torch\"") { RedirectStandardError = true, RedirectStandardOutput = true })!;
+            using var p = Process.Start(new ProcessStartInfo("python3", "-c \"import torch, diffusers\"") { RedirectStandardError = true, RedirectStandardOutput = true })!;
             p.WaitForExit(60_000);
             return p.ExitCode == 0;
         }
@@ -103,14 +105,15 @@ public sealed class GpuCheckSmokeTests
             }
             else
             {
-                Assert.Contains("import torch failed", root.GetProperty("pytorch_skipped").GetString());
+                Assert.Matches("import (torch|diffusers) failed", root.GetProperty("pytorch_skipped").GetString());
                 Assert.Contains("PyTorch half skipped", output);
             }
             Assert.Empty(root.GetProperty("errors").EnumerateArray());
 
             var md = File.ReadAllText(Path.Combine(dir, GpuCheckReport.MarkdownName));
             Assert.Contains("## Correctness on cpu: PASS", md);
-            Assert.Contains("| row | what | ours ms | PyTorch ms | PyTorch / ours |", md);
+            Assert.Contains("| row | ours ms | PyTorch ms | PyTorch/ours | GFLOP/call | GFLOP/s | % of peak | what |", md);
+            Assert.Matches(PythonHasTorch() ? @"min ratio \d+\.\d\d over \d+ rows" : "min ratio - over 0 rows", md);
             Assert.All(SmokeSpeedKeys, key => Assert.Contains($"| {key} |", md));
             Assert.Contains("| fp16 + loss scaling |", md);
         }
@@ -187,7 +190,9 @@ public sealed class GpuCheckSmokeTests
             Assert.Equal("2.11.0", doc.RootElement.GetProperty("environment").GetProperty("pytorch").GetProperty("torch").GetString());
             Assert.Contains("pytorch: sampling: RuntimeError: out of memory", doc.RootElement.GetProperty("errors").EnumerateArray().Select(e => e.GetString()));
             var md = File.ReadAllText(Path.Combine(dir, GpuCheckReport.MarkdownName));
-            Assert.Contains("| unet_forward_fp16_b16 | UNet forward, fp16, batch 16 | 24.8 | 49.6 | 2.00 | 49.6 |", md);
+            // side_by_side.sh's columns: GFLOP/call = 518 TFLOP/s x 24.8 ms, GFLOP/s = 518,000; no GPU peak yet.
+            Assert.Contains("| unet_forward_fp16_b16 | 24.8 | 49.6 | 2.00 | 12846.4 | 518000 | — | UNet forward, fp16, batch 16 | 49.6 |", md);
+            Assert.Contains("min ratio 2.00 over 1 rows", md);
             Assert.Contains("| gpu |  | NVIDIA H200 |", md);
         }
         finally
