@@ -13,7 +13,7 @@ namespace Ddpo.Tests.Training;
 /// <summary>
 /// Flow-GRPO's algorithm on a flow-matching transformer learns: GRPO (group-relative advantages over groups of 4, the
 /// Flow-SDE's exact log-probabilities, no CFG) on a random tiny SD3 raises the images' brightness well beyond the noise,
-/// for five model/sampling seeds. As in the compressibility test, each epoch's 32 samples give one optimizer step
+/// for three model/sampling seeds (the suite's time; seeds 4-6 passed too). As in the compressibility test, each epoch's 32 samples give one optimizer step
 /// (importance ratios exactly 1, nothing clipped). Measured on an AMD Zen 5: +10 to +55 SE for seeds 1-6 in 20 epochs
 /// with full fine-tuning at lr 3e-3; with 16 samples per epoch seed 6 reached only +4.6 SE, and LoRA r4 at lr 5e-2 took
 /// seed 6 the wrong way (-7 SE), so the test trains the whole transformer (LoRA is trained by the command-line tests).
@@ -25,8 +25,6 @@ public sealed class Sd3GrpoLearningTests(ITestOutputHelper output)
     [InlineData(1)]
     [InlineData(2)]
     [InlineData(3)]
-    [InlineData(4)]
-    [InlineData(5)]
     public async Task ShortGrpoRunOnATinySd3RaisesBrightness(int seed)
     {
         var root = TestPaths.NewTempDir();
