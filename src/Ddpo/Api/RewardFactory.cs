@@ -120,14 +120,14 @@ internal static class RewardFactory
         {
             throw new ConfigException($"reward.imagereward.model: '{ir.Model}' does not exist (expected a folder with ImageReward.pt or model.safetensors, or the weight file)");
         }
-        var tokenizer = string.IsNullOrWhiteSpace(ir.Tokenizer)
+        var tokenizer = string.IsNullOrWhiteSpace(ir.Processor)
             ? (Directory.Exists(ir.Model) ? ir.Model : Path.GetDirectoryName(Path.GetFullPath(ir.Model))!)
-            : ir.Tokenizer;
+            : ir.Processor;
         if (!File.Exists(Path.Combine(tokenizer, "vocab.txt")))
         {
-            var key = string.IsNullOrWhiteSpace(ir.Tokenizer) ? "reward.imagereward.tokenizer (unset, so the model folder was tried)" : "reward.imagereward.tokenizer";
+            var key = string.IsNullOrWhiteSpace(ir.Processor) ? "reward.imagereward.processor (unset, so the model folder was tried)" : "reward.imagereward.processor";
             throw new ConfigException($"{key}: no vocab.txt in '{tokenizer}'; {RewardNames.ImageReward} needs the bert-base-uncased tokenizer folder: " +
-                "--set reward.imagereward.tokenizer=PATH");
+                "--set reward.imagereward.processor=PATH");
         }
         return new ImageRewardReward(ImageRewardScorer.Load(ir.Model, tokenizer, Device(config), ir.BatchSize));
     }
@@ -161,7 +161,7 @@ internal static class RewardFactory
         var h = config.Reward.Hpsv2;
         RequireFolder(h.Model, "reward.hpsv2.model", RewardNames.Hpsv2,
             "a folder with the open_clip model config (ViT-H-14.json) and HPSv2.1's weights (HPS_v2.1_compressed.pt or a safetensors conversion)");
-        var tokenizer = string.IsNullOrWhiteSpace(h.Tokenizer) ? h.Model : h.Tokenizer;
+        var tokenizer = string.IsNullOrWhiteSpace(h.Processor) ? h.Model : h.Processor;
         var (cfg, weights, merges) = Hpsv2Reward.FindFiles(h.Model, tokenizer);
         var device = Device(config);
         return Hpsv2Reward.Load(cfg, weights, merges, device, RewardDType(config, device), h.BatchSize);

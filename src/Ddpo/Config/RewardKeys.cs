@@ -40,7 +40,7 @@ internal static class RewardKeys
 
         // [reward.imagereward]
         Str("reward.imagereward.model", r => r.ImageReward.Model, (r, v) => r.ImageReward.Model = v);
-        Str("reward.imagereward.tokenizer", r => r.ImageReward.Tokenizer, (r, v) => r.ImageReward.Tokenizer = v);
+        Str("reward.imagereward.processor", r => r.ImageReward.Processor, (r, v) => r.ImageReward.Processor = v);
         Int("reward.imagereward.batch_size", r => r.ImageReward.BatchSize, (r, v) => r.ImageReward.BatchSize = v, 1);
         // [reward.pickscore], [reward.clipscore], [reward.hpsv2]
         Str("reward.pickscore.model", r => r.PickScore.Model, (r, v) => r.PickScore.Model = v);
@@ -50,7 +50,7 @@ internal static class RewardKeys
         Str("reward.clipscore.processor", r => r.ClipScore.Processor, (r, v) => r.ClipScore.Processor = v);
         Int("reward.clipscore.batch_size", r => r.ClipScore.BatchSize, (r, v) => r.ClipScore.BatchSize = v, 1);
         Str("reward.hpsv2.model", r => r.Hpsv2.Model, (r, v) => r.Hpsv2.Model = v);
-        Str("reward.hpsv2.tokenizer", r => r.Hpsv2.Tokenizer, (r, v) => r.Hpsv2.Tokenizer = v);
+        Str("reward.hpsv2.processor", r => r.Hpsv2.Processor, (r, v) => r.Hpsv2.Processor = v);
         Int("reward.hpsv2.batch_size", r => r.Hpsv2.BatchSize, (r, v) => r.Hpsv2.BatchSize = v, 1);
 
         // [reward.bertscore]

@@ -62,8 +62,8 @@ public sealed class Hpsv2RewardConfig
     /// <summary><c>model</c>: a folder with one open_clip model config (<c>*.json</c>) and one weights file (<c>*.safetensors</c>, or <c>HPS_v2.1_compressed.pt</c>).</summary>
     public string Model { get; set; } = "";
 
-    /// <summary><c>tokenizer</c>: open_clip's <c>bpe_simple_vocab_16e6.txt.gz</c> (or a folder holding one <c>*.txt.gz</c>); <c>""</c> = look in the model folder.</summary>
-    public string Tokenizer { get; set; } = "";
+    /// <summary><c>processor</c> (the reference keeps its tokenizer apart): open_clip's <c>bpe_simple_vocab_16e6.txt.gz</c> (or a folder holding one <c>*.txt.gz</c>); <c>""</c> = look in the model folder.</summary>
+    public string Processor { get; set; } = "";
 
     /// <summary><c>batch_size</c>: images per model pass.</summary>
     public int BatchSize { get; set; } = 16;
@@ -92,8 +92,8 @@ public sealed class ImageRewardRewardConfig
     /// </summary>
     public string Model { get; set; } = "";
 
-    /// <summary><c>tokenizer</c>: the <c>bert-base-uncased</c> tokenizer folder (<c>vocab.txt</c>); <c>""</c> = the model folder.</summary>
-    public string Tokenizer { get; set; } = "";
+    /// <summary><c>processor</c> (the reference keeps its tokenizer apart): the <c>bert-base-uncased</c> tokenizer folder (<c>vocab.txt</c>); <c>""</c> = the model folder.</summary>
+    public string Processor { get; set; } = "";
 
     /// <summary><c>batch_size</c>: pairs per forward pass.</summary>
     public int BatchSize { get; set; } = 16;

@@ -47,7 +47,7 @@ public sealed class BenchRewardCliTests
     {
         var dir = TestPaths.Fixture("refenv", "imagereward");
         var (code, output) = CliTests.Capture(() => CliApp.Run(["bench", "reward", "--reward", "imagereward",
-            "--set", $"reward.imagereward.model={Path.Combine(dir, "model")}", "--set", $"reward.imagereward.tokenizer={Path.Combine(dir, "bert-base-uncased")}",
+            "--set", $"reward.imagereward.model={Path.Combine(dir, "model")}", "--set", $"reward.imagereward.processor={Path.Combine(dir, "bert-base-uncased")}",
             "--prompts", "simple_animals", "--batch", "2", "--resolution", "64", "--iters", "1", "--device", "cpu", "--dtype", "fp32"]));
         Assert.True(code == 0, output);
         Assert.Contains("scored=2", output);

@@ -84,6 +84,38 @@ public sealed class AestheticRewardTests
         }
     }
 
+    [Fact]
+    public async Task DifferentiableScoresEqualTheRewardOnEightBitImagesAndTheirGradientRaisesTheScore()
+    {
+        var dir = TestPaths.NewTempDir("aesthetic");
+        try
+        {
+            using var reward = new AestheticReward(AestheticScorer.Load(TinyClip, RandomHead(dir), batchSize: 2));
+            using var scope = NewDisposeScope();
+            // 8-bit images: the reward's quantisation changes nothing, so both paths see the same pixels.
+            var images = (rand([3, 3, 40, 36], generator: new Generator(12)) * 255).round() / 255;
+            var result = await reward.ScoreAsync(new RewardBatch(images, ["a", "b", "c"], Enumerable.Repeat(Ddpo.Prompts.PromptSample.NoMetadata, 3).ToArray()), CancellationToken.None);
+            var x = images.clone().requires_grad_(true);
+            var scores = reward.ScoreDifferentiable(x, ["a", "b", "c"]);
+            TensorAssert.Close(scores.detach(), tensor(result.Rewards), atol: 1e-5, rtol: 1e-5, what: "differentiable vs reward");
+            scores.sum().backward();
+            var g = x.grad!;
+            Assert.True(g.abs().max().item<float>() > 0 && g.isfinite().all().item<bool>(), "the gradient reaches the pixels");
+            // First order: a small step along each image's gradient raises its score.
+            using (no_grad())
+            {
+                var step = 1e-3 * g / g.flatten(1).norm(1).view(-1, 1, 1, 1);
+                var after = reward.ScoreDifferentiable(x + step, ["a", "b", "c"]);
+                Assert.True((after > scores.detach()).all().item<bool>(), $"scores {scores} -> {after}");
+            }
+            Assert.IsAssignableFrom<IDifferentiableReward>(reward);
+        }
+        finally
+        {
+            Directory.Delete(dir, recursive: true);
+        }
+    }
+
     /// <summary>
     /// The head as LAION publishes it (a torch.save'd state dict, here a tiny random one made by
     /// Fixtures/torch_pickle/make_aesthetic_head.py with PyTorch 1.13) loads through the restricted unpickler and scores

@@ -34,7 +34,7 @@ public sealed class ClipRewardFactoryTests
             $"reward.pickscore.model={Fixture("pickscore", "model")}", $"reward.pickscore.processor={Fixture("pickscore", "processor")}",
             $"reward.clipscore.model={Fixture("clipscore", "model")}", $"reward.clipscore.processor={Fixture("clipscore", "processor")}",
             "reward.clipscore.batch_size=3",
-            $"reward.hpsv2.model={Fixture("hpsv2", "model")}", $"reward.hpsv2.tokenizer={Fixture("hpsv2", "tokenizer")}",
+            $"reward.hpsv2.model={Fixture("hpsv2", "model")}", $"reward.hpsv2.processor={Fixture("hpsv2", "tokenizer")}",
             "device=cpu"]);
         var registry = RewardFactory.CreateRegistry(config);
         using (var pick = (ClipModelReward)registry.Create(RewardNames.PickScore)) Assert.Equal(RewardNames.PickScore, pick.Name);
@@ -42,6 +42,6 @@ public sealed class ClipRewardFactoryTests
         using (var hps = (Hpsv2Reward)registry.Create(RewardNames.Hpsv2)) Assert.Equal(RewardNames.Hpsv2, hps.Name);
         // The model folder holds no tokenizer: the error names the key to set.
         var noTokenizer = RewardFactory.CreateRegistry(DdpoConfig.Load(null, null, [$"reward.hpsv2.model={Fixture("hpsv2", "model")}"]));
-        Assert.Contains("reward.hpsv2.tokenizer", Assert.ThrowsAny<Exception>(() => noTokenizer.Create(RewardNames.Hpsv2)).Message);
+        Assert.Contains("reward.hpsv2.processor", Assert.ThrowsAny<Exception>(() => noTokenizer.Create(RewardNames.Hpsv2)).Message);
     }
 }

@@ -307,9 +307,9 @@ public sealed class ImageRewardTests(ITestOutputHelper output)
 
         var noVocab = RewardFactory.CreateRegistry(DdpoConfig.Load(null, null, [$"reward.imagereward.model={ModelDir}"]));
         var tokenizer = Assert.Throws<ConfigException>(() => noVocab.Create(RewardNames.ImageReward));
-        Assert.Contains("reward.imagereward.tokenizer", tokenizer.Message);
+        Assert.Contains("reward.imagereward.processor", tokenizer.Message);
 
-        var config = DdpoConfig.Load(null, null, [$"reward.imagereward.model={ModelDir}", $"reward.imagereward.tokenizer={TokenizerDir}", "reward.imagereward.batch_size=2"]);
+        var config = DdpoConfig.Load(null, null, [$"reward.imagereward.model={ModelDir}", $"reward.imagereward.processor={TokenizerDir}", "reward.imagereward.batch_size=2"]);
         var reward = RewardFactory.CreateRegistry(config).Create(RewardNames.ImageReward);
         using var _ = reward as IDisposable;
         Assert.IsAssignableFrom<IDifferentiableReward>(reward);

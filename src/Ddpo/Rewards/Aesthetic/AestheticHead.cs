@@ -42,6 +42,7 @@ internal sealed class AestheticHead : nn.Module
         layers = nn.Sequential(modules);
         RegisterComponents();
         eval();
+        foreach (var p in parameters()) p.requires_grad = false; // a reward: frozen
     }
 
     /// <summary>The widths: input (the CLIP projection size), four hidden, output 1.</summary>
@@ -92,11 +93,13 @@ internal sealed class AestheticHead : nn.Module
         }
     }
 
-    /// <summary>Scores [B] of embeddings [B, <see cref="InputDim"/>] (already L2-normalised by the caller).</summary>
+    /// <summary>
+    /// Scores [B] of embeddings [B, <see cref="InputDim"/>] (already L2-normalised by the caller); differentiable in the
+    /// embeddings (the head's weights are frozen).
+    /// </summary>
     public Tensor Forward(Tensor embeddings)
     {
         using var scope = NewDisposeScope();
-        using var _ = no_grad();
         var w = parameters().First();
         return layers.forward(embeddings.to(w.dtype, w.device)).squeeze(1).MoveToOuterDisposeScope();
     }

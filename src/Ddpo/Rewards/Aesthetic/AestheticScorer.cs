@@ -91,6 +91,26 @@ public sealed class AestheticScorer : IDisposable
         }
     }
 
+    /// <summary>
+    /// The scores with the graph kept, for reward backpropagation: images [B, 3, H, W] in [0, 1] (any device, moved to
+    /// the models') without the 8-bit quantisation of <see cref="Score"/> (which has no gradient), then the same
+    /// differentiable CLIP preprocessing (antialiased bicubic resize, centre crop, normalise), embedding, L2 norm and
+    /// head. [B] float32 on the models' device. The weights get no gradient.
+    /// </summary>
+    public Tensor ScoreDifferentiable(Tensor images)
+    {
+        if (images.dim() != 4 || images.shape[1] != 3)
+        {
+            throw new ArgumentException($"images: expected [B, 3, H, W], got [{string.Join(", ", images.shape)}]");
+        }
+        using var scope = NewDisposeScope();
+        var device = _head.parameters().First().device;
+        var pixels = _preprocessor.Preprocess(images.to(ScalarType.Float32).to(device));
+        var embeds = _clip.GetImageEmbeds(pixels).to(ScalarType.Float32);
+        var normed = embeds / linalg.vector_norm(embeds, dims: [-1], keepdim: true);
+        return _head.Forward(normed).to(ScalarType.Float32).reshape(-1).MoveToOuterDisposeScope();
+    }
+
     /// <inheritdoc/>
     public void Dispose()
     {
@@ -100,7 +120,7 @@ public sealed class AestheticScorer : IDisposable
 }
 
 /// <summary>The <c>aesthetic_score</c> reward: the LAION aesthetic predictor's score of each image.</summary>
-public sealed class AestheticReward : IRewardFunction, IDisposable
+public sealed class AestheticReward : IDifferentiableReward, IDisposable
 {
     private readonly AestheticScorer _scorer;
 
@@ -118,6 +138,9 @@ public sealed class AestheticReward : IRewardFunction, IDisposable
         return Task.Run(() => new RewardResult(_scorer.Score(batch.Images)), ct);
     }
 
-    /// <inheritdoc/>
+    /// <inheritdoc />
+    public Tensor ScoreDifferentiable(Tensor images, IReadOnlyList<string> prompts) => _scorer.ScoreDifferentiable(images);
+
+    /// <inheritdoc />
     public void Dispose() => _scorer.Dispose();
 }

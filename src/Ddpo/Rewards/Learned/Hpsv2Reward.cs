@@ -78,7 +78,7 @@ internal sealed class Hpsv2Reward : IDifferentiableReward, IDisposable
         }
         var config = One(modelFolder, "open_clip model config", $"{key}.model", "*.json");
         var weights = One(modelFolder, "weights", $"{key}.model", "*.safetensors", "*.pt", "*.pth");
-        var merges = Directory.Exists(tokenizerPath) ? One(tokenizerPath, "BPE merges", $"{key}.tokenizer", "*.txt.gz") : tokenizerPath;
+        var merges = Directory.Exists(tokenizerPath) ? One(tokenizerPath, "BPE merges", $"{key}.processor", "*.txt.gz") : tokenizerPath;
         return (config, weights, merges);
     }
 
