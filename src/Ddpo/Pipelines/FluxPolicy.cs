@@ -176,16 +176,7 @@ internal sealed class FluxPolicy : IDiffusionPolicy
     public IDiffusionPolicy FrozenCopy()
     {
         var copy = new FluxTransformer2DModel(_transformer.Config, _transformer.DType, _transformer.Device);
-        using (no_grad())
-        {
-            var source = _transformer.state_dict();
-            foreach (var (name, tensor) in copy.state_dict())
-            {
-                tensor.copy_(source[name]);
-            }
-        }
-        foreach (var p in copy.parameters()) p.requires_grad = false;
-        copy.eval();
+        FrozenModule.CopyOf(copy, _transformer);
         return new FluxPolicy(copy, _scheduler, _pipeline, ownsTransformer: true);
     }
 

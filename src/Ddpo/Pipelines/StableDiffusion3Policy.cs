@@ -181,16 +181,7 @@ internal sealed class StableDiffusion3Policy : IDiffusionPolicy
     {
         var copy = new SD3Transformer2DModel(_transformer.Config);
         copy.to(_transformer.DType).to(_transformer.Device);
-        using (no_grad())
-        {
-            var source = _transformer.state_dict();
-            foreach (var (name, tensor) in copy.state_dict())
-            {
-                tensor.copy_(source[name]);
-            }
-        }
-        foreach (var p in copy.parameters()) p.requires_grad = false;
-        copy.eval();
+        FrozenModule.CopyOf(copy, _transformer);
         return new StableDiffusion3Policy(copy, _scheduler, _pipeline, ownsTransformer: true);
     }
 

@@ -149,16 +149,7 @@ internal sealed class StableDiffusionPolicy : IDiffusionPolicy
     public IDiffusionPolicy FrozenCopy()
     {
         var copy = new UNet2DConditionModel(_unet.Config, _unet.DType, _unet.Device);
-        using (no_grad())
-        {
-            var source = _unet.state_dict();
-            foreach (var (name, tensor) in copy.state_dict())
-            {
-                tensor.copy_(source[name]);
-            }
-        }
-        foreach (var p in copy.parameters()) p.requires_grad = false;
-        copy.eval();
+        FrozenModule.CopyOf(copy, _unet);
         return new StableDiffusionPolicy(copy, _scheduler, _pipeline, ownsUnet: true);
     }
 
