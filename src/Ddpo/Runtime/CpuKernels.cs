@@ -77,19 +77,23 @@ public static class CpuKernels
             }
             _requested = requested;
             if (safe) UseSafeKernels();
-            else if (requested == CpuKernelProfile.Default && LibTorchSwitches.TryGet(out _)) LibTorchSwitches.Set(mkldnn: true, flashAttention: true);
+            else if (requested == CpuKernelProfile.Default && LibTorchSwitches.TryGet(out _)) LibTorchSwitches.Set(mkldnn: true, flashAttention: true, nnpack: true);
             return requested;
         }
     }
 
-    /// <summary>Switches libtorch to the safe set now: convolutions by im2col + BLAS, attention by the math path.</summary>
+    /// <summary>
+    /// Switches libtorch to the safe set now: convolutions by im2col + BLAS, attention by the math path. NNPACK goes off
+    /// too: where oneDNN is off a convolution asks for it, and on CPUs it does not support (Zen 5) every ask logs
+    /// "Could not initialize NNPACK! Reason: Unsupported hardware."
+    /// </summary>
     public static void UseSafeKernels()
     {
         if (!LibTorchSwitches.TryGet(out _))
         {
             throw new InvalidOperationException("libtorch's global context could not be found in this process (libtorch_cpu.so not mapped)");
         }
-        LibTorchSwitches.Set(mkldnn: false, flashAttention: false);
+        LibTorchSwitches.Set(mkldnn: false, flashAttention: false, nnpack: false);
     }
 
     /// <summary>What is in force, for logs and <c>ddpo doctor</c>: the switches and the environment that chose kernels.</summary>
@@ -100,6 +104,7 @@ public static class CpuKernels
         {
             parts.Add(s.MkldnnEnabled ? "oneDNN convolutions" : "im2col + BLAS convolutions (oneDNN off)");
             parts.Add(s.FlashAttentionEnabled ? "flash attention" : "math attention");
+            if (s.NnpackEnabled is false) parts.Add("NNPACK off");
         }
         foreach (var name in new[] { "DNNL_MAX_CPU_ISA", "ONEDNN_MAX_CPU_ISA", "ATEN_CPU_CAPABILITY", "MKL_ENABLE_INSTRUCTIONS", "OMP_NUM_THREADS" })
         {
@@ -133,25 +138,28 @@ internal static unsafe class LibTorchSwitches
     private static delegate* unmanaged<nint, byte, void> _setMkldnn;
     private static delegate* unmanaged<nint, byte> _getFlash;
     private static delegate* unmanaged<nint, byte, void> _setFlash;
+    private static delegate* unmanaged<nint, byte> _getNnpack;
+    private static delegate* unmanaged<nint, byte, void> _setNnpack;
 
-    /// <summary>The switches' values.</summary>
-    public readonly record struct State(bool MkldnnEnabled, bool FlashAttentionEnabled);
+    /// <summary>The switches' values (NNPACK's null where this libtorch has no such switch).</summary>
+    public readonly record struct State(bool MkldnnEnabled, bool FlashAttentionEnabled, bool? NnpackEnabled);
 
     /// <summary>Reads the switches; false where libtorch's symbols are not found.</summary>
     public static bool TryGet(out State state)
     {
         state = default;
         if (!Resolve()) return false;
-        state = new State(_getMkldnn(_context) != 0, _getFlash(_context) != 0);
+        state = new State(_getMkldnn(_context) != 0, _getFlash(_context) != 0, _getNnpack is null ? null : _getNnpack(_context) != 0);
         return true;
     }
 
-    /// <summary>Sets both switches.</summary>
-    public static void Set(bool mkldnn, bool flashAttention)
+    /// <summary>Sets the switches (NNPACK's where this libtorch has it).</summary>
+    public static void Set(bool mkldnn, bool flashAttention, bool nnpack)
     {
         if (!Resolve()) throw new InvalidOperationException("libtorch's global context could not be found");
         _setMkldnn(_context, mkldnn ? (byte)1 : (byte)0);
         _setFlash(_context, flashAttention ? (byte)1 : (byte)0);
+        if (_setNnpack is not null) _setNnpack(_context, nnpack ? (byte)1 : (byte)0);
     }
 
     private static bool Resolve()
@@ -174,6 +182,12 @@ internal static unsafe class LibTorchSwitches
         _setMkldnn = (delegate* unmanaged<nint, byte, void>)setMkldnn;
         _getFlash = (delegate* unmanaged<nint, byte>)getFlash;
         _setFlash = (delegate* unmanaged<nint, byte, void>)setFlash;
+        if (NativeLibrary.TryGetExport(lib, "_ZNK2at7Context17userEnabledNNPACKEv", out var getNnpack)
+            && NativeLibrary.TryGetExport(lib, "_ZN2at7Context20setUserEnabledNNPACKEb", out var setNnpack))
+        {
+            _getNnpack = (delegate* unmanaged<nint, byte>)getNnpack;
+            _setNnpack = (delegate* unmanaged<nint, byte, void>)setNnpack;
+        }
         _context = ((delegate* unmanaged<nint>)global)();
         return _context != 0;
     }

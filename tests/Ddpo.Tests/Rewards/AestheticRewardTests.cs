@@ -56,7 +56,7 @@ public sealed class AestheticRewardTests
     }
 
     [Fact]
-    public async Task PipelineMatchesDirectComputation()
+    public void PipelineMatchesDirectComputation()
     {
         var dir = TestPaths.NewTempDir("aesthetic");
         try
@@ -65,7 +65,7 @@ public sealed class AestheticRewardTests
             using var reward = new AestheticReward(AestheticScorer.Load(TinyClip, headPath, batchSize: 2));
             using var scope = NewDisposeScope();
             var images = rand([3, 3, 40, 36], generator: new Generator(11));
-            var result = await reward.ScoreAsync(new RewardBatch(images, ["a", "b", "c"], Enumerable.Repeat(Ddpo.Prompts.PromptSample.NoMetadata, 3).ToArray()), CancellationToken.None);
+            var result = reward.ScoreNow(new RewardBatch(images, ["a", "b", "c"], Enumerable.Repeat(Ddpo.Prompts.PromptSample.NoMetadata, 3).ToArray()));
 
             // Direct: 8-bit quantisation, CLIP preprocessing at 30 px, embeddings, L2 norm, then the five affine maps from the file.
             using var clip = ClipVisionModelWithProjection.FromPretrained(TinyClip);
@@ -85,7 +85,7 @@ public sealed class AestheticRewardTests
     }
 
     [Fact]
-    public async Task DifferentiableScoresEqualTheRewardOnEightBitImagesAndTheirGradientRaisesTheScore()
+    public void DifferentiableScoresEqualTheRewardOnEightBitImagesAndTheirGradientRaisesTheScore()
     {
         var dir = TestPaths.NewTempDir("aesthetic");
         try
@@ -94,7 +94,7 @@ public sealed class AestheticRewardTests
             using var scope = NewDisposeScope();
             // 8-bit images: the reward's quantisation changes nothing, so both paths see the same pixels.
             var images = (rand([3, 3, 40, 36], generator: new Generator(12)) * 255).round() / 255;
-            var result = await reward.ScoreAsync(new RewardBatch(images, ["a", "b", "c"], Enumerable.Repeat(Ddpo.Prompts.PromptSample.NoMetadata, 3).ToArray()), CancellationToken.None);
+            var result = reward.ScoreNow(new RewardBatch(images, ["a", "b", "c"], Enumerable.Repeat(Ddpo.Prompts.PromptSample.NoMetadata, 3).ToArray()));
             var x = images.clone().requires_grad_(true);
             var scores = reward.ScoreDifferentiable(x, ["a", "b", "c"]);
             TensorAssert.Close(scores.detach(), tensor(result.Rewards), atol: 1e-5, rtol: 1e-5, what: "differentiable vs reward");

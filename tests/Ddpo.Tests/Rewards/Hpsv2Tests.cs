@@ -78,7 +78,7 @@ public sealed class Hpsv2Tests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task RewardScoresAndGradientsMatchImgScore()
+    public void RewardScoresAndGradientsMatchImgScore()
     {
         using var scope = NewDisposeScope();
         var io = Io();
@@ -91,7 +91,7 @@ public sealed class Hpsv2Tests(ITestOutputHelper output)
         for (int i = 0; i < 3; i++)
         {
             var x = ImageF32(io[$"image.{i}"]).unsqueeze(0);
-            var result = await reward.ScoreAsync(new RewardBatch(x, [prompts[i]], [new Dictionary<string, string>()]), CancellationToken.None);
+            var result = reward.ScoreNow(new RewardBatch(x, [prompts[i]], [new Dictionary<string, string>()]));
             Assert.True(Math.Abs(result.Rewards[0] - io["scores"][i].item<float>()) <= Atol, $"score[{i}] = {result.Rewards[0]}, img_score {io["scores"][i].item<float>()}");
             // The list branch: every image against prompt 0.
             var s0 = reward.Score(x, [prompts[0]]);

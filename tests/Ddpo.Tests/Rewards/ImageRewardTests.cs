@@ -132,7 +132,7 @@ public sealed class ImageRewardTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task RewardScoresLikeFlowGrpoAndRanksLikeInferenceRank()
+    public void RewardScoresLikeFlowGrpoAndRanksLikeInferenceRank()
     {
         using var scope = NewDisposeScope();
         var io = Io();
@@ -147,10 +147,10 @@ public sealed class ImageRewardTests(ITestOutputHelper output)
                 // A RewardBatch holds one image size, so each image is its own batch; all three prompts against it
                 // is inference_rank(prompts, image_i) (DiffusionNFT's batched call).
                 var images = Image(io, i).to(ScalarType.Float32) / 255;
-                var result = await reward.ScoreAsync(new RewardBatch(images, [Prompts[i]], [new Dictionary<string, string>()]), CancellationToken.None);
+                var result = reward.ScoreNow(new RewardBatch(images, [Prompts[i]], [new Dictionary<string, string>()]));
                 got[i] = result.Rewards[0];
-                var all = await reward.ScoreAsync(new RewardBatch(images.expand(3, -1, -1, -1), Prompts,
-                    Enumerable.Range(0, 3).Select(_ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>()).ToList()), CancellationToken.None);
+                var all = reward.ScoreNow(new RewardBatch(images.expand(3, -1, -1, -1), Prompts,
+                    Enumerable.Range(0, 3).Select(_ => (IReadOnlyDictionary<string, string>)new Dictionary<string, string>()).ToList()));
                 for (int p = 0; p < 3; p++) matrix[i, p] = all.Rewards[p];
             }
             Report("ScoreAsync", io["scores"], tensor(got));

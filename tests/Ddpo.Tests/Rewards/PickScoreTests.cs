@@ -85,7 +85,7 @@ public sealed class PickScoreTests(ITestOutputHelper output)
     }
 
     [Fact]
-    public async Task RewardScoresEachImageLikeFlowGrpo()
+    public void RewardScoresEachImageLikeFlowGrpo()
     {
         using var scope = NewDisposeScope();
         var io = Io();
@@ -96,14 +96,14 @@ public sealed class PickScoreTests(ITestOutputHelper output)
         for (int i = 0; i < 3; i++)
         {
             var images = ImageF32(io[$"image.{i}"]).unsqueeze(0);
-            var result = await reward.ScoreAsync(new RewardBatch(images, [prompts[i]], [new Dictionary<string, string>()]), CancellationToken.None);
+            var result = reward.ScoreNow(new RewardBatch(images, [prompts[i]], [new Dictionary<string, string>()]));
             double err = Math.Abs(result.Rewards[0] - io["scores"][i].item<float>());
             output.WriteLine($"score[{i}] = {result.Rewards[0]:g6} (Flow-GRPO {io["scores"][i].item<float>():g6}, error {err:g3})");
             Assert.True(err <= Atol, $"score[{i}] off by {err}");
         }
         // A batch larger than batch_size is split and keeps its order: the same image three times against the three prompts.
         var same = ImageF32(io["image.0"]).unsqueeze(0).expand(3, -1, -1, -1);
-        var batched = await reward.ScoreAsync(new RewardBatch(same, prompts, [.. Enumerable.Repeat(new Dictionary<string, string>(), 3)]), CancellationToken.None);
+        var batched = reward.ScoreNow(new RewardBatch(same, prompts, [.. Enumerable.Repeat(new Dictionary<string, string>(), 3)]));
         var expected = io["logits"][TensorIndex.Colon, 0] / 26;
         TensorAssert.Close(expected, tensor(batched.Rewards), Atol, 0, "logits[:, 0] / 26");
     }
