@@ -11,10 +11,10 @@ public enum CpuKernelProfile
     Default,
     /// <summary>
     /// oneDNN and ATen at AVX2, convolutions that take a gradient with their output channels padded to a multiple of 8
-    /// (oneDNN's backward-data is wrong otherwise on Zen 5), the math attention path, NNPACK off.
+    /// (oneDNN's backward-data is wrong otherwise on Zen 5), ATen's flash attention kernel, NNPACK off.
     /// </summary>
     Safe,
-    /// <summary>As <see cref="Safe"/> but no oneDNN convolution at all (im2col + BLAS): right everywhere measured, about 2.8 times slower on Zen 5.</summary>
+    /// <summary>No oneDNN convolution at all (im2col + BLAS), the math attention path, AVX2 kernels in ATen: right everywhere measured, and slower (Zen 5: the built-in UNet's forward 2.8 times).</summary>
     Im2col,
 }
 
@@ -101,12 +101,12 @@ public static class CpuKernels
 
     /// <summary>
     /// Switches libtorch to the safe set now: oneDNN convolutions (at AVX2 where <see cref="Apply"/> set it before
-    /// libtorch started), padded to 8 output channels where they take a gradient, attention by the math path, NNPACK off.
+    /// libtorch started), padded to 8 output channels where they take a gradient, the flash attention kernel, NNPACK off.
     /// </summary>
     public static void UseSafeKernels()
     {
         RequireSwitches();
-        LibTorchSwitches.Set(mkldnn: true, flashAttention: false, nnpack: false);
+        LibTorchSwitches.Set(mkldnn: true, flashAttention: true, nnpack: false);
         PadConvolutionChannels = true;
     }
 
