@@ -26,7 +26,7 @@ public enum CpuKernelProfile
 /// </summary>
 public static class CpuKernels
 {
-    /// <summary>The environment variable that chooses the profile (auto, default or safe) where no option does.</summary>
+    /// <summary>The environment variable that chooses the profile (auto, default, safe or im2col) where no option does.</summary>
     public const string EnvironmentVariable = "DDPO_CPU_KERNELS";
 
     private static readonly string[] SafeEnvironment = ["DNNL_MAX_CPU_ISA=AVX2", "ATEN_CPU_CAPABILITY=avx2"];
