@@ -45,10 +45,12 @@ internal sealed class GradientCheck : IDisposable
         AddConvolution("conv 3x3, 32 channels", [2, 32, 16, 16], 32, kernel: 3, stride: 1);
         AddConvolution("conv 1x1", [2, 32, 8, 8], 64, kernel: 1, stride: 1);
         AddConvolution("conv 3x3, stride 2", [2, 32, 16, 16], 32, kernel: 3, stride: 2);
-        // Output channels that are not a multiple of 8 (a UNet's conv_out, a VAE decoder's): oneDNN's backward-data
-        // was wrong there on Zen 5, at AVX2 too; the models' convolutions pad them (SafeConv), and so do these.
+        // Channel counts that are not a multiple of 8 (a UNet's conv_out, a VAE decoder's, an SDXL-style skip
+        // concatenation of 12): oneDNN's backward-data (output channels) and forward (input channels) were wrong there
+        // on Zen 5, at AVX2 too; the models' convolutions pad them (SafeConv), and so do these.
         AddConvolution("conv 3x3, 4 output channels", [2, 32, 8, 8], 4, kernel: 3, stride: 1);
         AddConvolution("conv 3x3, 3 output channels", [2, 8, 16, 16], 3, kernel: 3, stride: 1);
+        AddConvolution("conv 3x3, 12 input channels", [2, 12, 8, 12], 8, kernel: 3, stride: 1);
         Add("group norm", 10, (d, g) =>
         {
             var (x, w, b) = (Input(g, d, 2, 32, 8, 8), Input(g, d, 32), Input(g, d, 32));

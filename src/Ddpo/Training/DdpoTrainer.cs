@@ -187,6 +187,7 @@ internal sealed class DdpoTrainer : IDisposable
                     }
                 }
                 _globalStep += (long)backpropLine.OptimizerSteps;
+                WeightsChecksum.Verify(group, _weights.Parameters, epoch);
                 FinishEpoch(epoch, backpropLine, metrics);
                 continue;
             }

@@ -114,6 +114,35 @@ public sealed class MpiTrainingTests
         }
     }
 
+    /// <summary>
+    /// Reward backpropagation (DRaFT-K, K = 1, brightness) on two processes: each trains its share of a step's
+    /// micro-batches, whose draws depend only on their global index, and the gradients are summed: the one-process
+    /// epochs (rewards, loss, optimizer steps), over two epochs so that the second samples with the summed update.
+    /// </summary>
+    [Fact]
+    public async Task DraftOnTwoProcessesTrainsAsOne()
+    {
+        var root = TestPaths.NewTempDir("ddpo-mpi-draft");
+        try
+        {
+            var one = Path.Combine(root, "one");
+            var two = Path.Combine(root, "two");
+            foreach (var (processes, dir) in new[] { (1, one), (2, two) })
+            {
+                var (code, output) = await CliProcess.RunAsync(processes, TrainArgs(dir, 2, "--set", "algorithm=\"draft\"",
+                    "--set", "reward_fn=\"brightness\"", "--set", "train.learning_rate=3e-2"), Timeout);
+                Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
+            }
+            Assert.Equal(2.0, (double)Metrics(one)[0]["optimizer_steps"]!);
+            AssertSameEpoch(one, two, 0, "DRaFT on 2 processes");
+            AssertSameEpoch(one, two, 1, "DRaFT on 2 processes, after a summed update");
+        }
+        finally
+        {
+            Directory.Delete(root, true);
+        }
+    }
+
     /// <summary>A rank that raises ends the job at once (MPI_Abort), naming itself and the cause; the last checkpoint is intact.</summary>
     [Fact]
     public async Task ARankThatFailsEndsTheJobNamingItAndLeavesAUsableCheckpoint()

@@ -9,9 +9,9 @@ using static TorchSharp.torch;
 namespace Ddpo.Tests.Models;
 
 /// <summary>
-/// The models' convolutions under the safe kernels (oneDNN, output channels padded to a multiple of 8 where a gradient
-/// is taken): the same outputs as the plain module, and input, weight and bias gradients within 1e-5 of float64, in
-/// every one of several runs (on AMD Zen 5 oneDNN's own backward-data was wrong in most runs for these shapes).
+/// The models' convolutions under the safe kernels (oneDNN, channels padded to multiples of 8): output and input,
+/// weight and bias gradients within 1e-5 of float64, in every one of several runs (on AMD Zen 5 oneDNN's own kernels
+/// were wrong for these shapes: the backward-data for 3, 4 and 12 output channels, the forward for 12 input channels).
 /// Alone: it switches libtorch's process-wide kernels and puts them back.
 /// </summary>
 [Collection(AloneCollection.Name)]
@@ -21,7 +21,9 @@ public sealed class SafeConvTests
     [InlineData(32, 4, 1)]
     [InlineData(8, 3, 1)]
     [InlineData(16, 12, 2)]
-    public void PaddedConvolutionGivesTheModulesOutputAndRightGradients(long inChannels, long outChannels, long stride)
+    [InlineData(12, 8, 1)]
+    [InlineData(12, 4, 1)]
+    public void PaddedConvolutionGivesRightOutputsAndGradients(long inChannels, long outChannels, long stride)
     {
         Assert.True(LibTorchSwitches.TryGet(out var before));
         bool padBefore = CpuKernels.PadConvolutionChannels;
@@ -46,7 +48,7 @@ public sealed class SafeConvTests
                 conv32.zero_grad();
                 var x = x64.detach().to(ScalarType.Float32).requires_grad_(true);
                 var y = SafeConv.Call(conv32, x);
-                using (no_grad()) TensorAssert.Close(conv32.call(x), y, 1e-6, 1e-5, "padded vs plain output");
+                Relative(SafeConv.Call(conv64, x64).detach(), y.detach(), "output");
                 (y * r64.to(ScalarType.Float32)).sum().backward();
                 Relative(x64.grad!, x.grad!, "input gradient");
                 Relative(conv64.weight!.grad!, conv32.weight!.grad!, "weight gradient");

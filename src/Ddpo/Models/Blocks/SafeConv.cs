@@ -7,12 +7,15 @@ using F = TorchSharp.torch.nn.functional;
 namespace Ddpo.Models.Blocks;
 
 /// <summary>
-/// Every Conv2d of the UNet and VAE families runs through here. With the safe CPU kernels oneDNN computes the
-/// convolutions, and on AMD Zen 5 its backward-data kernel is wrong (from run to run) at batch >= 2 when the output
-/// channels are not a multiple of 8 (docs/cpu-gradients.md): a convolution that will take a gradient then runs with
-/// zero filters appended up to the next multiple of 8, and the extra channels are cut off. The output and every
-/// gradient are the same (the extra outputs are dropped, so no gradient flows through them); only the kernel oneDNN
-/// picks changes. Elsewhere (other profiles, CUDA, no gradient, channels already a multiple of 8) it is the module's call.
+/// Every Conv2d of the model families runs through here. With the safe CPU kernels oneDNN computes the convolutions,
+/// and on AMD Zen 5 it is wrong when a channel count is not a multiple of 8 (docs/cpu-gradients.md): the backward-data
+/// kernel at batch >= 2 for such output channels (a UNet's conv_out has 4), the forward kernel for such input channels
+/// above 8 (12: an SDXL-style UNet's skip concatenations). Such a convolution runs with its input and filters padded
+/// by zeros up to the next multiple of 8 on both channel axes, and the extra output channels are cut off. The output
+/// and every gradient are the same (zero channels add nothing, and the cut outputs get no gradient); only the kernel
+/// oneDNN picks changes. With or without gradients, so that sampling and training run the same kernel (an importance
+/// ratio of exactly 1 at the first step, a KL of exactly 0 at the start). Elsewhere (other profiles, CUDA, channels
+/// already multiples of 8) it is the module's call.
 /// </summary>
 internal static class SafeConv
 {
@@ -29,17 +32,30 @@ internal static class SafeConv
         : F.conv2d(x, weight, bias, strides: [stride, stride], padding: [padding, padding]);
 
     private static bool NeedsPadding(Tensor x, Tensor weight, Tensor? bias) =>
-        weight.shape[0] % Multiple != 0 && CpuKernels.PadConvolutionChannels && x.device_type == DeviceType.CPU
-        && is_grad_enabled() && (x.requires_grad || weight.requires_grad || bias is { requires_grad: true });
+        (weight.shape[0] % Multiple != 0 || weight.shape[1] % Multiple != 0) && CpuKernels.PadConvolutionChannels
+        && x.device_type == DeviceType.CPU;
 
     private static Tensor Padded(Tensor x, Tensor weight, Tensor? bias, long[] stride, long[] padding, long[] dilation, long groups)
     {
         using var scope = NewDisposeScope();
-        long outChannels = weight.shape[0], extra = Multiple - outChannels % Multiple;
-        var w = cat([weight, zeros([extra, .. weight.shape[1..]], weight.dtype, weight.device)], 0);
-        var b = bias is null ? null : cat([bias, zeros([extra], bias.dtype, bias.device)], 0);
+        long outChannels = weight.shape[0];
+        var w = weight;
+        // Input channels only without groups: a grouped convolution's input channels are per group.
+        if (groups == 1 && weight.shape[1] % Multiple != 0)
+        {
+            long extraIn = Multiple - weight.shape[1] % Multiple;
+            x = cat([x, zeros([x.shape[0], extraIn, .. x.shape[2..]], x.dtype, x.device)], 1);
+            w = cat([w, zeros([outChannels, extraIn, .. w.shape[2..]], w.dtype, w.device)], 1);
+        }
+        var b = bias;
+        if (outChannels % Multiple != 0)
+        {
+            long extraOut = Multiple - outChannels % Multiple;
+            w = cat([w, zeros([extraOut, .. w.shape[1..]], w.dtype, w.device)], 0);
+            b = bias is null ? null : cat([bias, zeros([extraOut], bias.dtype, bias.device)], 0);
+        }
         var y = F.conv2d(x, w, b, strides: stride, padding: padding, dilation: dilation, groups: groups);
-        return y[.., ..(int)outChannels].MoveToOuterDisposeScope();
+        return (outChannels % Multiple == 0 ? y : y[.., ..(int)outChannels]).MoveToOuterDisposeScope();
     }
 
     /// <summary><paramref name="module"/>(<paramref name="x"/>): through <see cref="Call(Conv2d, Tensor)"/> when it is a Conv2d.</summary>

@@ -19,6 +19,9 @@ namespace Ddpo.Training;
 /// them, in groups of <c>sample.group_size</c>); <c>train.gradient_accumulation_steps</c> micro-batches make an optimizer
 /// step, taken as <see cref="PolicyUpdater"/> takes it: unscale, the <see cref="NonFiniteGuard"/>'s check, clipping to
 /// <c>train.max_grad_norm</c>, AdamW. All draws come from (seed, epoch, micro-batch), so a resumed run repeats them.
+/// With several processes each step's micro-batches are shared out as <see cref="PolicyUpdater"/> shares them, the
+/// gradients summed before the step: since a micro-batch's draws depend only on its global index, N processes train
+/// exactly what one process would, N times faster.
 /// </summary>
 internal sealed class RewardBackpropUpdater
 {
@@ -31,15 +34,13 @@ internal sealed class RewardBackpropUpdater
     private readonly ITrainingObserver _observer;
     private readonly NonFiniteGuard _guard;
     private readonly RewardBackprop _algorithm;
+    private readonly DataParallel _parallel;
 
     /// <summary>The updater of a run; <paramref name="reward"/> must be differentiable (<see cref="DifferentiableRewards.Require"/>).</summary>
     public RewardBackpropUpdater(IDiffusionPolicy policy, DdpoConfig config, IPromptSource prompts, IRewardFunction reward,
         TrainableWeights weights, optim.Optimizer optimizer, LossScaler scaler, ITrainingObserver observer, DataParallel parallel)
     {
-        if (parallel.Group.Size > 1)
-        {
-            throw config.Problem("algorithm", $"algorithm = \"{config.Algorithm.ToConfigName()}\" runs on one process; launch it without mpirun");
-        }
+        _parallel = parallel;
         _policy = policy;
         _config = config;
         _prompts = prompts;
@@ -60,10 +61,13 @@ internal sealed class RewardBackpropUpdater
         var clock = Stopwatch.StartNew();
         var s = _config.Sample;
         var t = _config.Train;
-        int samples = s.BatchSize * s.NumBatchesPerEpoch;
+        // The epoch's global samples and micro-batches; an optimizer step covers accumulation x processes of them.
+        int samples = s.BatchSize * s.NumBatchesPerEpoch * _parallel.Group.Size;
         int micro = t.BatchSize;
         int batches = samples / micro;
-        int accumulation = t.GradientAccumulationSteps;
+        int perStep = t.GradientAccumulationSteps * _parallel.Group.Size;
+        var mine = Enumerable.Range(0, (batches + perStep - 1) / perStep)
+            .Select(step => _parallel.Shard(step * perStep, Math.Min((step + 1) * perStep, batches))).ToArray();
         var rng = new Random(SeedMix.DeriveInt(_config.Seed, epoch, "prompts"));
         var drawn = Enumerable.Range(0, samples / s.GroupSize).Select(_ => _prompts.Next(rng))
             .SelectMany(p => Enumerable.Repeat(p, s.GroupSize)).Select(p => p.Prompt).ToArray();
@@ -73,53 +77,55 @@ internal sealed class RewardBackpropUpdater
         Tensor? stepLoss = null;
         using var conditionings = new ConditioningCache(_policy);
         _policy.Denoiser.train();
-        _observer.PhaseStarted(epoch, "training", batches);
+        _observer.PhaseStarted(epoch, "training", mine.Sum(r => r.End - r.Start));
+        int done = 0;
         try
         {
-            for (int b = 0; b < batches; b++)
+            foreach (var (start, end) in mine)
             {
-                using var scope = NewDisposeScope();
-                var prompts = drawn[(b * micro)..((b + 1) * micro)];
-                using var generator = new Generator(SeedMix.Derive(_config.Seed, epoch, "backprop", b));
-                using var condition = conditionings.Get(prompts);
-                Conditioning? unconditional = null;
-                if (_policy.NeedsUnconditional(_algorithm.Options))
+                for (int b = start; b < end; b++)
                 {
-                    using var one = conditionings.Get([""]);
-                    unconditional = one.Expand(prompts.Length);
+                    using var scope = NewDisposeScope();
+                    var prompts = drawn[(b * micro)..((b + 1) * micro)];
+                    using var generator = new Generator(SeedMix.Derive(_config.Seed, epoch, "backprop", b));
+                    using var condition = conditionings.Get(prompts);
+                    Conditioning? unconditional = null;
+                    if (_policy.NeedsUnconditional(_algorithm.Options))
+                    {
+                        using var one = conditionings.Get([""]);
+                        unconditional = one.Expand(prompts.Length);
+                    }
+                    using (unconditional)
+                    {
+                        var loss = _algorithm.Loss(new BackpropBatch(prompts, condition, unconditional, generator));
+                        _scaler.Scaled(loss.Loss / perStep).backward();
+                        Array.Copy(loss.Rewards.to(ScalarType.Float32).cpu().data<float>().ToArray(), 0, rewards, b * micro, micro);
+                        var detached = loss.Loss.detach().to(ScalarType.Float64);
+                        lossSum += detached.item<double>();
+                        if (stepLoss is null)
+                        {
+                            stepLoss = detached.clone();
+                            stepLoss.DetachFromDisposeScope();
+                        }
+                        else
+                        {
+                            stepLoss.add_(detached);
+                        }
+                    }
+                    _observer.PhaseProgress("training", ++done);
                 }
-                using (unconditional)
+                bool taken = StepOptimizer(stepLoss, epoch, optimizerSteps + skipped + 1);
+                stepLoss?.Dispose();
+                stepLoss = null;
+                if (taken)
                 {
-                    var loss = _algorithm.Loss(new BackpropBatch(prompts, condition, unconditional, generator));
-                    _scaler.Scaled(loss.Loss / accumulation).backward();
-                    Array.Copy(loss.Rewards.to(ScalarType.Float32).cpu().data<float>().ToArray(), 0, rewards, b * micro, micro);
-                    var detached = loss.Loss.detach().to(ScalarType.Float64);
-                    lossSum += detached.item<double>();
-                    if (stepLoss is null)
-                    {
-                        stepLoss = detached.clone();
-                        stepLoss.DetachFromDisposeScope();
-                    }
-                    else
-                    {
-                        stepLoss.add_(detached);
-                    }
+                    optimizerSteps++;
+                    OptimizerStepped?.Invoke(optimizerSteps);
                 }
-                _observer.PhaseProgress("training", b + 1);
-                if ((b + 1) % accumulation == 0 || b == batches - 1)
-                {
-                    bool taken = StepOptimizer(stepLoss, epoch, optimizerSteps + skipped + 1);
-                    stepLoss?.Dispose();
-                    stepLoss = null;
-                    if (taken)
-                    {
-                        optimizerSteps++;
-                        OptimizerStepped?.Invoke(optimizerSteps);
-                    }
-                    else skipped++;
-                }
+                else skipped++;
             }
             _guard.Flush(epoch);
+            if (_parallel.Group.Size > 1) (rewards, lossSum) = SumOverRanks(rewards, lossSum);
         }
         finally
         {
@@ -138,8 +144,9 @@ internal sealed class RewardBackpropUpdater
     private bool StepOptimizer(Tensor? stepLoss, int epoch, int step)
     {
         var parameters = _weights.Parameters;
+        _parallel.SumGradients(parameters);
         _scaler.UnscaleGradients(parameters);
-        var (gradientsFinite, lossFinite) = _guard.BeforeStep(parameters, stepLoss, DataParallel.Single, epoch, step);
+        var (gradientsFinite, lossFinite) = _guard.BeforeStep(parameters, stepLoss, _parallel, epoch, step);
         bool finite = gradientsFinite && lossFinite;
         float scale = _scaler.Scale;
         if (finite)
@@ -153,5 +160,15 @@ internal sealed class RewardBackpropUpdater
         _guard.Count(finite, counts: !_scaler.Enabled || !lossFinite || scale <= 1,
             !lossFinite && !gradientsFinite ? "the loss and the gradients were" : !lossFinite ? "the loss was" : "the gradients were", epoch);
         return finite;
+    }
+
+    /// <summary>Every rank's rewards (each rank filled only its micro-batches' places) and the loss summed over the ranks.</summary>
+    private (float[] Rewards, double LossSum) SumOverRanks(float[] rewards, double lossSum)
+    {
+        var values = new double[rewards.Length + 1];
+        for (int i = 0; i < rewards.Length; i++) values[i] = rewards[i];
+        values[^1] = lossSum;
+        _parallel.Sum(values);
+        return (values[..^1].Select(v => (float)v).ToArray(), values[^1]);
     }
 }
