@@ -43,9 +43,9 @@ internal static class SafeConv
         // Input channels only without groups: a grouped convolution's input channels are per group.
         if (groups == 1 && weight.shape[1] % Multiple != 0)
         {
-            long extraIn = Multiple - weight.shape[1] % Multiple;
-            x = cat([x, zeros([x.shape[0], extraIn, .. x.shape[2..]], x.dtype, x.device)], 1);
-            w = cat([w, zeros([outChannels, extraIn, .. w.shape[2..]], w.dtype, w.device)], 1);
+            long inChannels = weight.shape[1] + Multiple - weight.shape[1] % Multiple;
+            x = ZeroPadded(x, 1, inChannels);
+            w = ZeroPadded(w, 1, inChannels);
         }
         var b = bias;
         if (outChannels % Multiple != 0)
@@ -55,7 +55,21 @@ internal static class SafeConv
             b = bias is null ? null : cat([bias, zeros([extraOut], bias.dtype, bias.device)], 0);
         }
         var y = F.conv2d(x, w, b, strides: stride, padding: padding, dilation: dilation, groups: groups);
-        return (outChannels % Multiple == 0 ? y : y[.., ..(int)outChannels]).MoveToOuterDisposeScope();
+        // Contiguous, as the module's output is (callers view it).
+        return (outChannels % Multiple == 0 ? y : y[.., ..(int)outChannels].contiguous()).MoveToOuterDisposeScope();
+    }
+
+    /// <summary>
+    /// <paramref name="t"/> with zeros appended along <paramref name="dim"/> up to <paramref name="size"/>, by index_copy
+    /// rather than cat: its gradient is an index_select, a contiguous tensor (cat's would be a strided slice, and a
+    /// weight's .grad must be contiguous for the views of the gradient all-reduce and the checks).
+    /// </summary>
+    private static Tensor ZeroPadded(Tensor t, long dim, long size)
+    {
+        var shape = t.shape;
+        shape[dim] = size;
+        using var index = arange(t.shape[dim], dtype: ScalarType.Int64, device: t.device);
+        return zeros(shape, t.dtype, t.device).index_copy(dim, index, t);
     }
 
     /// <summary><paramref name="module"/>(<paramref name="x"/>): through <see cref="Call(Conv2d, Tensor)"/> when it is a Conv2d.</summary>
