@@ -10,8 +10,9 @@ public enum CpuKernelProfile
     /// <summary>libtorch's choice: oneDNN convolutions at the CPU's best ISA, the flash attention kernel.</summary>
     Default,
     /// <summary>
-    /// oneDNN and ATen at AVX2, convolutions that take a gradient with their output channels padded to a multiple of 8
-    /// (oneDNN's backward-data is wrong otherwise on Zen 5), ATen's flash attention kernel, NNPACK off.
+    /// oneDNN and ATen at AVX2, convolutions with their channels padded to multiples of 8 (oneDNN is wrong otherwise on
+    /// Zen 5: its backward-data for such output channels, its forward for such input channels), ATen's flash attention
+    /// kernel, NNPACK off.
     /// </summary>
     Safe,
     /// <summary>No oneDNN convolution at all (im2col + BLAS), the math attention path, AVX2 kernels in ATen: right everywhere measured, and slower (Zen 5: the built-in UNet's forward 2.8 times).</summary>
@@ -50,7 +51,7 @@ public static class CpuKernels
     public static bool Im2colKernelsActive => LibTorchSwitches.TryGet(out var s) && !s.MkldnnEnabled && !s.FlashAttentionEnabled;
 
     /// <summary>
-    /// Whether convolutions that take a gradient pad their output channels to a multiple of 8 (the safe set, with oneDNN
+    /// Whether convolutions pad their channels to multiples of 8 (the safe set, with oneDNN
     /// on): see <c>Models.Blocks.SafeConv</c>.
     /// </summary>
     internal static bool PadConvolutionChannels { get; set; }
@@ -101,7 +102,7 @@ public static class CpuKernels
 
     /// <summary>
     /// Switches libtorch to the safe set now: oneDNN convolutions (at AVX2 where <see cref="Apply"/> set it before
-    /// libtorch started), padded to 8 output channels where they take a gradient, the flash attention kernel, NNPACK off.
+    /// libtorch started) with their channels padded to multiples of 8, the flash attention kernel, NNPACK off.
     /// </summary>
     public static void UseSafeKernels()
     {
@@ -137,7 +138,7 @@ public static class CpuKernels
         if (LibTorchSwitches.TryGet(out var s))
         {
             parts.Add(!s.MkldnnEnabled ? "im2col + BLAS convolutions (oneDNN off)"
-                : PadConvolutionChannels ? "oneDNN convolutions (output channels padded to 8 where they take a gradient)" : "oneDNN convolutions");
+                : PadConvolutionChannels ? "oneDNN convolutions (channels padded to multiples of 8)" : "oneDNN convolutions");
             parts.Add(s.FlashAttentionEnabled ? "flash attention" : "math attention");
             if (s.NnpackEnabled is false) parts.Add("NNPACK off");
         }

@@ -92,7 +92,7 @@ public sealed class DoctorAndTrainRefusalTests
 {
     [Theory]
     [InlineData("default", "oneDNN convolutions")]
-    [InlineData("safe", "oneDNN convolutions (output channels padded to 8 where they take a gradient), flash attention, NNPACK off, DNNL_MAX_CPU_ISA=AVX2 (set by ddpo)")]
+    [InlineData("safe", "oneDNN convolutions (channels padded to multiples of 8), flash attention, NNPACK off, DNNL_MAX_CPU_ISA=AVX2 (set by ddpo)")]
     [InlineData("im2col", "im2col + BLAS convolutions (oneDNN off), math attention, NNPACK off, DNNL_MAX_CPU_ISA=AVX2 (set by ddpo)")]
     public async Task DoctorSaysWhetherTrainingCanBeTrusted(string kernels, string described)
     {
