@@ -6,6 +6,7 @@
 #   runs/ALG-sSEED/        the run folder (metrics.jsonl, checkpoints, eval/eval-epoch-N.json)
 #   runs/ALG-sSEED.train.log, .train.time, .eval.log, .eval.time   logs and `/usr/bin/time -v` of each process
 #   summary.md, summary.json   per run and mean of seeds (tools/compare/summary.py; rerun it alone on a finished $OUT)
+#   comparison.html (+ comparison.png with headless Chromium)   `ddpo report` over the finished runs
 # Options:
 #   --algorithms a,b   (default ddpo_is,grpo,draft,refl)      --seeds 1,2,3 (default)     --epochs N (default 6)
 #   --set K=V          passed to every `ddpo train` (repeatable; after the task's settings, so it overrides them)
@@ -86,3 +87,13 @@ for seed in "${seedlist[@]}"; do
 done
 wait
 python3 "$here/summary.py" "$out" --algorithms "$algorithms" --seeds "$seeds"
+# The runs' reward curves in one page (`ddpo report`), and its screenshot where headless Chromium is installed.
+finished=(); for alg in "${algs[@]}"; do for seed in "${seedlist[@]}"; do
+  [ -s "$out/runs/$alg-s$seed/metrics.jsonl" ] && finished+=("$out/runs/$alg-s$seed"); done; done
+if [ "${#finished[@]}" -ge 2 ]; then
+  "$ddpo" report "${finished[@]}" --out "$out/comparison.html"
+  if command -v chromium >/dev/null; then
+    chromium --headless --no-sandbox --disable-gpu --screenshot="$out/comparison.png" --window-size=1800,1400 "file://$out/comparison.html" \
+      >/dev/null 2>&1 && echo "wrote $out/comparison.png" || echo "algorithms.sh: the Chromium screenshot failed (the HTML is there)" >&2
+  fi
+fi
