@@ -16,7 +16,7 @@ internal sealed class CommonOptions
     /// <summary><c>--threads N</c>: CPU threads for TorchSharp.</summary>
     public Option<int?> Threads { get; } = new("--threads") { Description = "CPU threads for tensor math (default: all cores)" };
     /// <summary><c>--cpu-kernels auto|default|safe</c>: which CPU kernels libtorch runs (see docs/cpu-gradients.md).</summary>
-    public Option<string?> CpuKernels { get; } = new("--cpu-kernels") { Description = $"auto, default or safe: libtorch's CPU kernels (default: {Runtime.CpuKernels.EnvironmentVariable}, else auto: safe on AMD Zen 5)" };
+    public Option<string?> CpuKernels { get; } = new("--cpu-kernels") { Description = $"auto, default, safe or im2col: libtorch's CPU kernels (default: {Runtime.CpuKernels.EnvironmentVariable}, else auto: safe on AMD Zen 5)" };
 
     /// <summary>Adds the options to a command.</summary>
     public void AddTo(Command command)

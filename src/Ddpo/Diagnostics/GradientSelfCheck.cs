@@ -7,7 +7,7 @@ namespace Ddpo.Diagnostics;
 /// <summary>
 /// The check <c>ddpo train</c> (and <see cref="DdpoRun"/>) runs on its device before the first epoch: float32
 /// gradients against float64 (<see cref="GradientCheck"/>). On the CPU, where libtorch's own kernels fail it and the
-/// profile allows, it switches to the safe kernels (<see cref="CpuKernels.UseSafeKernels"/>) and checks again; where
+/// profile allows, it switches to convolutions without oneDNN (<see cref="CpuKernels.UseIm2colKernels"/>) and checks again; where
 /// the gradients are still wrong it refuses with <see cref="GradientCheckFailedException"/>.
 /// </summary>
 internal static class GradientSelfCheck
@@ -38,7 +38,7 @@ internal static class GradientSelfCheck
     {
         var started = System.Diagnostics.Stopwatch.StartNew();
         var (report, failedDefault) = Run(device, repetitions);
-        string switched = failedDefault is null ? "" : $"libtorch's own kernels failed it ({failedDefault.DescribeFailures()}); switched to the safe CPU kernels; ";
+        string switched = failedDefault is null ? "" : $"the kernels in force failed it ({failedDefault.DescribeFailures()}); switched to im2col + BLAS convolutions; ";
         if (!report.Passed) throw new GradientCheckFailedException(device, report, switched);
         double worst = report.Rows.Max(r => r.WorstError);
         return $"gradient check on {device.type.ToString().ToLowerInvariant()}: {switched}{report.Rows.Count} cases x {repetitions} runs within {GradientCheck.Tolerance:0e0} of float64 " +
@@ -47,18 +47,18 @@ internal static class GradientSelfCheck
 
     /// <summary>
     /// Runs the check; where it fails on the CPU with libtorch's own kernels and the profile allows (not
-    /// <see cref="CpuKernelProfile.Default"/>), switches to the safe kernels and runs it again. Returns the last report,
+    /// <see cref="CpuKernelProfile.Default"/>), switches to the im2col kernels and runs it again. Returns the last report,
     /// and the failed one of libtorch's kernels when it switched (null otherwise).
     /// </summary>
     public static (GradientCheckReport Report, GradientCheckReport? FailedDefault) Run(Device device, int repetitions)
     {
         using var check = new GradientCheck(device);
         var report = check.Run(repetitions);
-        if (report.Passed || device.type != DeviceType.CPU || CpuKernels.Requested == CpuKernelProfile.Default || CpuKernels.SafeKernelsActive)
+        if (report.Passed || device.type != DeviceType.CPU || CpuKernels.Requested == CpuKernelProfile.Default || CpuKernels.Im2colKernelsActive)
         {
             return (report, null);
         }
-        CpuKernels.UseSafeKernels();
+        CpuKernels.UseIm2colKernels();
         return (check.Run(repetitions), report);
     }
 }
@@ -72,7 +72,7 @@ public sealed class GradientCheckFailedException : Exception
     internal GradientCheckFailedException(Device device, GradientCheckReport report, string switched)
         : base($"training refused: float32 gradients on this {device.type.ToString().ToLowerInvariant()} are wrong ({switched}{report.DescribeFailures()}). " +
                $"CPU: {CpuFeatures.Current}; kernels: {CpuKernels.Describe()}. " +
-               "Try: DDPO_CPU_KERNELS=safe (or --cpu-kernels safe) in a new process, so that oneDNN and ATen start with AVX2 kernels; " +
+               "Try: DDPO_CPU_KERNELS=safe or im2col (or --cpu-kernels safe|im2col) in a new process, so that oneDNN and ATen start with AVX2 kernels; " +
                "OMP_NUM_THREADS=1; another machine or --device cuda. `ddpo doctor` checks this machine in seconds; docs/cpu-gradients.md explains.")
     {
         Report = report;

@@ -2,15 +2,20 @@ using System.Runtime.InteropServices;
 
 namespace Ddpo.Runtime;
 
-/// <summary>Which CPU kernels libtorch runs: its own choice, or the safe set (see <see cref="CpuKernels"/>).</summary>
+/// <summary>Which CPU kernels libtorch runs: its own choice, the safe set, or no oneDNN at all (see <see cref="CpuKernels"/>).</summary>
 public enum CpuKernelProfile
 {
-    /// <summary>The safe set on CPUs known to compute wrong gradients with libtorch's choice (AMD Zen 5), else libtorch's choice; the gradient check can still switch to the safe set.</summary>
+    /// <summary>The safe set on CPUs known to compute wrong gradients with libtorch's choice (AMD Zen 5), else libtorch's choice; the gradient check can still switch to <see cref="Im2col"/>.</summary>
     Auto,
     /// <summary>libtorch's choice: oneDNN convolutions at the CPU's best ISA, the flash attention kernel.</summary>
     Default,
-    /// <summary>No oneDNN convolution (im2col + BLAS instead), the math attention path, AVX2 kernels in oneDNN and ATen.</summary>
+    /// <summary>
+    /// oneDNN and ATen at AVX2, convolutions that take a gradient with their output channels padded to a multiple of 8
+    /// (oneDNN's backward-data is wrong otherwise on Zen 5), ATen's flash attention kernel, NNPACK off.
+    /// </summary>
     Safe,
+    /// <summary>No oneDNN convolution at all (im2col + BLAS), the math attention path, AVX2 kernels in ATen: right everywhere measured, and slower (Zen 5: the built-in UNet's forward 2.8 times).</summary>
+    Im2col,
 }
 
 /// <summary>
@@ -21,7 +26,7 @@ public enum CpuKernelProfile
 /// </summary>
 public static class CpuKernels
 {
-    /// <summary>The environment variable that chooses the profile (auto, default or safe) where no option does.</summary>
+    /// <summary>The environment variable that chooses the profile (auto, default, safe or im2col) where no option does.</summary>
     public const string EnvironmentVariable = "DDPO_CPU_KERNELS";
 
     private static readonly string[] SafeEnvironment = ["DNNL_MAX_CPU_ISA=AVX2", "ATEN_CPU_CAPABILITY=avx2"];
@@ -41,16 +46,23 @@ public static class CpuKernels
     /// <summary>The profile asked for (option, environment, or auto); null before <see cref="Apply"/>.</summary>
     public static CpuKernelProfile? Requested => _requested;
 
-    /// <summary>Whether libtorch now runs the safe set's switches (no oneDNN convolution, math attention).</summary>
-    public static bool SafeKernelsActive => LibTorchSwitches.TryGet(out var s) && !s.MkldnnEnabled && !s.FlashAttentionEnabled;
+    /// <summary>Whether libtorch now runs without any oneDNN convolution (the <see cref="CpuKernelProfile.Im2col"/> switches).</summary>
+    public static bool Im2colKernelsActive => LibTorchSwitches.TryGet(out var s) && !s.MkldnnEnabled && !s.FlashAttentionEnabled;
 
-    /// <summary>Parses <c>auto</c>, <c>default</c> or <c>safe</c>; anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
+    /// <summary>
+    /// Whether convolutions that take a gradient pad their output channels to a multiple of 8 (the safe set, with oneDNN
+    /// on): see <c>Models.Blocks.SafeConv</c>.
+    /// </summary>
+    internal static bool PadConvolutionChannels { get; set; }
+
+    /// <summary>Parses <c>auto</c>, <c>default</c>, <c>safe</c> or <c>im2col</c>; anything else is an <see cref="ArgumentException"/> naming <paramref name="what"/>.</summary>
     public static CpuKernelProfile Parse(string value, string what = "--cpu-kernels") => value.Trim().ToLowerInvariant() switch
     {
         "auto" => CpuKernelProfile.Auto,
         "default" => CpuKernelProfile.Default,
         "safe" => CpuKernelProfile.Safe,
-        _ => throw new ArgumentException($"{what}: '{value}' is not a CPU kernel profile (expected auto, default or safe)"),
+        "im2col" => CpuKernelProfile.Im2col,
+        _ => throw new ArgumentException($"{what}: '{value}' is not a CPU kernel profile (expected auto, default, safe or im2col)"),
     };
 
     /// <summary>
@@ -64,7 +76,7 @@ public static class CpuKernels
         {
             var env = Environment.GetEnvironmentVariable(EnvironmentVariable);
             var requested = profile ?? (string.IsNullOrWhiteSpace(env) ? CpuKernelProfile.Auto : Parse(env, EnvironmentVariable));
-            bool safe = requested == CpuKernelProfile.Safe || (requested == CpuKernelProfile.Auto && CpuFeatures.Current.IsZen5OrLater);
+            bool safe = requested is CpuKernelProfile.Safe or CpuKernelProfile.Im2col || (requested == CpuKernelProfile.Auto && CpuFeatures.Current.IsZen5OrLater);
             if (_requested is null && safe)
             {
                 foreach (var pair in SafeEnvironment)
@@ -76,24 +88,46 @@ public static class CpuKernels
                 }
             }
             _requested = requested;
-            if (safe) UseSafeKernels();
-            else if (requested == CpuKernelProfile.Default && LibTorchSwitches.TryGet(out _)) LibTorchSwitches.Set(mkldnn: true, flashAttention: true, nnpack: true);
+            if (requested == CpuKernelProfile.Im2col) UseIm2colKernels();
+            else if (safe) UseSafeKernels();
+            else if (requested == CpuKernelProfile.Default && LibTorchSwitches.TryGet(out _))
+            {
+                LibTorchSwitches.Set(mkldnn: true, flashAttention: true, nnpack: true);
+                PadConvolutionChannels = false;
+            }
             return requested;
         }
     }
 
     /// <summary>
-    /// Switches libtorch to the safe set now: convolutions by im2col + BLAS, attention by the math path. NNPACK goes off
-    /// too: where oneDNN is off a convolution asks for it, and on CPUs it does not support (Zen 5) every ask logs
-    /// "Could not initialize NNPACK! Reason: Unsupported hardware."
+    /// Switches libtorch to the safe set now: oneDNN convolutions (at AVX2 where <see cref="Apply"/> set it before
+    /// libtorch started), padded to 8 output channels where they take a gradient, the flash attention kernel, NNPACK off.
     /// </summary>
     public static void UseSafeKernels()
+    {
+        RequireSwitches();
+        LibTorchSwitches.Set(mkldnn: true, flashAttention: true, nnpack: false);
+        PadConvolutionChannels = true;
+    }
+
+    /// <summary>
+    /// Switches libtorch to convolutions by im2col + BLAS now (no oneDNN), attention by the math path. NNPACK goes off
+    /// too: where oneDNN is off a convolution asks for it, and on CPUs it does not support (Zen 5) every ask logs
+    /// "Could not initialize NNPACK! Reason: Unsupported hardware." The gradient check's fallback.
+    /// </summary>
+    public static void UseIm2colKernels()
+    {
+        RequireSwitches();
+        LibTorchSwitches.Set(mkldnn: false, flashAttention: false, nnpack: false);
+        PadConvolutionChannels = false;
+    }
+
+    private static void RequireSwitches()
     {
         if (!LibTorchSwitches.TryGet(out _))
         {
             throw new InvalidOperationException("libtorch's global context could not be found in this process (libtorch_cpu.so not mapped)");
         }
-        LibTorchSwitches.Set(mkldnn: false, flashAttention: false, nnpack: false);
     }
 
     /// <summary>What is in force, for logs and <c>ddpo doctor</c>: the switches and the environment that chose kernels.</summary>
@@ -102,7 +136,8 @@ public static class CpuKernels
         var parts = new List<string>();
         if (LibTorchSwitches.TryGet(out var s))
         {
-            parts.Add(s.MkldnnEnabled ? "oneDNN convolutions" : "im2col + BLAS convolutions (oneDNN off)");
+            parts.Add(!s.MkldnnEnabled ? "im2col + BLAS convolutions (oneDNN off)"
+                : PadConvolutionChannels ? "oneDNN convolutions (output channels padded to 8 where they take a gradient)" : "oneDNN convolutions");
             parts.Add(s.FlashAttentionEnabled ? "flash attention" : "math attention");
             if (s.NnpackEnabled is false) parts.Add("NNPACK off");
         }

@@ -1,3 +1,4 @@
+using Ddpo.Models.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -23,6 +24,6 @@ internal sealed class BlipPatchEmbed : nn.Module<Tensor, Tensor>
     public override Tensor forward(Tensor pixels)
     {
         using var scope = NewDisposeScope();
-        return proj.forward(pixels).flatten(2).transpose(1, 2).MoveToOuterDisposeScope();
+        return SafeConv.Call(proj, pixels).flatten(2).transpose(1, 2).MoveToOuterDisposeScope();
     }
 }

@@ -24,6 +24,6 @@ internal sealed class Downsample2D : nn.Module
     public Tensor Forward(Tensor x)
     {
         if (_padding == 0) x = F.pad(x, [0, 1, 0, 1], PaddingModes.Constant, 0);
-        return _conv.call(x);
+        return SafeConv.Call(_conv, x);
     }
 }

@@ -39,7 +39,7 @@ internal sealed class ResnetBlock2D : nn.Module
     /// <summary>Applies the block; <paramref name="temb"/> is the [B, T] time embedding (before SiLU) or null.</summary>
     public Tensor Forward(Tensor x, Tensor? temb)
     {
-        var h = _conv1.call(F.silu(_norm1.call(x)));
+        var h = SafeConv.Call(_conv1, F.silu(_norm1.call(x)));
         if (_timeEmbProj is not null && temb is not null)
         {
             var t = _timeEmbProj.call(F.silu(temb));
@@ -47,8 +47,8 @@ internal sealed class ResnetBlock2D : nn.Module
         }
         h = F.silu(_norm2.call(h));
         if (_dropout > 0 && training) h = F.dropout(h, _dropout, true);
-        h = _conv2.call(h);
-        var shortcut = _convShortcut is null ? x : _convShortcut.call(x);
+        h = SafeConv.Call(_conv2, h);
+        var shortcut = _convShortcut is null ? x : SafeConv.Call(_convShortcut, x);
         var output = shortcut + h;
         return _outputScale == 1.0 ? output : output / _outputScale;
     }

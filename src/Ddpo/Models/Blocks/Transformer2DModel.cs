@@ -48,7 +48,7 @@ internal sealed class Transformer2DModel : nn.Module
         }
         else
         {
-            hidden = _projIn.call(hidden);
+            hidden = SafeConv.Call(_projIn, hidden);
             inner = hidden.shape[1];
             hidden = hidden.permute(0, 2, 3, 1).reshape(b, h * w, inner);
         }
@@ -64,7 +64,7 @@ internal sealed class Transformer2DModel : nn.Module
         else
         {
             hidden = hidden.reshape(b, h, w, inner).permute(0, 3, 1, 2).contiguous();
-            hidden = _projOut.call(hidden);
+            hidden = SafeConv.Call(_projOut, hidden);
         }
         return hidden + x;
     }

@@ -24,6 +24,6 @@ internal sealed class Upsample2D : nn.Module
         var up = outputSize is null
             ? F.interpolate(x, scale_factor: [2.0, 2.0], mode: InterpolationMode.Nearest)
             : F.interpolate(x, size: outputSize, mode: InterpolationMode.Nearest);
-        return _conv.call(up);
+        return SafeConv.Call(_conv, up);
     }
 }

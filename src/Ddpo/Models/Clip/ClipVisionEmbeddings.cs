@@ -1,3 +1,4 @@
+using Ddpo.Models.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -38,7 +39,7 @@ internal sealed class ClipVisionEmbeddings : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = pixels.shape[0];
-        var patches = patch_embedding.forward(pixels).flatten(2).transpose(1, 2);
+        var patches = SafeConv.Call(patch_embedding, pixels).flatten(2).transpose(1, 2);
         var cls = class_embedding.view(1, 1, -1).expand(b, 1, -1);
         var tokens = cat([cls, patches], 1);
         var positions = arange(tokens.shape[1], dtype: ScalarType.Int64, device: pixels.device).unsqueeze(0);

@@ -1,3 +1,4 @@
+using Ddpo.Models.Blocks;
 using TorchSharp;
 using TorchSharp.Modules;
 using static TorchSharp.torch;
@@ -42,7 +43,7 @@ internal sealed class OpenClipVisionTransformer : nn.Module<Tensor, Tensor>
     {
         using var scope = NewDisposeScope();
         long b = pixels.shape[0];
-        var patches = conv1.forward(pixels).flatten(2).transpose(1, 2);
+        var patches = SafeConv.Call(conv1, pixels).flatten(2).transpose(1, 2);
         var cls = class_embedding.view(1, 1, -1).expand(b, 1, -1);
         var x = cat([cls, patches], 1) + positional_embedding;
         x = transformer.forward(ln_pre.forward(x));

@@ -67,7 +67,7 @@ internal sealed class SD3PatchEmbed : nn.Module<Tensor, Tensor>
         {
             throw new ArgumentException($"the {h} x {w} patch grid exceeds pos_embed_max_size {_maxSize}", nameof(latent));
         }
-        var tokens = _proj.call(latent).flatten(2).transpose(1, 2);
+        var tokens = SafeConv.Call(_proj, latent).flatten(2).transpose(1, 2);
         long top = (_maxSize - h) / 2, left = (_maxSize - w) / 2;
         var pos = PosEmbed.view(1, _maxSize, _maxSize, -1).narrow(1, top, h).narrow(2, left, w).reshape(1, h * w, -1);
         var result = tokens + pos;

@@ -114,7 +114,7 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
         var temb = _timeEmbedding.call(TimeProjection(timestep, batch, device).to(dtype));
         if (_addEmbedding is not null) temb = temb + AugmentedEmbedding(_addEmbedding, textEmbeds, timeIds, batch, dtype, device);
 
-        var hidden = _convIn.call(sample);
+        var hidden = SafeConv.Call(_convIn, sample);
         var skips = new List<Tensor>(3 * _downBlocks.Count + 1) { hidden };
         foreach (var block in _downBlocks)
         {
@@ -132,7 +132,7 @@ internal sealed class UNet2DConditionModel : nn.Module<Tensor, Tensor, Tensor, T
             hidden = block.Forward(hidden, skips, temb, encoderHiddenStates, upsampleSize);
         }
         hidden = F.silu(_convNormOut.call(hidden));
-        return _convOut.call(hidden);
+        return SafeConv.Call(_convOut, hidden);
     }
 
     /// <summary>

@@ -69,7 +69,7 @@ internal sealed class AutoencoderKL : nn.Module
     {
         image = Placement.To(image, DType, Device);
         var moments = _encoder.Forward(image);
-        if (_quantConv is not null) moments = _quantConv.call(moments);
+        if (_quantConv is not null) moments = SafeConv.Call(_quantConv, moments);
         var parts = moments.chunk(2, 1);
         var logvar = parts[1].clamp(-30.0, 20.0);
         return (parts[0], (logvar * 0.5).exp());
@@ -79,7 +79,7 @@ internal sealed class AutoencoderKL : nn.Module
     public Tensor Decode(Tensor latents)
     {
         latents = Placement.To(latents, DType, Device);
-        var z = _postQuantConv is null ? latents : _postQuantConv.call(latents);
+        var z = _postQuantConv is null ? latents : SafeConv.Call(_postQuantConv, latents);
         return _decoder.Forward(z);
     }
 

@@ -59,8 +59,8 @@ internal sealed class VaeDecoder : nn.Module
     /// <summary>Decodes [B, latent_channels, h, w] latents to [B, out_channels, h*f, w*f] images.</summary>
     public Tensor Forward(Tensor z)
     {
-        var hidden = _midBlock.Forward(_convIn.call(z));
+        var hidden = _midBlock.Forward(SafeConv.Call(_convIn, z));
         foreach (var block in _upBlocks) hidden = block.Forward(hidden);
-        return _convOut.call(F.silu(_convNormOut.call(hidden)));
+        return SafeConv.Call(_convOut, F.silu(_convNormOut.call(hidden)));
     }
 }

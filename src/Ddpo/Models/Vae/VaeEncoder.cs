@@ -62,9 +62,9 @@ internal sealed class VaeEncoder : nn.Module
     /// <summary>Encodes [B, C, H, W] images to moments [B, 2 * latent_channels, H/f, W/f].</summary>
     public Tensor Forward(Tensor x)
     {
-        var hidden = _convIn.call(x);
+        var hidden = SafeConv.Call(_convIn, x);
         foreach (var block in _downBlocks) hidden = block.Forward(hidden);
         hidden = _midBlock.Forward(hidden);
-        return _convOut.call(F.silu(_convNormOut.call(hidden)));
+        return SafeConv.Call(_convOut, F.silu(_convNormOut.call(hidden)));
     }
 }
