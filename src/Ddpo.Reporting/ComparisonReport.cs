@@ -44,6 +44,14 @@ public static class ComparisonReport
             sb.Append(ReportPage.Figure("Reward mean vs samples seen", SvgChart.Lines("Reward mean vs cumulative samples", "reward mean", withSamples, xLabel: "samples (cumulative)"),
                 SvgChart.Legend(withSamples.Select(s => (s.Name, s.Color, false))), id: "samples-chart"));
         }
+        // Against compute time: the epochs' phase seconds (sampling, rewards, training, eval images) summed up, so that
+        // algorithms with different costs per sample (reward backpropagation, DDPO) compare on what they cost.
+        var withTime = runs.Select((r, i) => new ChartSeries(names[i], Palette[i % Palette.Length], Cumulative(PhaseSeconds(r)), r.Series("reward_mean")) { Width = 2.2 }).ToList();
+        if (withTime.Any(s => s.X.Any(double.IsFinite)))
+        {
+            sb.Append(ReportPage.Figure("Reward mean vs compute time", SvgChart.Lines("Reward mean vs cumulative compute time", "reward mean", withTime, xLabel: "seconds (cumulative phases)"),
+                SvgChart.Legend(withTime.Select(s => (s.Name, s.Color, false))), id: "time-chart"));
+        }
         sb.Append("</div></section>\n");
 
         sb.Append("<section id=\"summary\"><h2>Summary</h2><div class=\"scroll\"><table class=\"data\"><thead><tr>")
@@ -88,6 +96,11 @@ public static class ComparisonReport
         }
         return labels.Select((l, i) => labels.Count(x => x == l) > 1 ? $"{l} #{i + 1}" : l).ToList();
     }
+
+    /// <summary>Each epoch's seconds in its phases (the ones it logged); NaN for an epoch that logged none.</summary>
+    private static double[] PhaseSeconds(RunData run) => Enumerable.Range(0, run.Epochs.Count)
+        .Select(e => RunSummary.PhaseKeys.Select(k => run.Series(k)[e]).Where(double.IsFinite).DefaultIfEmpty(double.NaN).Sum())
+        .ToArray();
 
     private static double[] Cumulative(double[] values)
     {

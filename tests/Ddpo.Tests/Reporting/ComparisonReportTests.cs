@@ -35,6 +35,12 @@ public sealed class ComparisonReportTests : IDisposable
         Assert.Contains("<title>baseline, epoch 0:", chart); // one epoch: a dot
         foreach (var name in new[] { "seed-1/run", "seed-2/run", "baseline" }) Assert.Contains($"</i>{name}</span>", chart);
 
+        // Against compute time: x is the running sum of the phase seconds (seed-1's epochs: 10 + e + 1.5 + 20 + eval 3 every 4th).
+        var timeChart = RunReportTests.Section(html, "time-chart");
+        var seed1 = Regex.Match(timeChart, "data-series=\"seed-1/run\" points=\"([^\"]+)\"").Groups[1].Value.Split(' ');
+        Assert.Equal(6, seed1.Length);
+        Assert.Contains("seconds (cumulative phases)", timeChart);
+
         var table = RunReportTests.Section(html, "summary");
         Assert.Equal(3, Regex.Matches(table, "<tr><td class=\"text\">").Count);
         double first = (double)a.Lines[0]["reward_mean"]!, last = (double)a.Lines[^1]["reward_mean"]!;
