@@ -96,22 +96,29 @@ public sealed class MpiTrainingTests
     [Fact]
     public async Task RwrOnTwoProcessesDrawsTheOneProcessNoise()
     {
-        var root = TestPaths.NewTempDir("ddpo-mpi-rwr");
+        var (one, two, root) = await OneAndTwoProcesses("ddpo-mpi-rwr", 1, "--set", "algorithm=\"rwr\"");
         try
         {
-            var one = Path.Combine(root, "one");
-            var two = Path.Combine(root, "two");
-            foreach (var (processes, dir) in new[] { (1, one), (2, two) })
-            {
-                var (code, output) = await CliProcess.RunAsync(processes, TrainArgs(dir, 1, "--set", "algorithm=\"rwr\""), Timeout);
-                Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
-            }
             AssertSameEpoch(one, two, 0, "RWR on 2 processes");
         }
         finally
         {
             Directory.Delete(root, true);
         }
+    }
+
+    /// <summary>The same training on one and on two processes: the two run folders and their root (the caller deletes it).</summary>
+    private static async Task<(string One, string Two, string Root)> OneAndTwoProcesses(string name, int epochs, params string[] extra)
+    {
+        var root = TestPaths.NewTempDir(name);
+        var one = Path.Combine(root, "one");
+        var two = Path.Combine(root, "two");
+        foreach (var (processes, dir) in new[] { (1, one), (2, two) })
+        {
+            var (code, output) = await CliProcess.RunAsync(processes, TrainArgs(dir, epochs, extra), Timeout);
+            Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
+        }
+        return (one, two, root);
     }
 
     /// <summary>
@@ -122,17 +129,10 @@ public sealed class MpiTrainingTests
     [Fact]
     public async Task DraftOnTwoProcessesTrainsAsOne()
     {
-        var root = TestPaths.NewTempDir("ddpo-mpi-draft");
+        var (one, two, root) = await OneAndTwoProcesses("ddpo-mpi-draft", 2, "--set", "algorithm=\"draft\"",
+            "--set", "reward_fn=\"brightness\"", "--set", "train.learning_rate=3e-2");
         try
         {
-            var one = Path.Combine(root, "one");
-            var two = Path.Combine(root, "two");
-            foreach (var (processes, dir) in new[] { (1, one), (2, two) })
-            {
-                var (code, output) = await CliProcess.RunAsync(processes, TrainArgs(dir, 2, "--set", "algorithm=\"draft\"",
-                    "--set", "reward_fn=\"brightness\"", "--set", "train.learning_rate=3e-2"), Timeout);
-                Assert.True(code == 0, $"{processes} process(es), exit code {code}:\n{output}");
-            }
             Assert.Equal(2.0, (double)Metrics(one)[0]["optimizer_steps"]!);
             AssertSameEpoch(one, two, 0, "DRaFT on 2 processes");
             AssertSameEpoch(one, two, 1, "DRaFT on 2 processes, after a summed update");
