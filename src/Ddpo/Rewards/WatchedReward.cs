@@ -18,6 +18,9 @@ public sealed class WatchedReward(IRewardFunction optimised, IReadOnlyList<IRewa
     /// <summary>The reward optimised (the watches are only logged).</summary>
     public IRewardFunction Optimised => optimised;
 
+    /// <summary>The watch rewards, each logged as <see cref="DetailPrefix"/> + its name.</summary>
+    public IReadOnlyList<IRewardFunction> Watches => watches;
+
     /// <inheritdoc />
     public async Task<RewardResult> ScoreAsync(RewardBatch batch, CancellationToken ct)
     {

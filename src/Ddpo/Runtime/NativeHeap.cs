@@ -10,7 +10,11 @@ namespace Ddpo.Runtime;
 /// peaked at 2.1 GB; with the threshold fixed at 1 MiB the peak was 1.15 GB. But at 1 MiB every activation of a
 /// sampling batch (16 x 32 x 32 x 32 floats = 2 MiB) got a fresh mapping, i.e. page faults on every page of every op:
 /// on the Zen 5 the default run's sampling took 40 s per epoch instead of 11 (16 MiB; peak 1.0 GB over 2 epochs).
-/// Elsewhere than glibc this does nothing.
+/// Fixing the mmap threshold also fixes glibc's trim threshold at its default, 128 KiB: every free that left more
+/// than that at the top of the heap gave it back, and the next op page-faulted it in again. The kernel's page-fault
+/// path was 14-18% of the built-in UNet's forward + backward at batch 32 (perf, Zen 5), which took 1270 ms a call;
+/// with the trim threshold at 512 MiB it takes 650-750 ms (docs/cpu-profile.md). The trainer still trims the whole
+/// heap after every epoch (<see cref="Trim"/>). Elsewhere than glibc this does nothing.
 /// </summary>
 internal static partial class NativeHeap
 {
@@ -24,10 +28,13 @@ internal static partial class NativeHeap
 
     /// <summary>
     /// Fixes glibc's mmap threshold at <paramref name="bytes"/> (default 16 MiB): tensors of that size or more get
-    /// their own mapping, returned to the system when freed, instead of heap space that stays resident.
-    /// Costs a page fault per fresh page of such tensors. Call once at start-up; returns false where there is no glibc.
+    /// their own mapping, returned to the system when freed, instead of heap space that stays resident. Costs a page
+    /// fault per fresh page of such tensors. And fixes the trim threshold at <paramref name="keepFreeTop"/> (default
+    /// 512 MiB): up to that much freed memory at the top of the heap stays for the next ops instead of going back
+    /// to the system after every free. Call once at start-up; returns false where there is no glibc.
     /// </summary>
-    public static bool ReturnLargeBlocksToTheSystem(int bytes = 16 << 20) => CallGlibc(() => MallOpt(MmapThreshold, bytes) == 1);
+    public static bool ReturnLargeBlocksToTheSystem(int bytes = 16 << 20, int keepFreeTop = 512 << 20) =>
+        CallGlibc(() => MallOpt(MmapThreshold, bytes) == 1 && MallOpt(TrimThreshold, keepFreeTop) == 1);
 
     private static bool CallGlibc(Func<bool> call)
     {
@@ -43,6 +50,7 @@ internal static partial class NativeHeap
         }
     }
 
+    private const int TrimThreshold = -1; // M_TRIM_THRESHOLD in malloc.h
     private const int MmapThreshold = -3; // M_MMAP_THRESHOLD in malloc.h
 
     [LibraryImport("libc.so.6", EntryPoint = "mallopt")]

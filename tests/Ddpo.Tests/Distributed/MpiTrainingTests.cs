@@ -124,16 +124,23 @@ public sealed class MpiTrainingTests
     /// <summary>
     /// Reward backpropagation (DRaFT-K, K = 1, brightness) on two processes: each trains its share of a step's
     /// micro-batches, whose draws depend only on their global index, and the gradients are summed: the one-process
-    /// epochs (rewards, loss, optimizer steps), over two epochs so that the second samples with the summed update.
+    /// epochs (rewards, watch rewards, loss, optimizer steps), over two epochs so that the second samples with the summed update.
     /// </summary>
     [Fact]
     public async Task DraftOnTwoProcessesTrainsAsOne()
     {
         var (one, two, root) = await OneAndTwoProcesses("ddpo-mpi-draft", 2, "--set", "algorithm=\"draft\"",
-            "--set", "reward_fn=\"brightness\"", "--set", "train.learning_rate=3e-2");
+            "--set", "reward_fn=\"brightness\"", "--set", "train.learning_rate=3e-2", "--set", "watch_rewards=\"brightness,image_contrast\"");
         try
         {
             Assert.Equal(2.0, (double)Metrics(one)[0]["optimizer_steps"]!);
+            // The watches score the trained images (each rank its own, summed): the watched brightness is the reward.
+            foreach (var run in new[] { one, two })
+            {
+                var epoch = Metrics(run)[1];
+                Assert.Equal((double)epoch["reward_mean"]!, (double)epoch["watch_brightness_mean"]!, 5);
+                Assert.InRange((double)epoch["watch_image_contrast_mean"]!, 1e-4, 1.0);
+            }
             AssertSameEpoch(one, two, 0, "DRaFT on 2 processes");
             AssertSameEpoch(one, two, 1, "DRaFT on 2 processes, after a summed update");
         }

@@ -50,4 +50,28 @@ public sealed class RewardBackpropLearningTests(ITestOutputHelper output)
         Assert.True(gain > 5 * se, $"brightness went from {first:F4} ± {firstSem:F4} to {lastMean:F4} ± {lastSem:F4}: gain {gain:F4} is not above 5 SE ({5 * se:F4})");
         Directory.Delete(root, true);
     }
+
+    /// <summary>
+    /// A reward-backpropagation run logs its watch rewards as a sampling run does (<c>watch_NAME_mean</c>), scored on the
+    /// images the loss scored: the watched brightness is the optimised brightness itself.
+    /// </summary>
+    [Fact]
+    public void WatchRewardsAreLoggedOnTheTrainedImages()
+    {
+        var root = TestPaths.NewTempDir();
+        var config = TinyTraining.Config(
+            "algorithm=\"draft\"", "reward_fn=\"brightness\"", "sample.num_steps=3", "sample.batch_size=8",
+            "sample.num_batches_per_epoch=1", "train.batch_size=4", "train.gradient_accumulation_steps=2", "sample.guidance_scale=1.0",
+            "use_lora=false", "train.learning_rate=1e-3", "num_epochs=2", "logging.num_eval_images=0", "save_freq=100", "draft.k=1");
+        var reward = new WatchedReward(ImageStatisticReward.Brightness(), [ImageStatisticReward.Brightness(), ImageStatisticReward.Contrast()]);
+        var m = TinyTraining.Train(config, Path.Combine(root, "run"), reward: reward);
+        Assert.Equal(2, m.Count);
+        foreach (var epoch in m)
+        {
+            Assert.Equal((double)epoch["reward_mean"]!, (double)epoch["watch_brightness_mean"]!, 5);
+            Assert.InRange((double)epoch["watch_image_contrast_mean"]!, 1e-4, 1.0);
+        }
+        Assert.NotEqual((double)m[0]["watch_image_contrast_mean"]!, (double)m[1]["watch_image_contrast_mean"]!);
+        Directory.Delete(root, true);
+    }
 }

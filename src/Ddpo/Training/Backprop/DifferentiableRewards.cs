@@ -9,7 +9,7 @@ internal static class DifferentiableRewards
 {
     /// <summary>
     /// <paramref name="reward"/> as an <see cref="IDifferentiableReward"/> (a <see cref="WatchedReward"/>'s optimised
-    /// reward: the watches are not logged in these runs); a <see cref="ConfigException"/> naming <c>reward_fn</c> (or the
+    /// reward: the updater scores the watches itself, on the same images); a <see cref="ConfigException"/> naming <c>reward_fn</c> (or the
     /// <c>rewards</c> components) when it is not differentiable.
     /// </summary>
     public static IDifferentiableReward Require(IRewardFunction reward, DdpoConfig config)

@@ -18,8 +18,9 @@ internal sealed record BackpropBatch(IReadOnlyList<string> Prompts, Conditioning
 /// <summary>The loss of a micro-batch and the rewards of its images.</summary>
 /// <param name="Loss">The scalar to backpropagate: <c>-draft.reward_scale x mean reward</c>.</param>
 /// <param name="Rewards">The rewards of the batch's images [B] (detached; DRaFT-LV: of the sample itself, ReFL: of the predicted x0).</param>
+/// <param name="Images">Those images, [B, 3, H, W] float32 in [0, 1] on the CPU, detached: what the watch rewards score.</param>
 /// <param name="GradientSteps">How many sampling steps the gradient flowed through.</param>
-internal sealed record BackpropLoss(Tensor Loss, Tensor Rewards, int GradientSteps);
+internal sealed record BackpropLoss(Tensor Loss, Tensor Rewards, Tensor Images, int GradientSteps);
 
 /// <summary>
 /// The reward-backpropagation algorithms on one micro-batch, for any <see cref="IDiffusionPolicy"/>: the sampling loop
@@ -76,15 +77,15 @@ internal sealed class RewardBackprop(IDiffusionPolicy policy, DdpoConfig config,
                 x = Chain(sampler, times, x, gradFrom, gradFrom, stepNoise, batch);
                 var t = times[gradFrom];
                 var x0 = policy.PredictOriginal(Predict(x, t, batch, withGrad: true), x, t);
-                var r = Score(x0, batch);
-                result = new BackpropLoss(-scale * r.mean(), r.detach(), 1);
+                var (r, images) = Score(x0, batch);
+                result = new BackpropLoss(-scale * r.mean(), r.detach(), images, 1);
                 break;
             }
             case TrainingAlgorithm.DraftLv:
             {
                 var x0 = Chain(sampler, times, x, steps, gradFrom, stepNoise, batch);
-                Tensor sampleRewards;
-                using (no_grad()) sampleRewards = Score(x0, batch);
+                Tensor sampleRewards, sampleImages;
+                using (no_grad()) (sampleRewards, sampleImages) = Score(x0, batch);
                 int n = config.Draft.LvSamples, last = steps - 1;
                 var t = times[last];
                 Tensor? total = null;
@@ -94,22 +95,23 @@ internal sealed class RewardBackprop(IDiffusionPolicy policy, DdpoConfig config,
                     var z = randn(x0.shape, dtype: ScalarType.Float32, generator: generator).to(policy.Device);
                     var noised = policy.AddNoise(x0, eps, t);
                     var denoised = sampler.Step(Predict(noised, t, batch, withGrad: true), t, noised, options.EtaAt(last), noise: z).Next;
-                    var term = Score(denoised, batch).mean();
+                    var term = Score(denoised, batch).Rewards.mean();
                     total = total is null ? term : total + term;
                 }
-                result = new BackpropLoss(-scale * total! / n, sampleRewards, 1);
+                result = new BackpropLoss(-scale * total! / n, sampleRewards, sampleImages, 1);
                 break;
             }
             default:
             {
                 var x0 = Chain(sampler, times, x, steps, gradFrom, stepNoise, batch);
-                var r = Score(x0, batch);
-                result = new BackpropLoss(-scale * r.mean(), r.detach(), steps - gradFrom);
+                var (r, images) = Score(x0, batch);
+                result = new BackpropLoss(-scale * r.mean(), r.detach(), images, steps - gradFrom);
                 break;
             }
         }
         result.Loss.MoveToOuterDisposeScope();
         result.Rewards.MoveToOuterDisposeScope();
+        result.Images.MoveToOuterDisposeScope();
         return result;
     }
 
@@ -142,8 +144,11 @@ internal sealed class RewardBackprop(IDiffusionPolicy policy, DdpoConfig config,
         return withGrad && config.Draft.Checkpointing ? CheckpointedCall.Apply(Call, x, [t], parameters) : Call(x, [t]);
     }
 
-    /// <summary>The differentiable reward of the decoded <paramref name="latents"/>, [B] float32.</summary>
-    private Tensor Score(Tensor latents, BackpropBatch batch)
+    /// <summary>
+    /// The differentiable reward of the decoded <paramref name="latents"/>, [B] float32, and the images it scored
+    /// (detached, float32 on the CPU).
+    /// </summary>
+    private (Tensor Rewards, Tensor Images) Score(Tensor latents, BackpropBatch batch)
     {
         using var scope = NewDisposeScope();
         var images = policy.DecodeDifferentiable(latents);
@@ -152,7 +157,8 @@ internal sealed class RewardBackprop(IDiffusionPolicy policy, DdpoConfig config,
         {
             throw new InvalidOperationException($"reward '{reward.Name}' returned shape [{string.Join(", ", r.shape)}] for {latents.shape[0]} images");
         }
-        return r.MoveToOuterDisposeScope();
+        var scored = images.detach().to(ScalarType.Float32).cpu();
+        return (r.MoveToOuterDisposeScope(), scored.MoveToOuterDisposeScope());
     }
 
     /// <summary>A uniform integer in [<paramref name="low"/>, <paramref name="high"/>] from <paramref name="generator"/>.</summary>

@@ -35,6 +35,7 @@ internal sealed class RewardBackpropUpdater
     private readonly NonFiniteGuard _guard;
     private readonly RewardBackprop _algorithm;
     private readonly DataParallel _parallel;
+    private readonly IReadOnlyList<IRewardFunction> _watches;
 
     /// <summary>The updater of a run; <paramref name="reward"/> must be differentiable (<see cref="DifferentiableRewards.Require"/>).</summary>
     public RewardBackpropUpdater(IDiffusionPolicy policy, DdpoConfig config, IPromptSource prompts, IRewardFunction reward,
@@ -50,6 +51,7 @@ internal sealed class RewardBackpropUpdater
         _observer = observer;
         _guard = new NonFiniteGuard(config.Train.MaxSkippedSteps);
         _algorithm = new RewardBackprop(policy, config, DifferentiableRewards.Require(reward, config), weights.Parameters);
+        _watches = reward is WatchedReward watched ? watched.Watches : [];
     }
 
     /// <summary>Called after each optimizer step taken, with the number taken in this epoch so far (the EMA's update).</summary>
@@ -69,9 +71,12 @@ internal sealed class RewardBackpropUpdater
         var mine = Enumerable.Range(0, (batches + perStep - 1) / perStep)
             .Select(step => _parallel.Shard(step * perStep, Math.Min((step + 1) * perStep, batches))).ToArray();
         var rng = new Random(SeedMix.DeriveInt(_config.Seed, epoch, "prompts"));
-        var drawn = Enumerable.Range(0, samples / s.GroupSize).Select(_ => _prompts.Next(rng))
-            .SelectMany(p => Enumerable.Repeat(p, s.GroupSize)).Select(p => p.Prompt).ToArray();
+        var drawnSamples = Enumerable.Range(0, samples / s.GroupSize).Select(_ => _prompts.Next(rng))
+            .SelectMany(p => Enumerable.Repeat(p, s.GroupSize)).ToArray();
+        var drawn = drawnSamples.Select(p => p.Prompt).ToArray();
         var rewards = new float[samples];
+        // The watch rewards of the trained images, as the sampler's epochs log them (zeros where another rank scores).
+        var watched = _watches.ToDictionary(w => WatchedReward.DetailPrefix + w.Name, _ => new float[samples]);
         double lossSum = 0;
         int optimizerSteps = 0, skipped = 0;
         Tensor? stepLoss = null;
@@ -100,6 +105,7 @@ internal sealed class RewardBackpropUpdater
                         var loss = _algorithm.Loss(new BackpropBatch(prompts, condition, unconditional, generator));
                         _scaler.Scaled(loss.Loss / perStep).backward();
                         Array.Copy(loss.Rewards.to(ScalarType.Float32).cpu().data<float>().ToArray(), 0, rewards, b * micro, micro);
+                        ScoreWatches(loss.Images, drawnSamples[(b * micro)..((b + 1) * micro)], watched, b * micro);
                         var detached = loss.Loss.detach().to(ScalarType.Float64);
                         lossSum += detached.item<double>();
                         if (stepLoss is null)
@@ -125,7 +131,7 @@ internal sealed class RewardBackpropUpdater
                 else skipped++;
             }
             _guard.Flush(epoch);
-            if (_parallel.Group.Size > 1) (rewards, lossSum) = SumOverRanks(rewards, lossSum);
+            if (_parallel.Group.Size > 1) (rewards, lossSum) = SumOverRanks(rewards, lossSum, watched);
         }
         finally
         {
@@ -136,8 +142,24 @@ internal sealed class RewardBackpropUpdater
         }
         var stats = new UpdateStats(lossSum / Math.Max(batches, 1), 0, 0, 0, optimizerSteps, batches, clock.Elapsed.TotalSeconds, samples,
             skipped, _scaler.Scale);
-        return EpochMetricsBuilder.Build(epoch, drawn, rewards, new Dictionary<string, float[]>(), samples, 0, stats, 0, 0, evalSeconds,
-            t.LearningRate);
+        return EpochMetricsBuilder.Build(epoch, drawn, rewards, watched, samples, 0, stats, 0, 0, evalSeconds, t.LearningRate);
+    }
+
+    /// <summary>Each watch reward of <paramref name="images"/> into <paramref name="watched"/> from <paramref name="offset"/>.</summary>
+    private void ScoreWatches(Tensor images, PromptSample[] prompts, Dictionary<string, float[]> watched, int offset)
+    {
+        if (_watches.Count == 0) return;
+        var batch = new RewardBatch(images, prompts.Select(p => p.Prompt).ToArray(), prompts.Select(p => p.Metadata).ToArray());
+        foreach (var watch in _watches)
+        {
+            // Waited for here: no await inside the micro-batch's dispose scope (scopes belong to a thread).
+            var scores = watch.ScoreAsync(batch, CancellationToken.None).GetAwaiter().GetResult().Rewards;
+            if (scores.Length != prompts.Length)
+            {
+                throw new InvalidOperationException($"watch reward '{watch.Name}' returned {scores.Length} scores for {prompts.Length} images");
+            }
+            Array.Copy(scores, 0, watched[WatchedReward.DetailPrefix + watch.Name], offset, scores.Length);
+        }
     }
 
     /// <summary>One optimizer step on the accumulated gradients (as <see cref="PolicyUpdater"/>'s); false when it was skipped.</summary>
@@ -162,13 +184,26 @@ internal sealed class RewardBackpropUpdater
         return finite;
     }
 
-    /// <summary>Every rank's rewards (each rank filled only its micro-batches' places) and the loss summed over the ranks.</summary>
-    private (float[] Rewards, double LossSum) SumOverRanks(float[] rewards, double lossSum)
+    /// <summary>
+    /// Every rank's rewards and watch rewards (each rank filled only its micro-batches' places; the watches' arrays are
+    /// summed in place) and the loss summed over the ranks.
+    /// </summary>
+    private (float[] Rewards, double LossSum) SumOverRanks(float[] rewards, double lossSum, Dictionary<string, float[]> watched)
     {
-        var values = new double[rewards.Length + 1];
-        for (int i = 0; i < rewards.Length; i++) values[i] = rewards[i];
+        var arrays = new[] { rewards }.Concat(watched.Values).ToArray();
+        var values = new double[arrays.Sum(a => a.Length) + 1];
+        int at = 0;
+        foreach (var array in arrays)
+        {
+            foreach (var v in array) values[at++] = v;
+        }
         values[^1] = lossSum;
         _parallel.Sum(values);
-        return (values[..^1].Select(v => (float)v).ToArray(), values[^1]);
+        at = 0;
+        foreach (var array in arrays)
+        {
+            for (int i = 0; i < array.Length; i++) array[i] = (float)values[at++];
+        }
+        return (rewards, values[^1]);
     }
 }
