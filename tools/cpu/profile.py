@@ -7,7 +7,7 @@ sets the row up, warms it up, then times --repeats calls; only what the timed ca
 - perf (when `perf` runs here): `perf record -p` attached for the timed calls only, the samples grouped by what the
   symbol is (oneDNN's generated kernels, MKL's GEMM, flash attention, norms, element-wise ops, OpenMP's waiting,
   the kernel: page faults, the C heap), with each group's share of the row's median time.
-Run through tools/cpu/profile.sh. Standard library only.
+Run it as tools/cpu/profile.sh. Standard library only.
 """
 import argparse
 import collections
@@ -26,7 +26,9 @@ class Ours:
     """`ddpo bench rows --serve`; keeps what it prints between replies (oneDNN's verbose lines)."""
 
     def __init__(self, argv, env, log):
-        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1)
+        # From the repository root, where the fixture rows' default folder is.
+        root = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..")
+        self.proc = subprocess.Popen(argv, stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=log, text=True, env=env, bufsize=1, cwd=root)
         self.ask(None)
 
     def ask(self, command):
@@ -104,15 +106,22 @@ def perf_groups(data):
 
 def main():
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    p.add_argument("--ddpo", required=True)
+    p.add_argument("--ddpo", help="our CLI, a path or a command line (default: the built one)")
     p.add_argument("--rows", default="unet_fwd_b32,unet_fwdbwd_b32,sample_step_b16,train_step_b4")
     p.add_argument("--repeats", type=int, default=5)
     p.add_argument("--warmup", type=int, default=1)
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--no-perf", action="store_true", help="oneDNN's timings only")
-    p.add_argument("--json", help="write the tables here")
+    p.add_argument("--json", help="write the tables here (default: $OUT/profile.json when OUT is set)")
     p.add_argument("--top", type=int, default=12, help="symbols listed per row")
     a = p.parse_args()
+    if not a.ddpo:
+        a.ddpo = os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "..", "src", "Ddpo.Cli", "bin", "Release", "net10.0", "ddpo")
+        if not os.access(a.ddpo, os.X_OK):
+            sys.exit(f"profile: no {os.path.normpath(a.ddpo)}: run 'dotnet build src/Ddpo.Cli -c Release' first, or pass --ddpo")
+    if not a.json and os.environ.get("OUT"):
+        os.makedirs(os.environ["OUT"], exist_ok=True)
+        a.json = os.path.join(os.environ["OUT"], "profile.json")
     use_perf = not a.no_perf and shutil.which("perf") is not None
     if not a.no_perf and not use_perf:
         print("perf not found (Debian: apt-get install linux-perf): oneDNN's timings only", file=sys.stderr)
