@@ -38,10 +38,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ -z "$ddpo" ]; then
-  ddpo="$root/src/Ddpo.Cli/bin/Release/net10.0/ddpo"
-  [ -x "$ddpo" ] || { echo "algorithms.sh: no $ddpo: run 'dotnet build src/Ddpo.Cli -c Release' first, or pass --ddpo" >&2; exit 2; }
-fi
+source "$root/tools/built-cli.sh"
+[ -n "$ddpo" ] || ddpo=$(built_cli algorithms.sh) || exit 2
 [ -x /usr/bin/time ] || { echo "algorithms.sh: /usr/bin/time (GNU time) is needed for the peak memory (apt-get install time)" >&2; exit 2; }
 out=${OUT:-$root/out/compare}; mkdir -p "$out/runs"; out=$(cd "$out" && pwd)
 

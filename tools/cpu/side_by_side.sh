@@ -23,10 +23,8 @@ while [ $# -gt 0 ]; do
   esac
   shift
 done
-if [ -z "$ddpo" ]; then
-  ddpo="$root/src/Ddpo.Cli/bin/Release/net10.0/ddpo"
-  [ -x "$ddpo" ] || { echo "side_by_side.sh: no $ddpo: run 'dotnet build src/Ddpo.Cli -c Release' first, or pass --ddpo" >&2; exit 2; }
-fi
+source "$root/tools/built-cli.sh"
+[ -n "$ddpo" ] || ddpo=$(built_cli side_by_side.sh) || exit 2
 ref=()
 if [ -f "$refenv/site/.stamp" ] && [ -f "$refenv/env.sh" ]; then
   ref=(--refenv "$(cd "$refenv" && pwd)")

@@ -131,7 +131,7 @@ internal sealed class RewardBackpropUpdater
                 else skipped++;
             }
             _guard.Flush(epoch);
-            if (_parallel.Group.Size > 1) (rewards, lossSum) = SumOverRanks(rewards, lossSum, watched);
+            if (_parallel.Group.Size > 1) lossSum = SumOverRanks(lossSum, [rewards, .. watched.Values]);
         }
         finally
         {
@@ -185,25 +185,18 @@ internal sealed class RewardBackpropUpdater
     }
 
     /// <summary>
-    /// Every rank's rewards and watch rewards (each rank filled only its micro-batches' places; the watches' arrays are
-    /// summed in place) and the loss summed over the ranks.
+    /// The loss summed over the ranks, and each of <paramref name="perSample"/> (the rewards, the watch rewards) summed in
+    /// place: each rank filled only its micro-batches' places.
     /// </summary>
-    private (float[] Rewards, double LossSum) SumOverRanks(float[] rewards, double lossSum, Dictionary<string, float[]> watched)
+    private double SumOverRanks(double lossSum, IReadOnlyList<float[]> perSample)
     {
-        var arrays = new[] { rewards }.Concat(watched.Values).ToArray();
-        var values = new double[arrays.Sum(a => a.Length) + 1];
-        int at = 0;
-        foreach (var array in arrays)
-        {
-            foreach (var v in array) values[at++] = v;
-        }
-        values[^1] = lossSum;
+        var values = perSample.SelectMany(a => a.Select(v => (double)v)).Append(lossSum).ToArray();
         _parallel.Sum(values);
-        at = 0;
-        foreach (var array in arrays)
+        int at = 0;
+        foreach (var array in perSample)
         {
             for (int i = 0; i < array.Length; i++) array[i] = (float)values[at++];
         }
-        return (rewards, values[^1]);
+        return values[^1];
     }
 }
